@@ -1,0 +1,367 @@
+//! `Pkt`: an owned handle to one packet buffer from a [`Pool`](crate::pool::Pool).
+//!
+//! A `Pkt` is one pointer (to the element start, which is where an `rte_mbuf` header sits under DPDK; see the
+//! layout in [`crate::pool`]). It is not `Clone`: ownership *is* the "returned exactly once" rule. Dropping a
+//! `Pkt` returns the buffer to its pool through the dropping thread's cache, so every path that ends a packet
+//! (drop with a reason, transmit done, error) frees it exactly once without bookkeeping at the call site.
+
+use crate::pool::{self, PoolInner, HEADROOM, MBUF_ROOM, META_SIZE};
+use std::ptr::NonNull;
+
+/// Per-packet metadata: 64 bytes, one cache line, right after the mbuf room (the mbuf private area).
+///
+/// The first 24 bytes are the buffer's identity and frame bounds; the rest is filled by rx and by stages.
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub struct Meta {
+    home: *const PoolInner,
+    /// Receive time in nanoseconds of the worker's clock, set by backends that know it (0 otherwise).
+    pub timestamp_ns: u64,
+    index: u32,
+    buf_len: u32,
+    data_off: u16,
+    len: u16,
+    /// Port the packet came in on.
+    pub in_port: u16,
+    /// Queue of that port.
+    pub in_queue: u16,
+    /// Flow hash (symmetric over the 5-tuple, see [`crate::rss`]), 0 when not computed.
+    pub flow_hash: u32,
+    /// Offset of the L3 header from the frame start, 0 when not parsed.
+    pub l3_off: u16,
+    /// Offset of the L4 header from the frame start, 0 when not parsed.
+    pub l4_off: u16,
+    /// 802.1Q TCI of the outer tag when [`Meta::FLAG_VLAN`] is set (tag kept in the frame or stripped).
+    pub vlan_tci: u16,
+    /// Flag bits (`FLAG_*`).
+    pub flags: u16,
+    /// Output port chosen by a stage (meaningful only on the way to tx).
+    pub out_port: u16,
+    /// IP protocol number when the L4 offset is set.
+    pub ip_proto: u8,
+    _pad: u8,
+    /// Scratch space a stage may use to pass a result to the next one within a burst.
+    pub scratch: [u32; 4],
+}
+
+const _: () = assert!(std::mem::size_of::<Meta>() == META_SIZE);
+
+impl Meta {
+    /// `vlan_tci` is valid.
+    pub const FLAG_VLAN: u16 = 1 << 0;
+    /// The L3 checksum was verified (by a NIC or a stage).
+    pub const FLAG_L3_CSUM_OK: u16 = 1 << 1;
+    /// The L4 checksum was verified.
+    pub const FLAG_L4_CSUM_OK: u16 = 1 << 2;
+
+    pub(crate) fn new(home: *const PoolInner, index: u32, buf_len: u32) -> Meta {
+        Meta {
+            home,
+            timestamp_ns: 0,
+            index,
+            buf_len,
+            data_off: HEADROOM as u16,
+            len: 0,
+            in_port: 0,
+            in_queue: 0,
+            flow_hash: 0,
+            l3_off: 0,
+            l4_off: 0,
+            vlan_tci: 0,
+            flags: 0,
+            out_port: 0,
+            ip_proto: 0,
+            _pad: 0,
+            scratch: [0; 4],
+        }
+    }
+
+    #[inline]
+    fn reset(&mut self) {
+        self.timestamp_ns = 0;
+        self.data_off = HEADROOM as u16;
+        self.len = 0;
+        self.in_port = 0;
+        self.in_queue = 0;
+        self.flow_hash = 0;
+        self.l3_off = 0;
+        self.l4_off = 0;
+        self.vlan_tci = 0;
+        self.flags = 0;
+        self.out_port = 0;
+        self.ip_proto = 0;
+        self.scratch = [0; 4];
+    }
+}
+
+/// An owned packet buffer. See the module docs.
+pub struct Pkt {
+    elt: NonNull<u8>,
+}
+
+// A Pkt is the unique owner of its buffer; moving it between threads moves that ownership.
+unsafe impl Send for Pkt {}
+unsafe impl Sync for Pkt {}
+
+impl std::fmt::Debug for Pkt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pkt")
+            .field("index", &self.meta().index)
+            .field("len", &self.len())
+            .field("headroom", &self.headroom())
+            .finish()
+    }
+}
+
+impl Pkt {
+    /// Safety: `elt` is the start of a pool element that no one else owns.
+    #[inline]
+    pub(crate) unsafe fn from_elt(elt: NonNull<u8>) -> Pkt {
+        Pkt { elt }
+    }
+
+    #[inline]
+    pub(crate) fn reset(mut self) -> Pkt {
+        self.meta_mut().reset();
+        self
+    }
+
+    #[inline]
+    fn meta_ptr(&self) -> *mut Meta {
+        unsafe { self.elt.as_ptr().add(MBUF_ROOM).cast() }
+    }
+
+    #[inline]
+    fn buf_ptr(&self) -> *mut u8 {
+        unsafe { self.elt.as_ptr().add(MBUF_ROOM + META_SIZE) }
+    }
+
+    /// The metadata.
+    #[inline]
+    pub fn meta(&self) -> &Meta {
+        unsafe { &*self.meta_ptr() }
+    }
+
+    /// The metadata, writable.
+    #[inline]
+    pub fn meta_mut(&mut self) -> &mut Meta {
+        unsafe { &mut *self.meta_ptr() }
+    }
+
+    /// The frame.
+    #[inline]
+    pub fn data(&self) -> &[u8] {
+        let m = self.meta();
+        unsafe {
+            std::slice::from_raw_parts(self.buf_ptr().add(m.data_off as usize), m.len as usize)
+        }
+    }
+
+    /// The frame, writable.
+    #[inline]
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        let (off, len) = (self.meta().data_off as usize, self.meta().len as usize);
+        unsafe { std::slice::from_raw_parts_mut(self.buf_ptr().add(off), len) }
+    }
+
+    /// Frame length in bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.meta().len as usize
+    }
+
+    /// True for an empty frame.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.meta().len == 0
+    }
+
+    /// Bytes free in front of the frame.
+    #[inline]
+    pub fn headroom(&self) -> usize {
+        self.meta().data_off as usize
+    }
+
+    /// Bytes free after the frame.
+    #[inline]
+    pub fn tailroom(&self) -> usize {
+        let m = self.meta();
+        m.buf_len as usize - m.data_off as usize - m.len as usize
+    }
+
+    /// Largest frame this buffer holds with the default headroom.
+    #[inline]
+    pub fn max_frame(&self) -> usize {
+        self.meta().buf_len as usize - HEADROOM
+    }
+
+    /// Grows the frame at the front by `n` bytes (for an encapsulation header) and returns them, or `None` if
+    /// the headroom is too small. Nothing is copied.
+    #[inline]
+    pub fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
+        let m = self.meta_mut();
+        if n > m.data_off as usize {
+            return None;
+        }
+        m.data_off -= n as u16;
+        m.len += n as u16;
+        let off = m.data_off as usize;
+        Some(unsafe { std::slice::from_raw_parts_mut(self.buf_ptr().add(off), n) })
+    }
+
+    /// Removes `n` bytes from the front (decapsulation). False, and nothing changed, if the frame is shorter.
+    #[inline]
+    pub fn strip_front(&mut self, n: usize) -> bool {
+        let m = self.meta_mut();
+        if n > m.len as usize {
+            return false;
+        }
+        m.data_off += n as u16;
+        m.len -= n as u16;
+        true
+    }
+
+    /// Grows the frame at the end by `n` bytes and returns them, or `None` if the tailroom is too small.
+    #[inline]
+    pub fn append(&mut self, n: usize) -> Option<&mut [u8]> {
+        if n > self.tailroom() {
+            return None;
+        }
+        let m = self.meta_mut();
+        let start = m.data_off as usize + m.len as usize;
+        m.len += n as u16;
+        Some(unsafe { std::slice::from_raw_parts_mut(self.buf_ptr().add(start), n) })
+    }
+
+    /// Shortens the frame to `len` bytes (no-op if already shorter).
+    #[inline]
+    pub fn truncate(&mut self, len: usize) {
+        let m = self.meta_mut();
+        if len < m.len as usize {
+            m.len = len as u16;
+        }
+    }
+
+    /// Replaces the frame with `bytes` at the default headroom. False, and the frame left empty, if it does
+    /// not fit.
+    #[inline]
+    pub fn set_frame(&mut self, bytes: &[u8]) -> bool {
+        let m = self.meta_mut();
+        m.data_off = HEADROOM as u16;
+        m.len = 0;
+        match self.append(bytes.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(bytes);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sets the frame length after a backend wrote `len` bytes at the default headroom
+    /// (see [`Pkt::rx_room`]). False if `len` is larger than the room.
+    #[inline]
+    pub fn set_rx_len(&mut self, len: usize) -> bool {
+        let m = self.meta_mut();
+        if len > m.buf_len as usize - HEADROOM {
+            return false;
+        }
+        m.data_off = HEADROOM as u16;
+        m.len = len as u16;
+        true
+    }
+
+    /// The whole data room after the default headroom, for a backend to receive into; follow with
+    /// [`Pkt::set_rx_len`].
+    #[inline]
+    pub fn rx_room(&mut self) -> &mut [u8] {
+        let room = self.meta().buf_len as usize - HEADROOM;
+        unsafe { std::slice::from_raw_parts_mut(self.buf_ptr().add(HEADROOM), room) }
+    }
+
+    /// Index of the buffer in its pool (stable identity, for tests and tracing).
+    #[inline]
+    pub fn buffer_index(&self) -> u32 {
+        self.meta().index
+    }
+
+    /// Element start: where an `rte_mbuf` header lives under the DPDK backend.
+    #[inline]
+    pub fn as_elt_ptr(&self) -> *mut u8 {
+        self.elt.as_ptr()
+    }
+}
+
+impl Drop for Pkt {
+    #[inline]
+    fn drop(&mut self) {
+        let m = self.meta();
+        pool::release(m.home, m.index);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::pool::{Pool, PoolConfig};
+
+    fn pool() -> Pool {
+        Pool::new(&PoolConfig {
+            buffers: 8,
+            data_room: 256,
+            cache_size: 0,
+            hugepages: false,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn prepend_strip_append_truncate() {
+        let p = pool();
+        let mut pkt = p.alloc().unwrap();
+        assert!(pkt.set_frame(&[1, 2, 3, 4]));
+        let hdr = pkt.prepend(50).unwrap();
+        hdr.fill(9);
+        assert_eq!(pkt.len(), 54);
+        assert_eq!(&pkt.data()[50..], &[1, 2, 3, 4]);
+        assert!(pkt.strip_front(50));
+        assert_eq!(pkt.data(), &[1, 2, 3, 4]);
+        assert!(!pkt.strip_front(5));
+        pkt.append(2).unwrap().copy_from_slice(&[5, 6]);
+        assert_eq!(pkt.data(), &[1, 2, 3, 4, 5, 6]);
+        pkt.truncate(3);
+        assert_eq!(pkt.data(), &[1, 2, 3]);
+    }
+
+    #[test]
+    fn bounds_are_enforced() {
+        let p = pool();
+        let mut pkt = p.alloc().unwrap();
+        assert!(pkt.prepend(129).is_none());
+        assert!(pkt.prepend(128).is_some());
+        let mut pkt = p.alloc().unwrap();
+        assert!(!pkt.set_frame(&[0u8; 257]));
+        assert!(pkt.set_frame(&[0u8; 256]));
+        assert!(pkt.append(1).is_none());
+        assert!(!pkt.set_rx_len(257));
+    }
+
+    #[test]
+    fn realloc_resets_metadata() {
+        let p = Pool::new(&PoolConfig {
+            buffers: 1,
+            data_room: 256,
+            cache_size: 0,
+            hugepages: false,
+        })
+        .unwrap();
+        let mut pkt = p.alloc().unwrap();
+        pkt.set_frame(&[1; 10]);
+        pkt.meta_mut().in_port = 7;
+        pkt.prepend(20);
+        drop(pkt);
+        let pkt = p.alloc().unwrap();
+        assert_eq!(pkt.len(), 0);
+        assert_eq!(pkt.meta().in_port, 0);
+        assert_eq!(pkt.headroom(), crate::pool::HEADROOM);
+    }
+}

@@ -1,0 +1,1 @@
+//! AF_PACKET backend (TPACKET_V3). To be written.

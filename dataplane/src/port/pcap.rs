@@ -1,0 +1,1 @@
+//! pcap backend. To be written.

@@ -1,0 +1,1 @@
+//! Workers. To be written.
