@@ -1,1 +1,520 @@
-//! Workers. To be written.
+//! Poll-mode workers: one thread per configured core, pinned, polling its queue of every port.
+//!
+//! The loop, per port: `rx_burst` → load the published snapshot once (lock-free, `arc-swap`) → run the
+//! [`Processor`] over the whole burst → `tx_burst` the per-output-port batches. A burst therefore sees exactly
+//! one snapshot: the old tables or the new ones, never a mix. Idle workers back off with short sleeps when
+//! [`IdlePolicy::Adaptive`] so an idle router does not burn a core; [`IdlePolicy::Poll`] spins for benchmarks.
+//!
+//! Worker `w` owns queue `w` of every port, for rx and for tx: queues are never shared, so nothing locks.
+
+use crate::burst::{Burst, MAX_BURST};
+use crate::counters::{DropReason, WorkerCounters};
+use crate::pkt::Pkt;
+use crate::port::{Port, PortError, PortQueue};
+use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// What the worker hands a [`Processor`] with each burst.
+#[derive(Debug, Clone, Copy)]
+pub struct BurstCtx {
+    /// Worker index.
+    pub worker: usize,
+    /// The port the burst came from (index in the dataplane's port list).
+    pub in_port: u16,
+    /// Monotonic nanoseconds, read once per burst (for aging and timeouts).
+    pub now_ns: u64,
+}
+
+/// The packet work, run on every received burst. Implemented by the pipelines' snapshot.
+pub trait Processor: Send + Sync + 'static {
+    /// Per-worker state that outlives snapshots (learned state, caches, scratch space).
+    type State: Send + 'static;
+    /// Identity of this snapshot (increases with every publication).
+    fn generation(&self) -> u64;
+    /// Creates worker `worker`'s state, once, at worker start.
+    fn new_state(&self, worker: usize) -> Self::State;
+    /// Processes `burst`. Every packet must end in `out`: sent to a port with [`TxBatches::send`] or dropped
+    /// with a reason by [`TxBatches::drop_pkt`]. Packets left in `burst` are dropped and counted as `no_route`.
+    fn process(
+        &self,
+        state: &mut Self::State,
+        ctx: &BurstCtx,
+        burst: &mut Burst,
+        out: &mut TxBatches,
+    );
+}
+
+/// Per-output-port batches of one worker, filled by the processor and flushed after each burst.
+pub struct TxBatches {
+    batches: Vec<Burst>,
+    counters: Arc<WorkerCounters>,
+}
+
+impl TxBatches {
+    fn new(ports: usize, counters: Arc<WorkerCounters>) -> TxBatches {
+        TxBatches {
+            batches: (0..ports).map(|_| Burst::new(MAX_BURST)).collect(),
+            counters,
+        }
+    }
+
+    /// Queues `pkt` for transmission on `port`. A port that does not exist or a full batch drops the packet
+    /// and counts it.
+    #[inline]
+    pub fn send(&mut self, port: u16, pkt: Pkt) {
+        match self.batches.get_mut(port as usize) {
+            Some(b) => {
+                if let Err(pkt) = b.push(pkt) {
+                    self.drop_pkt(pkt, DropReason::TxFull);
+                }
+            }
+            None => self.drop_pkt(pkt, DropReason::NoPort),
+        }
+    }
+
+    /// Drops `pkt`, counting it under `reason`.
+    #[inline]
+    pub fn drop_pkt(&mut self, pkt: Pkt, reason: DropReason) {
+        self.counters.drops.add(reason, 1);
+        drop(pkt);
+    }
+
+    /// Counts `n` drops of packets already freed by the caller.
+    #[inline]
+    pub fn count_drops(&mut self, reason: DropReason, n: u64) {
+        self.counters.drops.add(reason, n);
+    }
+
+    /// Number of ports.
+    pub fn ports(&self) -> usize {
+        self.batches.len()
+    }
+
+    /// Packets queued for `port` (tests and debugging).
+    pub fn pending(&self, port: u16) -> usize {
+        self.batches.get(port as usize).map_or(0, Burst::len)
+    }
+
+    /// Takes the batch queued for `port` (tests drive processors without ports this way).
+    pub fn take(&mut self, port: u16) -> Vec<Pkt> {
+        self.batches
+            .get_mut(port as usize)
+            .map(|b| b.drain().collect())
+            .unwrap_or_default()
+    }
+
+    /// A batch set for `ports` ports, for driving a processor in tests and benchmarks.
+    pub fn for_test(ports: usize) -> (TxBatches, Arc<WorkerCounters>) {
+        let c = Arc::new(WorkerCounters::default());
+        (TxBatches::new(ports, c.clone()), c)
+    }
+}
+
+/// What a worker does when its queues are empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdlePolicy {
+    /// Spin forever (lowest latency; burns the core). For benchmarks.
+    Poll,
+    /// After `after_polls` empty rounds, sleep, doubling from 1 µs up to `max_sleep`.
+    Adaptive {
+        /// Empty rounds before the first sleep.
+        after_polls: u32,
+        /// Longest sleep.
+        max_sleep: Duration,
+    },
+}
+
+impl Default for IdlePolicy {
+    fn default() -> Self {
+        IdlePolicy::Adaptive {
+            after_polls: 1024,
+            max_sleep: Duration::from_micros(50),
+        }
+    }
+}
+
+/// How to run one worker.
+#[derive(Clone, Debug)]
+pub struct WorkerSpec {
+    /// Core to pin to (`None`: not pinned).
+    pub core: Option<usize>,
+    /// Burst size for rx (1..=256).
+    pub burst_size: usize,
+    /// Idle behaviour.
+    pub idle: IdlePolicy,
+}
+
+/// What the control plane can see of a running worker.
+#[derive(Clone, Debug)]
+pub struct WorkerInfo {
+    /// Worker index.
+    pub id: usize,
+    /// Core it was asked to pin to.
+    pub core: Option<usize>,
+    /// Whether pinning succeeded.
+    pub pinned: bool,
+    /// Its counters.
+    pub counters: Arc<WorkerCounters>,
+}
+
+/// Transmit attempts on a full queue before the rest of a batch is dropped as `tx_full`.
+const TX_RETRIES: u32 = 64;
+
+/// A running set of workers over a set of ports, sharing one published snapshot.
+pub struct Dataplane<P: Processor> {
+    ports: Vec<Arc<dyn Port>>,
+    snapshot: Arc<ArcSwap<P>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    infos: Vec<WorkerInfo>,
+}
+
+impl<P: Processor> Dataplane<P> {
+    /// Opens queue `w` of every port for worker `w` and starts the workers. Fails (starting nothing) if a
+    /// port has fewer queues than there are workers or a queue cannot be opened.
+    pub fn start(
+        ports: Vec<Arc<dyn Port>>,
+        specs: &[WorkerSpec],
+        snapshot: Arc<ArcSwap<P>>,
+    ) -> Result<Dataplane<P>, PortError> {
+        // Open everything first so an error leaves nothing running.
+        let mut per_worker = Vec::with_capacity(specs.len());
+        for w in 0..specs.len() {
+            let mut qs = Vec::with_capacity(ports.len());
+            for p in &ports {
+                qs.push(p.open_queue(w as u16)?);
+            }
+            per_worker.push(qs);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        let mut infos = Vec::new();
+        for (w, (spec, queues)) in specs.iter().zip(per_worker).enumerate() {
+            let counters = Arc::new(WorkerCounters::default());
+            let pinned = Arc::new(AtomicBool::new(false));
+            let (tx_ready, rx_ready) = std::sync::mpsc::channel();
+            let ctx = WorkerThread {
+                id: w,
+                spec: spec.clone(),
+                queues,
+                snapshot: snapshot.clone(),
+                stop: stop.clone(),
+                counters: counters.clone(),
+            };
+            let pinned2 = pinned.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("wharf-w{w}"))
+                .spawn(move || {
+                    let ok = ctx.pin();
+                    pinned2.store(ok, Ordering::Relaxed);
+                    let _ = tx_ready.send(());
+                    ctx.run();
+                })
+                .map_err(|e| PortError::Other {
+                    port: "-".into(),
+                    msg: format!("cannot spawn worker {w}: {e}"),
+                })?;
+            let _ = rx_ready.recv();
+            infos.push(WorkerInfo {
+                id: w,
+                core: spec.core,
+                pinned: pinned.load(Ordering::Relaxed),
+                counters,
+            });
+            threads.push(t);
+        }
+        Ok(Dataplane {
+            ports,
+            snapshot,
+            stop,
+            threads,
+            infos,
+        })
+    }
+
+    /// The ports, in index order.
+    pub fn ports(&self) -> &[Arc<dyn Port>] {
+        &self.ports
+    }
+
+    /// The workers.
+    pub fn workers(&self) -> &[WorkerInfo] {
+        &self.infos
+    }
+
+    /// The published snapshot cell (store a new `Arc` to publish).
+    pub fn snapshot(&self) -> &Arc<ArcSwap<P>> {
+        &self.snapshot
+    }
+
+    /// Total drops by reason over all workers: `(name, count)`, non-zero only.
+    pub fn drops(&self) -> Vec<(&'static str, u64)> {
+        DropReason::ALL
+            .iter()
+            .map(|r| {
+                (
+                    r.name(),
+                    self.infos
+                        .iter()
+                        .map(|i| i.counters.drops.get(*r))
+                        .sum::<u64>(),
+                )
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// Asks the workers to stop and waits for them. Their queues close and every buffer they held goes home.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl<P: Processor> Drop for Dataplane<P> {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct WorkerThread<P: Processor> {
+    id: usize,
+    spec: WorkerSpec,
+    queues: Vec<Box<dyn PortQueue>>,
+    snapshot: Arc<ArcSwap<P>>,
+    stop: Arc<AtomicBool>,
+    counters: Arc<WorkerCounters>,
+}
+
+impl<P: Processor> WorkerThread<P> {
+    fn pin(&self) -> bool {
+        let Some(core) = self.spec.core else {
+            return false;
+        };
+        let ok = core_affinity::set_for_current(core_affinity::CoreId { id: core });
+        if !ok {
+            tracing::warn!(
+                worker = self.id,
+                core,
+                "could not pin worker to core; running unpinned"
+            );
+        }
+        // Sleeps of a few microseconds need a small timer slack (the default is 50 µs).
+        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong) };
+        ok
+    }
+
+    fn run(mut self) {
+        let mut state = self.snapshot.load().new_state(self.id);
+        let mut rx = Burst::new(self.spec.burst_size);
+        let mut out = TxBatches::new(self.queues.len(), self.counters.clone());
+        let clock = Instant::now();
+        let mut empty_rounds: u32 = 0;
+        let mut sleep = Duration::from_micros(1);
+        let c = self.counters.clone();
+        while !self.stop.load(Ordering::Relaxed) {
+            let mut got = 0;
+            for port in 0..self.queues.len() {
+                let n = self.queues[port].rx_burst(&mut rx);
+                if n == 0 {
+                    continue;
+                }
+                got += n;
+                c.rx_packets.add(n as u64);
+                c.bursts.inc();
+                for p in rx.iter_mut() {
+                    p.meta_mut().in_port = port as u16;
+                }
+                let ctx = BurstCtx {
+                    worker: self.id,
+                    in_port: port as u16,
+                    now_ns: clock.elapsed().as_nanos() as u64,
+                };
+                {
+                    // One snapshot for the whole burst.
+                    let snap = self.snapshot.load();
+                    c.snapshot_generation.set(snap.generation());
+                    snap.process(&mut state, &ctx, &mut rx, &mut out);
+                }
+                if !rx.is_empty() {
+                    c.drops.add(DropReason::NoRoute, rx.len() as u64);
+                    rx.clear();
+                }
+                self.flush(&mut out);
+            }
+            if got > 0 {
+                empty_rounds = 0;
+                sleep = Duration::from_micros(1);
+                continue;
+            }
+            c.empty_polls.inc();
+            if let IdlePolicy::Adaptive {
+                after_polls,
+                max_sleep,
+            } = self.spec.idle
+            {
+                empty_rounds = empty_rounds.saturating_add(1);
+                if empty_rounds >= after_polls {
+                    c.idle_sleeps.inc();
+                    std::thread::sleep(sleep);
+                    sleep = (sleep * 2).min(max_sleep);
+                }
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        // Shutdown: anything still batched is dropped (and counted), queues close, caches go home.
+        for b in out.batches.iter_mut() {
+            c.drops.add(DropReason::TxError, b.len() as u64);
+            b.clear();
+        }
+        drop(rx);
+        drop(self.queues);
+        crate::pool::flush_thread_cache();
+    }
+
+    #[inline]
+    fn flush(&mut self, out: &mut TxBatches) {
+        for (port, batch) in out.batches.iter_mut().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            let q = &mut self.queues[port];
+            let mut tries = 0;
+            while !batch.is_empty() {
+                let n = q.tx_burst(batch);
+                self.counters.tx_packets.add(n as u64);
+                if n == 0 {
+                    tries += 1;
+                    if tries >= TX_RETRIES {
+                        self.counters
+                            .drops
+                            .add(DropReason::TxFull, batch.len() as u64);
+                        batch.clear();
+                        break;
+                    }
+                    std::hint::spin_loop();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::{Pool, PoolConfig};
+    use crate::port::ring::RingPort;
+
+    /// Sends everything from port 0 to port 1 and back, stamping the generation into the first byte.
+    struct Swap(u64);
+    impl Processor for Swap {
+        type State = u64;
+        fn generation(&self) -> u64 {
+            self.0
+        }
+        fn new_state(&self, _w: usize) -> u64 {
+            0
+        }
+        fn process(&self, st: &mut u64, ctx: &BurstCtx, burst: &mut Burst, out: &mut TxBatches) {
+            for mut p in burst.drain() {
+                *st += 1;
+                if p.len() < 2 {
+                    out.drop_pkt(p, DropReason::Truncated);
+                    continue;
+                }
+                p.data_mut()[0] = self.0 as u8;
+                out.send(1 - ctx.in_port, p);
+            }
+        }
+    }
+
+    #[test]
+    fn forwards_between_ring_ports_and_counts_drops() {
+        let pool = Pool::new(&PoolConfig {
+            buffers: 256,
+            data_room: 256,
+            cache_size: 16,
+            hugepages: false,
+        })
+        .unwrap();
+        let (gen_a, a) = RingPort::pair("gen_a", "a", 1, 256);
+        let (b, gen_b) = RingPort::pair("b", "gen_b", 1, 256);
+        let snap = Arc::new(ArcSwap::from_pointee(Swap(7)));
+        let dp = Dataplane::start(
+            vec![a.clone() as Arc<dyn Port>, b.clone()],
+            &[WorkerSpec {
+                core: None,
+                burst_size: 32,
+                idle: IdlePolicy::default(),
+            }],
+            snap,
+        )
+        .unwrap();
+        let mut ga = gen_a.open_queue(0).unwrap();
+        let mut gb = gen_b.open_queue(0).unwrap();
+        let mut burst = Burst::new(64);
+        for i in 0..50u8 {
+            let mut p = pool.alloc().unwrap();
+            let frame = [0, i, 1, 2];
+            p.set_frame(if i % 10 == 0 { &frame[..1] } else { &frame });
+            burst.push(p).unwrap();
+        }
+        assert_eq!(ga.tx_burst(&mut burst), 50);
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got.len() < 45 && Instant::now() < deadline {
+            gb.rx_burst(&mut burst);
+            got.extend(burst.drain().map(|p| (p.data()[0], p.data()[1])));
+        }
+        assert_eq!(got.len(), 45);
+        assert!(got.iter().all(|(g, _)| *g == 7));
+        let want: Vec<u8> = (0..50u8).filter(|i| i % 10 != 0).collect();
+        assert_eq!(got.iter().map(|(_, i)| *i).collect::<Vec<_>>(), want);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while dp.drops().is_empty() && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(dp.drops(), vec![("truncated", 5)]);
+        assert_eq!(dp.workers()[0].counters.rx_packets.get(), 50);
+        dp.stop();
+        drop((ga, gb, burst));
+        crate::pool::flush_thread_cache();
+        assert_eq!(pool.available(), 256);
+    }
+
+    #[test]
+    fn start_fails_cleanly_when_a_port_lacks_queues() {
+        let (a, _b) = RingPort::pair("a", "b", 1, 8);
+        let snap = Arc::new(ArcSwap::from_pointee(Swap(1)));
+        let spec = WorkerSpec {
+            core: None,
+            burst_size: 32,
+            idle: IdlePolicy::Poll,
+        };
+        let err = Dataplane::start(
+            vec![a.clone() as Arc<dyn Port>],
+            &[spec.clone(), spec],
+            snap,
+        )
+        .err()
+        .unwrap();
+        assert!(
+            matches!(err, PortError::NoSuchQueue { queue: 1, .. }),
+            "{err}"
+        );
+        assert!(
+            a.open_queue(0).is_ok(),
+            "queue 0 released after the failed start"
+        );
+    }
+}
