@@ -1,1 +1,11 @@
+//! wharf pipelines: zero-copy header views and the packet stages, pure functions of (burst, tables, state).
+//!
+//! The [`snapshot::Snapshot`] is what the control plane compiles and publishes; it implements
+//! [`dataplane::worker::Processor`], so the workers run it without knowing what is inside.
+#![warn(missing_docs)]
 
+pub mod ethernet;
+pub mod snapshot;
+pub mod xconnect;
+
+pub use snapshot::Snapshot;
