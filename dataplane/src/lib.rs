@@ -9,6 +9,7 @@ pub mod pkt;
 pub mod pool;
 pub mod port;
 pub mod rss;
+pub mod traffic;
 pub mod worker;
 
 pub use burst::{Burst, DEFAULT_BURST, MAX_BURST};
