@@ -196,22 +196,20 @@ impl<P: Processor> Dataplane<P> {
             let counters = Arc::new(WorkerCounters::default());
             let pinned = Arc::new(AtomicBool::new(false));
             let (tx_ready, rx_ready) = std::sync::mpsc::channel();
-            let ctx = WorkerThread {
-                id: w,
-                spec: spec.clone(),
-                queues,
-                snapshot: snapshot.clone(),
-                stop: stop.clone(),
-                counters: counters.clone(),
-            };
-            let pinned2 = pinned.clone();
+            let (spec2, snap2, stop2, counters2, pinned2) = (
+                spec.clone(),
+                snapshot.clone(),
+                stop.clone(),
+                counters.clone(),
+                pinned.clone(),
+            );
             let t = std::thread::Builder::new()
                 .name(format!("wharf-w{w}"))
                 .spawn(move || {
-                    let ok = ctx.pin();
-                    pinned2.store(ok, Ordering::Relaxed);
+                    let mut worker = Worker::new(w, spec2, queues, snap2, counters2);
+                    pinned2.store(worker.pin(), Ordering::Relaxed);
                     let _ = tx_ready.send(());
-                    ctx.run();
+                    worker.run(&stop2);
                 })
                 .map_err(|e| PortError::Other {
                     port: "-".into(),
@@ -286,16 +284,53 @@ impl<P: Processor> Drop for Dataplane<P> {
     }
 }
 
-struct WorkerThread<P: Processor> {
+/// One worker's loop state: its queues, its snapshot cell, its counters and batches. [`Dataplane`] runs one per
+/// thread; benchmarks and instruction counts drive one inline with [`Worker::poll_once`].
+pub struct Worker<P: Processor> {
     id: usize,
     spec: WorkerSpec,
     queues: Vec<Box<dyn PortQueue>>,
     snapshot: Arc<ArcSwap<P>>,
-    stop: Arc<AtomicBool>,
     counters: Arc<WorkerCounters>,
+    state: P::State,
+    rx: Burst,
+    out: TxBatches,
+    clock: Instant,
+    empty_rounds: u32,
+    sleep: Duration,
 }
 
-impl<P: Processor> WorkerThread<P> {
+impl<P: Processor> Worker<P> {
+    /// A worker over `queues` (index = port number), running the snapshot published in `snapshot`.
+    pub fn new(
+        id: usize,
+        spec: WorkerSpec,
+        queues: Vec<Box<dyn PortQueue>>,
+        snapshot: Arc<ArcSwap<P>>,
+        counters: Arc<WorkerCounters>,
+    ) -> Worker<P> {
+        let state = snapshot.load().new_state(id);
+        let out = TxBatches::new(queues.len(), counters.clone());
+        Worker {
+            id,
+            rx: Burst::new(spec.burst_size),
+            spec,
+            queues,
+            snapshot,
+            counters,
+            state,
+            out,
+            clock: Instant::now(),
+            empty_rounds: 0,
+            sleep: Duration::from_micros(1),
+        }
+    }
+
+    /// The worker's counters.
+    pub fn counters(&self) -> &Arc<WorkerCounters> {
+        &self.counters
+    }
+
     fn pin(&self) -> bool {
         let Some(core) = self.spec.core else {
             return false;
@@ -313,97 +348,105 @@ impl<P: Processor> WorkerThread<P> {
         ok
     }
 
-    fn run(mut self) {
-        let mut state = self.snapshot.load().new_state(self.id);
-        let mut rx = Burst::new(self.spec.burst_size);
-        let mut out = TxBatches::new(self.queues.len(), self.counters.clone());
-        let clock = Instant::now();
-        let mut empty_rounds: u32 = 0;
-        let mut sleep = Duration::from_micros(1);
-        let c = self.counters.clone();
-        while !self.stop.load(Ordering::Relaxed) {
-            let mut got = 0;
-            for port in 0..self.queues.len() {
-                let n = self.queues[port].rx_burst(&mut rx);
-                if n == 0 {
-                    continue;
-                }
-                got += n;
-                c.rx_packets.add(n as u64);
-                c.bursts.inc();
-                for p in rx.iter_mut() {
-                    p.meta_mut().in_port = port as u16;
-                }
-                let ctx = BurstCtx {
-                    worker: self.id,
-                    in_port: port as u16,
-                    now_ns: clock.elapsed().as_nanos() as u64,
-                };
-                {
-                    // One snapshot for the whole burst.
-                    let snap = self.snapshot.load();
-                    c.snapshot_generation.set(snap.generation());
-                    snap.process(&mut state, &ctx, &mut rx, &mut out);
-                }
-                if !rx.is_empty() {
-                    c.drops.add(DropReason::NoRoute, rx.len() as u64);
-                    rx.clear();
-                }
-                self.flush(&mut out);
-            }
-            if got > 0 {
-                empty_rounds = 0;
-                sleep = Duration::from_micros(1);
+    /// One round over every port: receive a burst, process it against one snapshot, transmit the batches.
+    /// Returns the number of packets received. Never sleeps.
+    #[inline]
+    pub fn poll_once(&mut self) -> usize {
+        let c = &*self.counters;
+        let mut got = 0;
+        for port in 0..self.queues.len() {
+            let n = self.queues[port].rx_burst(&mut self.rx);
+            if n == 0 {
                 continue;
             }
-            c.empty_polls.inc();
-            if let IdlePolicy::Adaptive {
-                after_polls,
-                max_sleep,
-            } = self.spec.idle
-            {
-                empty_rounds = empty_rounds.saturating_add(1);
-                if empty_rounds >= after_polls {
-                    c.idle_sleeps.inc();
-                    std::thread::sleep(sleep);
-                    sleep = (sleep * 2).min(max_sleep);
-                }
-            } else {
-                std::hint::spin_loop();
+            got += n;
+            c.rx_packets.add(n as u64);
+            c.bursts.inc();
+            for p in self.rx.iter_mut() {
+                p.meta_mut().in_port = port as u16;
             }
+            let ctx = BurstCtx {
+                worker: self.id,
+                in_port: port as u16,
+                now_ns: self.clock.elapsed().as_nanos() as u64,
+            };
+            {
+                // One snapshot for the whole burst.
+                let snap = self.snapshot.load();
+                c.snapshot_generation.set(snap.generation());
+                snap.process(&mut self.state, &ctx, &mut self.rx, &mut self.out);
+            }
+            if !self.rx.is_empty() {
+                c.drops.add(DropReason::NoRoute, self.rx.len() as u64);
+                self.rx.clear();
+            }
+            flush(&mut self.queues, &mut self.out, c);
         }
-        // Shutdown: anything still batched is dropped (and counted), queues close, caches go home.
-        for b in out.batches.iter_mut() {
-            c.drops.add(DropReason::TxError, b.len() as u64);
-            b.clear();
+        if got == 0 {
+            c.empty_polls.inc();
         }
-        drop(rx);
-        drop(self.queues);
-        crate::pool::flush_thread_cache();
+        got
     }
 
-    #[inline]
-    fn flush(&mut self, out: &mut TxBatches) {
-        for (port, batch) in out.batches.iter_mut().enumerate() {
-            if batch.is_empty() {
+    /// Polls until `stop` is set, backing off when idle as the spec says.
+    pub fn run(&mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            if self.poll_once() > 0 {
+                self.empty_rounds = 0;
+                self.sleep = Duration::from_micros(1);
                 continue;
             }
-            let q = &mut self.queues[port];
-            let mut tries = 0;
-            while !batch.is_empty() {
-                let n = q.tx_burst(batch);
-                self.counters.tx_packets.add(n as u64);
-                if n == 0 {
-                    tries += 1;
-                    if tries >= TX_RETRIES {
-                        self.counters
-                            .drops
-                            .add(DropReason::TxFull, batch.len() as u64);
-                        batch.clear();
-                        break;
+            match self.spec.idle {
+                IdlePolicy::Adaptive {
+                    after_polls,
+                    max_sleep,
+                } => {
+                    self.empty_rounds = self.empty_rounds.saturating_add(1);
+                    if self.empty_rounds >= after_polls {
+                        self.counters.idle_sleeps.inc();
+                        std::thread::sleep(self.sleep);
+                        self.sleep = (self.sleep * 2).min(max_sleep);
                     }
-                    std::hint::spin_loop();
                 }
+                IdlePolicy::Poll => std::hint::spin_loop(),
+            }
+        }
+    }
+}
+
+impl<P: Processor> Drop for Worker<P> {
+    fn drop(&mut self) {
+        // Anything still batched is dropped (and counted); queues close; this thread's cache goes home.
+        for b in self.out.batches.iter_mut() {
+            self.counters.drops.add(DropReason::TxError, b.len() as u64);
+            b.clear();
+        }
+        self.rx.clear();
+        self.queues.clear();
+        crate::pool::flush_thread_cache();
+    }
+}
+
+/// Transmits every non-empty batch, retrying a full queue a little before dropping the rest as `tx_full`.
+#[inline]
+fn flush(queues: &mut [Box<dyn PortQueue>], out: &mut TxBatches, c: &WorkerCounters) {
+    for (port, batch) in out.batches.iter_mut().enumerate() {
+        if batch.is_empty() {
+            continue;
+        }
+        let q = &mut queues[port];
+        let mut tries = 0;
+        while !batch.is_empty() {
+            let n = q.tx_burst(batch);
+            c.tx_packets.add(n as u64);
+            if n == 0 {
+                tries += 1;
+                if tries >= TX_RETRIES {
+                    c.drops.add(DropReason::TxFull, batch.len() as u64);
+                    batch.clear();
+                    break;
+                }
+                std::hint::spin_loop();
             }
         }
     }

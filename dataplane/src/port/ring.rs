@@ -51,6 +51,15 @@ impl RingPort {
         (side(a, &qa, &qb), side(b, &qb, &qa))
     }
 
+    /// Puts `pkt` on this end's receive queue `queue` as if the peer had sent it (seeding closed-loop
+    /// benchmarks and tests). Gives the packet back if the queue is full or does not exist.
+    pub fn inject(&self, queue: u16, pkt: Pkt) -> Result<(), Pkt> {
+        match self.rx.get(queue as usize) {
+            Some(q) => q.push(pkt),
+            None => Err(pkt),
+        }
+    }
+
     /// Frames waiting to be received on this end, over all queues.
     pub fn pending(&self) -> usize {
         self.rx.iter().map(|q| q.len()).sum()
