@@ -1,1 +1,185 @@
-fn main() {}
+//! `wharf`: the command line. `run` the router, `check` configs, talk to a running router with `ctl`, or build
+//! and run a whole `lab` of network namespaces.
+
+use clap::{Parser, Subcommand};
+use control::ctl::{self, Request, Show};
+use control::daemon::{control_loop, Signals};
+use control::router::Router;
+use control::{config, lab};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "wharf", version, about = "wharf: a userspace packet-processing router for container networks")]
+struct Cli {
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `wharf=debug`. `RUST_LOG` overrides it.
+    #[arg(long, global = true, default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the router on CONFIG until SIGINT/SIGTERM; SIGHUP or `wharf ctl reload` re-reads CONFIG.
+    Run {
+        /// The configuration file (TOML).
+        config: PathBuf,
+        /// Control socket path (default: the config's `control.socket`, else /run/wharf/wharf.sock).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Validate configuration files; print every error with file, line, field and reason.
+    Check {
+        /// Configuration files.
+        #[arg(required = true)]
+        configs: Vec<PathBuf>,
+    },
+    /// Query or steer a running router through its control socket.
+    Ctl {
+        /// Control socket path.
+        #[arg(long, default_value = ctl::DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// Print the raw JSON response.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        action: CtlCmd,
+    },
+    /// Build the topology in network namespaces (a namespace and veth pair per endpoint), run the router on
+    /// it, and remove everything on exit. Without CONFIG, the embedded default topology.
+    Lab {
+        /// Topology and router configuration (default: the embedded two-namespace cross-connect).
+        config: Option<PathBuf>,
+        /// Send traffic between every pair of endpoints, print a pass/fail table and exit.
+        #[arg(long)]
+        check: bool,
+        /// Prefix for namespace and interface names (default: derived from the process id).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Control socket path (default: /run/wharf/lab-PREFIX.sock).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CtlCmd {
+    /// Show a table: ports, workers, stats or drops.
+    Show {
+        /// Which table.
+        #[arg(value_enum)]
+        what: Show,
+    },
+    /// Re-read the config file and apply it atomically (a bad config is refused; the old one keeps running).
+    Reload,
+    /// Check the router answers.
+    Ping,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match run(cli.cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("wharf: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Cmd::Run { config: path, socket } => {
+            let cfg = config::load(&path)?;
+            let socket = socket.unwrap_or_else(|| cfg.control.socket.clone());
+            let signals = Signals::install()?;
+            let mut router = Router::start(cfg, Some(path))?;
+            let server = ctl::Server::bind(&socket)?;
+            tracing::info!(socket = %socket.display(), "control socket ready");
+            control_loop(&mut router, Some(&server), &signals);
+            tracing::info!("stopping");
+            router.stop();
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Check { configs } => {
+            let mut failed = false;
+            for path in configs {
+                match config::load(&path) {
+                    Ok(cfg) => println!(
+                        "{}: ok ({} ports, {} networks, {} endpoints, {} workers)",
+                        path.display(),
+                        cfg.ports.len(),
+                        cfg.networks.len(),
+                        cfg.endpoints.len(),
+                        cfg.workers().len()
+                    ),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        failed = true;
+                    }
+                }
+            }
+            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Cmd::Ctl { socket, json, action } => {
+            let req = match action {
+                CtlCmd::Show { what } => Request::Show { what },
+                CtlCmd::Reload => Request::Reload,
+                CtlCmd::Ping => Request::Ping,
+            };
+            let data = ctl::request(&socket, &req)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&data)?);
+            } else {
+                print!("{}", render(&data));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Lab { config: path, check, prefix, socket } => {
+            let opts = lab::LabOptions { config: path, check, prefix, socket };
+            let passed = lab::run(opts)?;
+            Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}
+
+/// Renders a response for people: an array of objects as a table, an object as `key: value` lines.
+fn render(v: &Value) -> String {
+    fn cell(v: &Value) -> String {
+        match v {
+            Value::Null => "-".into(),
+            Value::String(s) => s.clone(),
+            Value::Object(m) if m.is_empty() => "-".into(),
+            Value::Object(m) => m.iter().map(|(k, v)| format!("{k}={}", cell(v))).collect::<Vec<_>>().join(","),
+            other => other.to_string(),
+        }
+    }
+    match v {
+        Value::Array(rows) if rows.iter().all(Value::is_object) && !rows.is_empty() => {
+            let keys: Vec<&String> = rows[0].as_object().map(|m| m.keys().collect()).unwrap_or_default();
+            let table: Vec<Vec<String>> = rows.iter().map(|r| keys.iter().map(|k| cell(&r[k.as_str()])).collect()).collect();
+            let widths: Vec<usize> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| table.iter().map(|r| r[i].len()).chain([k.len()]).max().unwrap_or(0))
+                .collect();
+            let line = |cells: Vec<String>| {
+                cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string()
+                    + "\n"
+            };
+            let mut out = line(keys.iter().map(|k| k.to_string()).collect());
+            for r in table {
+                out += &line(r);
+            }
+            out
+        }
+        Value::Object(m) if m.is_empty() => "(none)\n".into(),
+        Value::Object(m) => m.iter().map(|(k, v)| format!("{k}: {}\n", cell(v))).collect(),
+        other => format!("{other}\n"),
+    }
+}

@@ -1,0 +1,161 @@
+//! The control socket: a Unix stream socket (mode 0600), one JSON request and one JSON response per line.
+//!
+//! Requests: `{"cmd":"show","what":"ports|workers|stats|drops"}`, `{"cmd":"reload"}`, `{"cmd":"ping"}`.
+//! Responses: `{"ok":true,"data":...}` or `{"ok":false,"error":"..."}`.
+//!
+//! The server is polled by the control thread between other duties (signals), so requests are handled one at
+//! a time on the thread that owns the [`Router`]: no lock anywhere.
+
+use crate::router::Router;
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default socket path.
+pub const DEFAULT_SOCKET: &str = "/run/wharf/wharf.sock";
+
+/// A request on the control socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "lowercase")]
+pub enum Request {
+    /// Liveness check.
+    Ping,
+    /// Show a table.
+    Show {
+        /// Which one.
+        what: Show,
+    },
+    /// Re-read the config file and apply it atomically.
+    Reload,
+}
+
+/// The tables `show` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Show {
+    /// Ports with their counters.
+    Ports,
+    /// Workers with their counters.
+    Workers,
+    /// Totals.
+    Stats,
+    /// Drops by reason.
+    Drops,
+}
+
+/// Answers one request.
+pub fn handle(router: &mut Router, req: &Request) -> Value {
+    match req {
+        Request::Ping => json!({"ok": true, "data": {"generation": router.generation()}}),
+        Request::Show { what } => {
+            let data = match what {
+                Show::Ports => router.show_ports(),
+                Show::Workers => router.show_workers(),
+                Show::Stats => router.show_stats(),
+                Show::Drops => router.show_drops(),
+            };
+            json!({"ok": true, "data": data})
+        }
+        Request::Reload => match router.reload() {
+            Ok(g) => json!({"ok": true, "data": {"generation": g}}),
+            Err(e) => json!({"ok": false, "error": e.to_string()}),
+        },
+    }
+}
+
+/// The listening side.
+pub struct Server {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl Server {
+    /// Binds `path` (creating its directory), replacing a stale socket left by a dead process but refusing to
+    /// steal one that a live wharf answers on.
+    pub fn bind(path: &Path) -> anyhow::Result<Server> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        if path.exists() {
+            if UnixStream::connect(path).is_ok() {
+                anyhow::bail!("{} is in use by a running wharf (use another --socket)", path.display());
+            }
+            std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
+        }
+        let listener = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        listener.set_nonblocking(true)?;
+        Ok(Server { listener, path: path.to_path_buf() })
+    }
+
+    /// Serves every connection waiting now; returns how many requests were answered.
+    pub fn poll(&self, router: &mut Router) -> usize {
+        let mut served = 0;
+        while let Ok((stream, _)) = self.listener.accept() {
+            if let Err(e) = serve_one(stream, router) {
+                tracing::debug!("control connection: {e}");
+            }
+            served += 1;
+        }
+        served
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn serve_one(stream: UnixStream, router: &mut Router) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    let mut out = stream;
+    // Bounded: a client that sends an endless line is cut off.
+    while reader.by_ref().take(64 * 1024).read_line(&mut line)? > 0 {
+        let resp = match serde_json::from_str::<Request>(line.trim()) {
+            Ok(req) => handle(router, &req),
+            Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
+        };
+        writeln!(out, "{resp}")?;
+        line.clear();
+    }
+    Ok(())
+}
+
+/// Sends one request to the socket at `path` and returns the `data` of the response, or its error.
+pub fn request(path: &Path, req: &Request) -> anyhow::Result<Value> {
+    let mut s = UnixStream::connect(path)
+        .with_context(|| format!("cannot connect to {} (is `wharf run` or `wharf lab` running?)", path.display()))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    writeln!(s, "{}", serde_json::to_string(req)?)?;
+    s.shutdown(std::net::Shutdown::Write)?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line)?;
+    let v: Value = serde_json::from_str(&line).with_context(|| format!("bad response {line:?}"))?;
+    if v["ok"] == json!(true) {
+        Ok(v["data"].clone())
+    } else {
+        anyhow::bail!("{}", v["error"].as_str().unwrap_or("unknown error"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_as_documented() {
+        let r: Request = serde_json::from_str(r#"{"cmd":"show","what":"drops"}"#).unwrap();
+        assert_eq!(r, Request::Show { what: Show::Drops });
+        assert_eq!(serde_json::to_string(&Request::Reload).unwrap(), r#"{"cmd":"reload"}"#);
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"show","what":"nothing"}"#).is_err());
+    }
+}

@@ -1,0 +1,268 @@
+//! The running router: pool, ports, workers and the published snapshot, plus the control operations on them
+//! (reload, show). Owned by the control thread; the workers only ever see the published snapshot.
+
+use crate::compile::compile;
+use crate::config::{self, Config};
+use crate::ports::{open_ports, OpenedPorts};
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use dataplane::port::ring::RingPort;
+use dataplane::worker::{Dataplane, IdlePolicy, WorkerSpec};
+use dataplane::{DropReason, Pool, PoolConfig};
+use pipelines::Snapshot;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A running router.
+pub struct Router {
+    path: Option<PathBuf>,
+    cfg: Config,
+    pool: Pool,
+    dp: Dataplane<Snapshot>,
+    ring_peers: HashMap<String, Arc<RingPort>>,
+    generation: u64,
+    started: Instant,
+    reloads: u64,
+    reload_failures: u64,
+}
+
+/// Why a reload was refused. The running config is untouched in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new file does not load or validate.
+    #[error("{0}")]
+    Invalid(#[from] config::ConfigError),
+    /// The new config changes something that needs a restart.
+    #[error("{0}: restart wharf to apply (reload applies networks, rewrites and endpoints)")]
+    NeedsRestart(String),
+    /// The new config does not compile.
+    #[error("{0}")]
+    Compile(String),
+    /// There is no file to reload from.
+    #[error("this router was started from an embedded config; there is no file to reload")]
+    NoFile,
+}
+
+impl Router {
+    /// Opens the ports, compiles and publishes the first snapshot, and starts the workers.
+    pub fn start(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<Router> {
+        let d = &cfg.dataplane;
+        let pool = Pool::new(&PoolConfig {
+            buffers: d.buffers as u32,
+            data_room: d.data_room,
+            cache_size: dataplane::pool::DEFAULT_CACHE_SIZE.min(d.buffers / 8),
+            hugepages: true,
+        })
+        .context("creating the packet pool")?;
+        let workers = cfg.workers();
+        let OpenedPorts { ports, ring_peers } = open_ports(&cfg, &pool, workers.len() as u16)?;
+        let snap = compile(&cfg, 1).map_err(|e| anyhow::anyhow!(e))?;
+        let idle = match d.idle {
+            config::IdleMode::Poll => IdlePolicy::Poll,
+            config::IdleMode::Adaptive => IdlePolicy::Adaptive {
+                after_polls: d.idle_after_polls,
+                max_sleep: Duration::from_micros(d.idle_sleep_us as u64),
+            },
+        };
+        let specs: Vec<WorkerSpec> = workers
+            .iter()
+            .map(|core| WorkerSpec { core: *core, burst_size: d.burst_size, idle })
+            .collect();
+        let dp = Dataplane::start(ports, &specs, Arc::new(ArcSwap::from_pointee(snap)))?;
+        tracing::info!(
+            ports = cfg.ports.len(),
+            workers = specs.len(),
+            buffers = pool.capacity(),
+            hugepages = pool.on_hugepages(),
+            "wharf started"
+        );
+        Ok(Router {
+            path,
+            cfg,
+            pool,
+            dp,
+            ring_peers,
+            generation: 1,
+            started: Instant::now(),
+            reloads: 0,
+            reload_failures: 0,
+        })
+    }
+
+    /// Loads `path` and starts from it.
+    pub fn start_file(path: &Path) -> anyhow::Result<Router> {
+        let cfg = config::load(path)?;
+        Router::start(cfg, Some(path.to_path_buf()))
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The generation of the published snapshot.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The dataplane (ports, workers, snapshot cell).
+    pub fn dataplane(&self) -> &Dataplane<Snapshot> {
+        &self.dp
+    }
+
+    /// The packet pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The far end of ring port whose `peer` is `name`.
+    pub fn ring_peer(&self, name: &str) -> Option<Arc<RingPort>> {
+        self.ring_peers.get(name).cloned()
+    }
+
+    /// Re-reads the config file and applies it (see [`Router::apply`]).
+    pub fn reload(&mut self) -> Result<u64, ReloadError> {
+        let path = self.path.clone().ok_or(ReloadError::NoFile)?;
+        let cfg = config::load(&path)?;
+        self.apply(cfg)
+    }
+
+    /// Validates, compiles and publishes `cfg` as one atomic snapshot swap. On any error the running config
+    /// and snapshot stay as they were. Returns the new generation.
+    pub fn apply(&mut self, cfg: Config) -> Result<u64, ReloadError> {
+        let r = self.try_apply(cfg);
+        match &r {
+            Ok(g) => {
+                self.reloads += 1;
+                tracing::info!(generation = g, "config reloaded");
+            }
+            Err(e) => {
+                self.reload_failures += 1;
+                tracing::warn!("reload refused, old config keeps running: {e}");
+            }
+        }
+        r
+    }
+
+    fn try_apply(&mut self, cfg: Config) -> Result<u64, ReloadError> {
+        if cfg.ports != self.cfg.ports {
+            return Err(ReloadError::NeedsRestart("the [[ports]] changed".into()));
+        }
+        if cfg.dataplane != self.cfg.dataplane {
+            return Err(ReloadError::NeedsRestart("the [dataplane] section changed".into()));
+        }
+        let generation = self.generation + 1;
+        let snap = compile(&cfg, generation).map_err(ReloadError::Compile)?;
+        // The one atomic step: from here on every new burst sees the new tables.
+        self.dp.snapshot().store(Arc::new(snap));
+        self.generation = generation;
+        self.cfg = cfg;
+        Ok(generation)
+    }
+
+    /// `show ports`: one object per port with info and counters.
+    pub fn show_ports(&self) -> Value {
+        let ports: Vec<Value> = self
+            .dp
+            .ports()
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let info = p.info();
+                let c = p.counters();
+                json!({
+                    "index": i,
+                    "name": info.name,
+                    "backend": info.backend,
+                    "queues": info.queues,
+                    "mac": info.mac.map(|m| config::MacAddr(m).to_string()),
+                    "mtu": info.mtu,
+                    "link_up": info.link_up,
+                    "rx_packets": c.rx_packets,
+                    "rx_bytes": c.rx_bytes,
+                    "tx_packets": c.tx_packets,
+                    "tx_bytes": c.tx_bytes,
+                    "rx_missed": c.rx_missed,
+                    "drops": c.drops.iter().map(|(n, v)| (n.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                })
+            })
+            .collect();
+        Value::Array(ports)
+    }
+
+    /// `show workers`: one object per worker.
+    pub fn show_workers(&self) -> Value {
+        Value::Array(
+            self.dp
+                .workers()
+                .iter()
+                .map(|w| {
+                    let c = &w.counters;
+                    json!({
+                        "id": w.id,
+                        "core": w.core,
+                        "pinned": w.pinned,
+                        "rx_packets": c.rx_packets.get(),
+                        "tx_packets": c.tx_packets.get(),
+                        "bursts": c.bursts.get(),
+                        "empty_polls": c.empty_polls.get(),
+                        "idle_sleeps": c.idle_sleeps.get(),
+                        "drops": c.drops.total(),
+                        "snapshot_generation": c.snapshot_generation.get(),
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    /// `show drops`: drops by reason, summed over workers and port backends.
+    pub fn show_drops(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        for r in DropReason::ALL {
+            let workers: u64 = self.dp.workers().iter().map(|w| w.counters.drops.get(*r)).sum();
+            let ports: u64 = self
+                .dp
+                .ports()
+                .iter()
+                .map(|p| p.counters().drops.iter().filter(|(n, _)| *n == r.name()).map(|(_, v)| v).sum::<u64>())
+                .sum();
+            if workers + ports > 0 {
+                m.insert(r.name().to_string(), json!(workers + ports));
+            }
+        }
+        Value::Object(m)
+    }
+
+    /// `show stats`: totals.
+    pub fn show_stats(&self) -> Value {
+        let w = self.dp.workers();
+        let sum = |f: fn(&dataplane::WorkerCounters) -> u64| w.iter().map(|w| f(&w.counters)).sum::<u64>();
+        json!({
+            "uptime_s": self.started.elapsed().as_secs_f64(),
+            "generation": self.generation,
+            "reloads": self.reloads,
+            "reload_failures": self.reload_failures,
+            "workers": w.len(),
+            "ports": self.dp.ports().len(),
+            "rx_packets": sum(|c| c.rx_packets.get()),
+            "tx_packets": sum(|c| c.tx_packets.get()),
+            "drops": sum(|c| c.drops.total()),
+            "bursts": sum(|c| c.bursts.get()),
+            "pool": {
+                "buffers": self.pool.capacity(),
+                "available": self.pool.available(),
+                "hugepages": self.pool.on_hugepages(),
+            },
+        })
+    }
+
+    /// Stops the workers and closes the ports; every buffer goes home.
+    pub fn stop(self) {
+        let Router { dp, pool, .. } = self;
+        dp.stop();
+        drop(pool);
+    }
+}

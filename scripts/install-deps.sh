@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages wharf's tests and lab need, when they are missing. Idempotent; needs root.
+#   iproute2       `ip`: network namespaces and veth pairs (lab, end-to-end tests)
+#   iputils-ping   `ping`: the lab's reachability check
+#   tcpdump,tshark dissectors that check our frames on the wire
+#   valgrind       instruction counts per packet (perf/callgrind.sh)
+set -euo pipefail
+pkgs=(iproute2 iputils-ping tcpdump tshark valgrind)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing ${missing[*]}; run as root to install them (apt-get)" >&2
+  exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what the tests need, checks formatting and lints, runs every test.
+# In CI (CI=true) the tests that need root and network namespaces must run: a skip fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace 2>&1 | tee "$log"
+if grep -q '^SKIPPED ' "$log"; then
+  if [ "${CI:-}" = "true" ]; then
+    echo "test.sh: tests that need root and network namespaces were skipped; in CI they must run:" >&2
+    grep '^SKIPPED ' "$log" >&2
+    exit 1
+  fi
+  echo "test.sh: WARNING: some tests were skipped (see SKIPPED lines above)" >&2
+fi
