@@ -16,18 +16,28 @@ pub struct OpenedPorts {
     pub ports: Vec<Arc<dyn Port>>,
     /// Far ends of ring ports, by peer name.
     pub ring_peers: HashMap<String, Arc<RingPort>>,
+    /// The router's own ring ports, by name (to seed closed loops with [`RingPort::inject`]).
+    pub ring_ports: HashMap<String, Arc<RingPort>>,
+}
+
+impl OpenedPorts {
+    /// The router's ring port called `name`.
+    pub fn ring_port(&self, name: &str) -> Option<Arc<RingPort>> {
+        self.ring_ports.get(name).cloned()
+    }
 }
 
 /// Opens every port of `cfg` with `queues` queues (one per worker).
 pub fn open_ports(cfg: &Config, pool: &Pool, queues: u16) -> anyhow::Result<OpenedPorts> {
     let mut ports: Vec<Arc<dyn Port>> = Vec::with_capacity(cfg.ports.len());
     let mut ring_peers = HashMap::new();
+    let mut ring_ports = HashMap::new();
     // Ring ports cabled to each other inside the router: both ends are made when the first is met.
     let mut internal: HashMap<String, Arc<RingPort>> = HashMap::new();
     for p in &cfg.ports {
         let port: Arc<dyn Port> = match &p.backend {
             BackendCfg::Ring { peer, depth } => {
-                if let Some(ours) = internal.remove(&p.name) {
+                let ours = if let Some(ours) = internal.remove(&p.name) {
                     ours
                 } else {
                     let (ours, theirs) = RingPort::pair(&p.name, peer, queues, depth.unwrap_or(DEFAULT_DEPTH));
@@ -37,7 +47,9 @@ pub fn open_ports(cfg: &Config, pool: &Pool, queues: u16) -> anyhow::Result<Open
                         ring_peers.insert(peer.clone(), theirs);
                     }
                     ours
-                }
+                };
+                ring_ports.insert(p.name.clone(), ours.clone());
+                ours
             }
             BackendCfg::Pcap { rx, tx, replay } => {
                 let pc = PcapConfig { rx: rx.clone(), tx: tx.clone(), replay_count: replay.unwrap_or(1), queues };
@@ -59,7 +71,7 @@ pub fn open_ports(cfg: &Config, pool: &Pool, queues: u16) -> anyhow::Result<Open
         };
         ports.push(port);
     }
-    Ok(OpenedPorts { ports, ring_peers })
+    Ok(OpenedPorts { ports, ring_peers, ring_ports })
 }
 
 /// A ring port's peer is internal when it is another ring port of the config that names this one back; any

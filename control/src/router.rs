@@ -23,6 +23,7 @@ pub struct Router {
     pool: Pool,
     dp: Dataplane<Snapshot>,
     ring_peers: HashMap<String, Arc<RingPort>>,
+    ring_ports: HashMap<String, Arc<RingPort>>,
     generation: u64,
     started: Instant,
     reloads: u64,
@@ -58,7 +59,7 @@ impl Router {
         })
         .context("creating the packet pool")?;
         let workers = cfg.workers();
-        let OpenedPorts { ports, ring_peers } = open_ports(&cfg, &pool, workers.len() as u16)?;
+        let OpenedPorts { ports, ring_peers, ring_ports } = open_ports(&cfg, &pool, workers.len() as u16)?;
         let snap = compile(&cfg, 1).map_err(|e| anyhow::anyhow!(e))?;
         let idle = match d.idle {
             config::IdleMode::Poll => IdlePolicy::Poll,
@@ -85,6 +86,7 @@ impl Router {
             pool,
             dp,
             ring_peers,
+            ring_ports,
             generation: 1,
             started: Instant::now(),
             reloads: 0,
@@ -121,6 +123,11 @@ impl Router {
     /// The far end of ring port whose `peer` is `name`.
     pub fn ring_peer(&self, name: &str) -> Option<Arc<RingPort>> {
         self.ring_peers.get(name).cloned()
+    }
+
+    /// The router's own ring port called `name` (to seed closed-loop benchmarks).
+    pub fn ring_port(&self, name: &str) -> Option<Arc<RingPort>> {
+        self.ring_ports.get(name).cloned()
     }
 
     /// Re-reads the config file and applies it (see [`Router::apply`]).

@@ -1,1 +1,189 @@
-fn main() {}
+//! `wharf-perf`: benchmarks of wharf's pipelines.
+//!
+//! - `xconnect-ring`: Mpps per core of the cross-connect over `ring` ports, closed loop: two ring ports of the
+//!   router are cabled to each other and seeded with frames, so the one pinned worker receives, processes and
+//!   transmits forever and its packet rate is the per-core cost of port I/O plus pipeline. Median of N runs.
+//! - `xconnect-inline`: the same loop driven on the calling thread for a fixed packet count, deterministic, for
+//!   `valgrind --tool=callgrind` instruction counts (see `perf/callgrind.sh`).
+//! - `xconnect-afpacket`: forwarding rate through real kernel I/O: a generator in a network namespace sends
+//!   over a veth into wharf's AF_PACKET port, wharf cross-connects to a second veth, the generator receives.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use control::router::Router;
+use dataplane::traffic::{udp4_frame, Udp4Flow};
+use std::time::{Duration, Instant};
+
+mod afpacket_bench;
+
+#[derive(Parser)]
+#[command(name = "wharf-perf", about = "wharf benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Closed-loop cross-connect over ring ports: Mpps per core.
+    XconnectRing(RingArgs),
+    /// Cross-connect over ring ports on this thread for exactly --packets packets (for callgrind).
+    XconnectInline {
+        /// Packets to process.
+        #[arg(long, default_value_t = 1_000_000)]
+        packets: u64,
+        /// Frame size in bytes (without FCS).
+        #[arg(long, default_value_t = 60)]
+        frame: usize,
+        /// Burst size.
+        #[arg(long, default_value_t = 32)]
+        burst: usize,
+    },
+    /// Cross-connect over AF_PACKET on veth pairs (needs root).
+    XconnectAfpacket(afpacket_bench::Args),
+}
+
+#[derive(clap::Args)]
+struct RingArgs {
+    /// Measurement runs; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Seconds per run.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+    /// Frame size in bytes (without FCS).
+    #[arg(long, default_value_t = 60)]
+    frame: usize,
+    /// Burst size.
+    #[arg(long, default_value_t = 32)]
+    burst: usize,
+    /// Core to pin the worker to.
+    #[arg(long, default_value_t = 1)]
+    core: usize,
+    /// Frames in flight in the loop.
+    #[arg(long, default_value_t = 1024)]
+    inflight: usize,
+}
+
+/// Two ring ports of the router cabled to each other, cross-connected: a closed loop.
+fn loop_config(burst: usize, core: Option<usize>) -> String {
+    let workers = match core {
+        Some(c) => format!("cores = [{c}]"),
+        None => "workers = 1".into(),
+    };
+    format!(
+        r#"
+[dataplane]
+buffers = 8192
+burst_size = {burst}
+{workers}
+idle = "poll"
+
+[[ports]]
+name = "a"
+backend = "ring"
+peer = "b"
+depth = 4096
+
+[[ports]]
+name = "b"
+backend = "ring"
+peer = "a"
+depth = 4096
+
+[[networks]]
+name = "loop"
+mode = "xconnect"
+ports = ["a", "b"]
+
+[[networks.rewrite]]
+port = "b"
+src_mac = "02:00:00:00:00:0b"
+dst_mac = "02:00:00:00:00:0a"
+"#
+    )
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        return 0.0;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn xconnect_ring(a: &RingArgs) -> anyhow::Result<()> {
+    let cfg = control::config::parse(&loop_config(a.burst, Some(a.core)), "<xconnect-ring>")?;
+    let router = Router::start(cfg, None)?;
+    let pool = router.pool().clone();
+    let a_end = router.ring_port("a").context("ring port a")?;
+    let template = udp4_frame(&Udp4Flow::default(), a.frame);
+    for _ in 0..a.inflight {
+        let mut p = pool.alloc().context("pool empty while seeding")?;
+        p.set_frame(&template);
+        a_end.inject(0, p).map_err(|_| anyhow::anyhow!("ring full while seeding"))?;
+    }
+    let w = router.dataplane().workers()[0].counters.clone();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut mpps = Vec::new();
+    for run in 1..=a.runs {
+        let (p0, t0) = (w.rx_packets.get(), Instant::now());
+        std::thread::sleep(Duration::from_secs_f64(a.seconds));
+        let (p1, t1) = (w.rx_packets.get(), Instant::now());
+        let r = (p1 - p0) as f64 / (t1 - t0).as_secs_f64() / 1e6;
+        println!("run {run}: {r:.2} Mpps ({:.1} ns/packet)", 1e3 / r);
+        mpps.push(r);
+    }
+    let drops = router.show_drops();
+    let m = median(&mut mpps);
+    println!(
+        "xconnect-ring: median {m:.2} Mpps per core ({:.1} ns/packet) over {} runs of {}s, {}-byte frames, burst {}, core {}, pinned {}, drops {drops}",
+        1e3 / m,
+        a.runs,
+        a.seconds,
+        a.frame,
+        a.burst,
+        a.core,
+        router.dataplane().workers()[0].pinned
+    );
+    router.stop();
+    Ok(())
+}
+
+fn xconnect_inline(packets: u64, frame: usize, burst: usize) -> anyhow::Result<()> {
+    use dataplane::worker::{IdlePolicy, Worker, WorkerSpec};
+    let cfg = control::config::parse(&loop_config(burst, None), "<xconnect-inline>")?;
+    let pool = dataplane::Pool::new(&dataplane::PoolConfig { buffers: 8192, hugepages: false, ..Default::default() })?;
+    let opened = control::ports::open_ports(&cfg, &pool, 1)?;
+    let a_end = opened.ring_port("a").context("ring port a")?;
+    let snap = control::compile::compile(&cfg, 1).map_err(|e| anyhow::anyhow!(e))?;
+    let queues = opened.ports.iter().map(|p| p.open_queue(0)).collect::<Result<Vec<_>, _>>()?;
+    let counters = std::sync::Arc::new(dataplane::WorkerCounters::default());
+    let spec = WorkerSpec { core: None, burst_size: burst, idle: IdlePolicy::Poll };
+    let mut worker = Worker::new(0, spec, queues, std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(snap)), counters.clone());
+    let template = udp4_frame(&Udp4Flow::default(), frame);
+    for _ in 0..1024 {
+        let mut p = pool.alloc().context("pool empty")?;
+        p.set_frame(&template);
+        a_end.inject(0, p).map_err(|_| anyhow::anyhow!("ring full while seeding"))?;
+    }
+    while counters.rx_packets.get() < packets {
+        worker.poll_once();
+    }
+    println!("xconnect-inline: {} packets, {} drops", counters.rx_packets.get(), counters.drops.total());
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::XconnectRing(a) => xconnect_ring(&a),
+        Cmd::XconnectInline { packets, frame, burst } => xconnect_inline(packets, frame, burst),
+        Cmd::XconnectAfpacket(a) => afpacket_bench::run(&a),
+    }
+}
