@@ -1,0 +1,1314 @@
+//! Semantic checks over the file as written ([`RawConfig`]), collecting every problem, and the construction of
+//! the typed [`Config`] when there are none.
+
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+
+use super::error::did_you_mean;
+use super::raw::{
+    RawConfig, RawControl, RawDataplane, RawEndpoint, RawNetwork, RawPort, RawRewrite,
+};
+use super::*;
+
+/// One semantic problem: the path of the field and what is wrong with it.
+#[derive(Debug)]
+pub(crate) struct Problem {
+    pub field: String,
+    pub reason: String,
+}
+
+/// Largest accepted AF_PACKET block size (1 GiB).
+const MAX_BLOCK_SIZE: i64 = 1 << 30;
+/// Accepted AF_PACKET block counts.
+const BLOCK_COUNT_RANGE: RangeInclusive<i64> = 1..=65536;
+/// Smallest AF_PACKET frame size (room for the TPACKET_V3 header and a minimal frame).
+const MIN_FRAME_SIZE: i64 = 128;
+/// AF_PACKET frame sizes are multiples of this (`TPACKET_ALIGNMENT`).
+const FRAME_ALIGN: i64 = 16;
+
+const REQUIRED: &str = "required field is missing";
+
+#[derive(Default)]
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn err(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+        self.problems.push(Problem {
+            field: field.into(),
+            reason: reason.into(),
+        });
+    }
+
+    /// `value` (named `name` in messages) when it is inside `range`; otherwise records a problem.
+    fn range<T: TryFrom<i64>>(
+        &mut self,
+        field: &str,
+        name: &str,
+        value: i64,
+        range: RangeInclusive<i64>,
+    ) -> Option<T> {
+        if range.contains(&value) {
+            if let Ok(v) = T::try_from(value) {
+                return Some(v);
+            }
+        }
+        self.err(
+            field,
+            format!(
+                "{name} must be in {}..={}, got {value}",
+                range.start(),
+                range.end()
+            ),
+        );
+        None
+    }
+
+    /// Like [`Checker::range`] with a default for a value left out.
+    fn range_or<T: TryFrom<i64>>(
+        &mut self,
+        field: &str,
+        name: &str,
+        value: Option<i64>,
+        range: RangeInclusive<i64>,
+        default: T,
+    ) -> Option<T> {
+        match value {
+            None => Some(default),
+            Some(v) => self.range(field, name, v, range),
+        }
+    }
+}
+
+fn i64_range<T: Copy + Into<i64>>(r: &RangeInclusive<T>) -> RangeInclusive<i64> {
+    (*r.start()).into()..=(*r.end()).into()
+}
+
+fn usize_range(r: &RangeInclusive<usize>) -> RangeInclusive<i64> {
+    let conv = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+    conv(*r.start())..=conv(*r.end())
+}
+
+/// `, ` separated list of names, shortened when long.
+fn list(names: &[&str]) -> String {
+    const MAX: usize = 20;
+    let mut s = names
+        .iter()
+        .take(MAX)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > MAX {
+        s.push_str(&format!(", ... ({} in all)", names.len()));
+    }
+    s
+}
+
+/// `no port named "c" (ports are: a, b)`, with a suggestion when it looks like a typo.
+fn no_such(kind: &str, name: &str, names: &[&str]) -> String {
+    if names.is_empty() {
+        return format!("no {kind} named {name:?} (there are no {kind}s)");
+    }
+    match did_you_mean(name, names) {
+        Some(best) => format!(
+            "no {kind} named {name:?} (did you mean {best:?}? {kind}s are: {})",
+            list(names)
+        ),
+        None => format!("no {kind} named {name:?} ({kind}s are: {})", list(names)),
+    }
+}
+
+/// Why `name` is not a valid name for a `kind` of at most `max` characters, if it is not.
+fn bad_name(kind: &str, name: &str, max: usize) -> Option<String> {
+    if name.is_empty() {
+        return Some(format!("{kind} name is empty"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-'))
+    {
+        return Some(format!(
+            "{kind} name {name:?} has invalid character {c:?} (use a-z, 0-9, _ and -)"
+        ));
+    }
+    let n = name.chars().count();
+    if n > max {
+        return Some(format!(
+            "{kind} name {name:?} is {n} characters long (at most {max})"
+        ));
+    }
+    None
+}
+
+/// Why `name` is not a valid Linux interface name (`dev_valid_name`), if it is not.
+fn bad_ifname(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("interface name is empty".into());
+    }
+    if name.len() > MAX_IFNAME {
+        return Some(format!(
+            "interface name {name:?} is {} bytes long (Linux allows at most {MAX_IFNAME})",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." {
+        return Some(format!("{name:?} is not a valid interface name"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Some(format!(
+            "interface name {name:?} contains {c:?} (Linux forbids '/', ':' and whitespace)"
+        ));
+    }
+    None
+}
+
+fn page_size() -> i64 {
+    // SAFETY: sysconf has no preconditions; it returns -1 when the value is unknown.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n
+    } else {
+        4096
+    }
+}
+
+fn resolve(path: &str, base: Option<&Path>) -> PathBuf {
+    let p = Path::new(path);
+    match base {
+        Some(base) if p.is_relative() && !base.as_os_str().is_empty() => base.join(p),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// Checks `raw`; relative pcap paths are resolved against `base`.
+pub(crate) fn check(raw: &RawConfig, base: Option<&Path>) -> Result<Config, Vec<Problem>> {
+    let mut ck = Checker::default();
+    let dataplane = check_dataplane(
+        &mut ck,
+        raw.dataplane.as_ref().unwrap_or(&RawDataplane::default()),
+    );
+    let control = check_control(
+        &mut ck,
+        raw.control.as_ref().unwrap_or(&RawControl::default()),
+    );
+    let ports = check_ports(&mut ck, &raw.ports, base);
+    let networks = check_networks(&mut ck, raw);
+    let endpoints = check_endpoints(&mut ck, raw);
+    if !ck.problems.is_empty() {
+        return Err(ck.problems);
+    }
+    let built = (|| {
+        Some(Config {
+            dataplane: dataplane?,
+            control: control?,
+            ports: ports.into_iter().collect::<Option<_>>()?,
+            networks: networks.into_iter().collect::<Option<_>>()?,
+            endpoints: endpoints.into_iter().collect::<Option<_>>()?,
+        })
+    })();
+    built.ok_or_else(|| {
+        vec![Problem {
+            field: String::new(),
+            reason: "internal error: a part of the configuration was not built although no problem was found"
+                .into(),
+        }]
+    })
+}
+
+fn check_dataplane(ck: &mut Checker, d: &RawDataplane) -> Option<DataplaneCfg> {
+    let buffers = ck.range_or(
+        "dataplane.buffers",
+        "buffers",
+        d.buffers,
+        usize_range(&(MIN_BUFFERS..=MAX_BUFFERS)),
+        DEFAULT_BUFFERS,
+    );
+    let data_room = ck.range_or(
+        "dataplane.data_room",
+        "data_room",
+        d.data_room,
+        usize_range(&DATA_ROOM_RANGE),
+        DEFAULT_DATA_ROOM,
+    );
+    let burst_size = ck.range_or(
+        "dataplane.burst_size",
+        "burst_size",
+        d.burst_size,
+        usize_range(&BURST_SIZE_RANGE),
+        DEFAULT_BURST_SIZE,
+    );
+    let mut ok = true;
+    let cores = match &d.cores {
+        None => None,
+        Some(list) => {
+            if list.is_empty() {
+                ck.err(
+                    "dataplane.cores",
+                    "cores is empty (list at least one core, or use workers = N for unpinned workers)",
+                );
+                ok = false;
+            }
+            if list.len() > MAX_WORKERS {
+                ck.err(
+                    "dataplane.cores",
+                    format!(
+                        "{} cores listed, at most {MAX_WORKERS} workers are supported",
+                        list.len()
+                    ),
+                );
+                ok = false;
+            }
+            let mut seen = HashSet::new();
+            let mut cores = Vec::with_capacity(list.len());
+            for (i, &c) in list.iter().enumerate() {
+                let field = format!("dataplane.cores[{i}]");
+                match ck.range::<usize>(&field, "a core id", c, usize_range(&(0..=MAX_CORE))) {
+                    Some(c) if !seen.insert(c) => {
+                        ck.err(&field, format!("core {c} is listed twice"));
+                        ok = false;
+                    }
+                    Some(c) => cores.push(c),
+                    None => ok = false,
+                }
+            }
+            Some(cores)
+        }
+    };
+    let workers = match d.workers {
+        None => None,
+        Some(n) => {
+            let n = ck.range::<usize>(
+                "dataplane.workers",
+                "workers",
+                n,
+                usize_range(&(1..=MAX_WORKERS)),
+            );
+            ok &= n.is_some();
+            n
+        }
+    };
+    if d.cores.is_some() && d.workers.is_some() {
+        ck.err(
+            "dataplane.workers",
+            "cores and workers are both set; use cores for pinned workers or workers for unpinned ones, not both",
+        );
+        ok = false;
+    }
+    let idle = match d.idle.as_deref() {
+        None => Some(IdleMode::Adaptive),
+        Some(s) => match IdleMode::ALL.into_iter().find(|m| m.as_str() == s) {
+            Some(m) => Some(m),
+            None => {
+                ck.err(
+                    "dataplane.idle",
+                    format!("unknown idle mode {s:?} (expected one of: adaptive, poll)"),
+                );
+                None
+            }
+        },
+    };
+    let idle_sleep_us = ck.range_or(
+        "dataplane.idle_sleep_us",
+        "idle_sleep_us",
+        d.idle_sleep_us,
+        i64_range(&IDLE_SLEEP_US_RANGE),
+        DEFAULT_IDLE_SLEEP_US,
+    );
+    let idle_after_polls = ck.range_or(
+        "dataplane.idle_after_polls",
+        "idle_after_polls",
+        d.idle_after_polls,
+        1..=i64::from(u32::MAX),
+        DEFAULT_IDLE_AFTER_POLLS,
+    );
+    if !ok {
+        return None;
+    }
+    Some(DataplaneCfg {
+        buffers: buffers?,
+        data_room: data_room?,
+        burst_size: burst_size?,
+        cores,
+        workers,
+        idle: idle?,
+        idle_sleep_us: idle_sleep_us?,
+        idle_after_polls: idle_after_polls?,
+    })
+}
+
+fn check_control(ck: &mut Checker, c: &RawControl) -> Option<ControlCfg> {
+    match c.socket.as_deref() {
+        None => Some(ControlCfg::default()),
+        Some("") => {
+            ck.err("control.socket", "socket path is empty");
+            None
+        }
+        Some(s) => Some(ControlCfg {
+            socket: PathBuf::from(s),
+        }),
+    }
+}
+
+/// The options of each backend, as written in the file.
+const RING_OPTIONS: [&str; 2] = ["peer", "depth"];
+const PCAP_OPTIONS: [&str; 3] = ["rx", "tx", "replay"];
+const AFPACKET_OPTIONS: [&str; 5] = [
+    "interface",
+    "block_size",
+    "block_count",
+    "frame_size",
+    "promiscuous",
+];
+
+fn options_set(p: &RawPort) -> Vec<&'static str> {
+    let set = [
+        ("interface", p.interface.is_some()),
+        ("block_size", p.block_size.is_some()),
+        ("block_count", p.block_count.is_some()),
+        ("frame_size", p.frame_size.is_some()),
+        ("promiscuous", p.promiscuous.is_some()),
+        ("peer", p.peer.is_some()),
+        ("depth", p.depth.is_some()),
+        ("rx", p.rx.is_some()),
+        ("tx", p.tx.is_some()),
+        ("replay", p.replay.is_some()),
+    ];
+    set.into_iter()
+        .filter(|(_, s)| *s)
+        .map(|(n, _)| n)
+        .collect()
+}
+
+fn owner_of(option: &str) -> &'static str {
+    if RING_OPTIONS.contains(&option) {
+        "ring"
+    } else if PCAP_OPTIONS.contains(&option) {
+        "pcap"
+    } else {
+        "afpacket"
+    }
+}
+
+fn check_ports(ck: &mut Checker, ports: &[RawPort], base: Option<&Path>) -> Vec<Option<PortCfg>> {
+    let names: Vec<&str> = unique_names(ports.iter().map(|p| p.name.as_deref()));
+    let by_name: HashMap<&str, (usize, &RawPort)> = {
+        let mut m = HashMap::new();
+        for (i, p) in ports.iter().enumerate() {
+            if let Some(n) = p.name.as_deref() {
+                m.entry(n).or_insert((i, p));
+            }
+        }
+        m
+    };
+    let mut interfaces: HashMap<String, usize> = HashMap::new();
+    let mut tx_files: HashMap<PathBuf, usize> = HashMap::new();
+    let mut out = Vec::with_capacity(ports.len());
+    for (i, p) in ports.iter().enumerate() {
+        let at = |f: &str| format!("ports[{i}].{f}");
+        let mut ok = true;
+        let name = match p.name.as_deref() {
+            None => {
+                ck.err(at("name"), REQUIRED);
+                ok = false;
+                ""
+            }
+            Some(n) => {
+                if let Some(why) = bad_name("port", n, MAX_PORT_NAME) {
+                    ck.err(at("name"), why);
+                    ok = false;
+                }
+                if let Some(&(first, _)) = by_name.get(n).filter(|(first, _)| *first != i) {
+                    ck.err(
+                        at("name"),
+                        format!("duplicate port name {n:?} (first used by ports[{first}])"),
+                    );
+                    ok = false;
+                }
+                n
+            }
+        };
+        let kind = match p.backend.as_deref() {
+            None => {
+                ck.err(
+                    at("backend"),
+                    format!("{REQUIRED} (one of: {})", BackendCfg::NAMES.join(", ")),
+                );
+                None
+            }
+            Some(b) if BackendCfg::NAMES.contains(&b) => Some(b),
+            Some(b) => {
+                ck.err(
+                    at("backend"),
+                    format!(
+                        "unknown backend {b:?} (expected one of: {})",
+                        BackendCfg::NAMES.join(", ")
+                    ),
+                );
+                None
+            }
+        };
+        let Some(kind) = kind else {
+            out.push(None);
+            continue;
+        };
+        let allowed: &[&str] = match kind {
+            "ring" => &RING_OPTIONS,
+            "pcap" => &PCAP_OPTIONS,
+            _ => &AFPACKET_OPTIONS,
+        };
+        for opt in options_set(p) {
+            if !allowed.contains(&opt) {
+                ck.err(
+                    at(opt),
+                    format!(
+                        "{opt} is an option of the {} backend, not of {kind} (options of {kind}: {})",
+                        owner_of(opt),
+                        allowed.join(", ")
+                    ),
+                );
+                ok = false;
+            }
+        }
+        let backend = match kind {
+            "ring" => check_ring(ck, i, name, p, &by_name, &names),
+            "pcap" => check_pcap(ck, i, p, base, &mut tx_files),
+            _ => check_afpacket(ck, i, p, &mut interfaces),
+        };
+        out.push(match (ok, backend) {
+            (true, Some(backend)) => Some(PortCfg {
+                name: name.to_string(),
+                backend,
+            }),
+            _ => None,
+        });
+    }
+    out
+}
+
+/// The distinct names, in order of first appearance.
+fn unique_names<'a>(names: impl Iterator<Item = Option<&'a str>>) -> Vec<&'a str> {
+    let mut seen = HashSet::new();
+    names.flatten().filter(|n| seen.insert(*n)).collect()
+}
+
+fn check_ring(
+    ck: &mut Checker,
+    i: usize,
+    name: &str,
+    p: &RawPort,
+    by_name: &HashMap<&str, (usize, &RawPort)>,
+    names: &[&str],
+) -> Option<BackendCfg> {
+    let field = format!("ports[{i}].peer");
+    let peer = match p.peer.as_deref() {
+        None => {
+            ck.err(
+                &field,
+                format!("{REQUIRED} (a ring port needs the name of its peer ring port)"),
+            );
+            None
+        }
+        Some(peer) if peer == name => {
+            ck.err(&field, format!("ring port {name:?} cannot be its own peer"));
+            None
+        }
+        Some(peer) => match by_name.get(peer) {
+            None => {
+                ck.err(&field, no_such("port", peer, names));
+                None
+            }
+            Some((j, q)) => match (q.backend.as_deref(), q.peer.as_deref()) {
+                (Some("ring"), Some(back)) if back == name => Some(peer.to_string()),
+                (Some("ring"), Some(back)) => {
+                    ck.err(
+                        &field,
+                        format!(
+                            "ring peers must name each other: port {peer:?} (ports[{j}]) has peer {back:?}, not {name:?}"
+                        ),
+                    );
+                    None
+                }
+                // Its own missing peer is reported there.
+                (Some("ring"), None) => None,
+                (Some(other), _) if BackendCfg::NAMES.contains(&other) => {
+                    ck.err(
+                        &field,
+                        format!("port {peer:?} (ports[{j}]) is a {other} port; a ring port's peer must be a ring port"),
+                    );
+                    None
+                }
+                // Unknown or missing backend: reported there.
+                _ => None,
+            },
+        },
+    };
+    let depth = match p.depth {
+        None => Some(None),
+        Some(d) => {
+            let field = format!("ports[{i}].depth");
+            let d = ck.range::<usize>(&field, "depth", d, usize_range(&RING_DEPTH_RANGE));
+            match d {
+                Some(d) if !d.is_power_of_two() => {
+                    ck.err(&field, format!("depth must be a power of two, got {d}"));
+                    None
+                }
+                Some(d) => Some(Some(d)),
+                None => None,
+            }
+        }
+    };
+    Some(BackendCfg::Ring {
+        peer: peer?,
+        depth: depth?,
+    })
+}
+
+fn check_pcap(
+    ck: &mut Checker,
+    i: usize,
+    p: &RawPort,
+    base: Option<&Path>,
+    tx_files: &mut HashMap<PathBuf, usize>,
+) -> Option<BackendCfg> {
+    let mut ok = true;
+    if p.rx.is_none() && p.tx.is_none() {
+        ck.err(
+            format!("ports[{i}]"),
+            "a pcap port needs rx (a file to read), tx (a file to write) or both",
+        );
+        ok = false;
+    }
+    let rx = match p.rx.as_deref() {
+        None => None,
+        Some("") => {
+            ck.err(format!("ports[{i}].rx"), "rx path is empty");
+            ok = false;
+            None
+        }
+        Some(rx) => {
+            let path = resolve(rx, base);
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() => {
+                    ck.err(
+                        format!("ports[{i}].rx"),
+                        format!("pcap file {:?} is a directory", path.display().to_string()),
+                    );
+                    ok = false;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    ck.err(
+                        format!("ports[{i}].rx"),
+                        format!("pcap file {:?} does not exist", path.display().to_string()),
+                    );
+                    ok = false;
+                }
+                Err(e) => {
+                    ck.err(
+                        format!("ports[{i}].rx"),
+                        format!(
+                            "cannot read pcap file {:?}: {e}",
+                            path.display().to_string()
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+            Some(path)
+        }
+    };
+    let tx = match p.tx.as_deref() {
+        None => None,
+        Some("") => {
+            ck.err(format!("ports[{i}].tx"), "tx path is empty");
+            ok = false;
+            None
+        }
+        Some(tx) => {
+            let path = resolve(tx, base);
+            if rx.as_ref() == Some(&path) {
+                ck.err(
+                    format!("ports[{i}].tx"),
+                    "tx is the same file as rx (writing would destroy the input)",
+                );
+                ok = false;
+            } else if let Some(first) = tx_files.get(&path) {
+                ck.err(
+                    format!("ports[{i}].tx"),
+                    format!(
+                        "pcap file {:?} is already written by ports[{first}]",
+                        path.display().to_string()
+                    ),
+                );
+                ok = false;
+            } else {
+                tx_files.insert(path.clone(), i);
+            }
+            Some(path)
+        }
+    };
+    let replay = match p.replay {
+        None => Some(None),
+        Some(_) if p.rx.is_none() => {
+            ck.err(
+                format!("ports[{i}].replay"),
+                "replay needs rx (there is nothing to replay)",
+            );
+            None
+        }
+        Some(r) => ck
+            .range::<u32>(
+                &format!("ports[{i}].replay"),
+                "replay",
+                r,
+                1..=i64::from(u32::MAX),
+            )
+            .map(Some),
+    };
+    if !ok {
+        return None;
+    }
+    Some(BackendCfg::Pcap {
+        rx,
+        tx,
+        replay: replay?,
+    })
+}
+
+fn check_afpacket(
+    ck: &mut Checker,
+    i: usize,
+    p: &RawPort,
+    interfaces: &mut HashMap<String, usize>,
+) -> Option<BackendCfg> {
+    let mut ok = true;
+    let interface = match p.interface.as_deref() {
+        None => {
+            ck.err(
+                format!("ports[{i}].interface"),
+                format!("{REQUIRED} (an afpacket port needs the Linux interface to attach to)"),
+            );
+            None
+        }
+        Some(ifname) => {
+            if let Some(why) = bad_ifname(ifname) {
+                ck.err(format!("ports[{i}].interface"), why);
+                None
+            } else if let Some(first) = interfaces.get(ifname) {
+                ck.err(
+                    format!("ports[{i}].interface"),
+                    format!("interface {ifname:?} is already used by ports[{first}]"),
+                );
+                None
+            } else {
+                interfaces.insert(ifname.to_string(), i);
+                Some(ifname.to_string())
+            }
+        }
+    };
+    let page = page_size();
+    let block_size = match p.block_size {
+        None => None,
+        Some(b) => {
+            if b < page || b > MAX_BLOCK_SIZE || b % page != 0 || !(b as u64).is_power_of_two() {
+                ck.err(
+                    format!("ports[{i}].block_size"),
+                    format!(
+                        "block_size must be a power of two, a multiple of the page size ({page}) and at most {MAX_BLOCK_SIZE}, got {b}"
+                    ),
+                );
+                ok = false;
+            }
+            usize::try_from(b).ok()
+        }
+    };
+    let block_count = match p.block_count {
+        None => None,
+        Some(c) => {
+            let c = ck.range::<usize>(
+                &format!("ports[{i}].block_count"),
+                "block_count",
+                c,
+                BLOCK_COUNT_RANGE,
+            );
+            ok &= c.is_some();
+            c
+        }
+    };
+    let frame_size = match p.frame_size {
+        None => None,
+        Some(f) => {
+            let max = p.block_size.unwrap_or(MAX_BLOCK_SIZE).min(MAX_BLOCK_SIZE);
+            if f < MIN_FRAME_SIZE || f % FRAME_ALIGN != 0 || f > max {
+                let upper = if p.block_size.is_some() {
+                    format!("at most block_size ({max})")
+                } else {
+                    format!("at most {max}")
+                };
+                ck.err(
+                    format!("ports[{i}].frame_size"),
+                    format!(
+                        "frame_size must be a multiple of {FRAME_ALIGN}, at least {MIN_FRAME_SIZE} and {upper}, got {f}"
+                    ),
+                );
+                ok = false;
+            }
+            usize::try_from(f).ok()
+        }
+    };
+    if !ok {
+        return None;
+    }
+    Some(BackendCfg::AfPacket {
+        interface: interface?,
+        block_size,
+        block_count,
+        frame_size,
+        promiscuous: p.promiscuous,
+    })
+}
+
+fn check_networks(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<NetworkCfg>> {
+    let port_names = unique_names(raw.ports.iter().map(|p| p.name.as_deref()));
+    let mut first_by_name: HashMap<&str, usize> = HashMap::new();
+    // Port name -> network index that has it.
+    let mut member_of: HashMap<&str, usize> = HashMap::new();
+    let mut out = Vec::with_capacity(raw.networks.len());
+    for (i, n) in raw.networks.iter().enumerate() {
+        let at = |f: &str| format!("networks[{i}].{f}");
+        let mut ok = true;
+        let name = match n.name.as_deref() {
+            None => {
+                ck.err(at("name"), REQUIRED);
+                ok = false;
+                ""
+            }
+            Some(name) => {
+                if let Some(why) = bad_name("network", name, MAX_PORT_NAME) {
+                    ck.err(at("name"), why);
+                    ok = false;
+                }
+                if let Some(first) = first_by_name.get(name) {
+                    ck.err(
+                        at("name"),
+                        format!(
+                            "duplicate network name {name:?} (first used by networks[{first}])"
+                        ),
+                    );
+                    ok = false;
+                } else {
+                    first_by_name.insert(name, i);
+                }
+                name
+            }
+        };
+        let mode = match n.mode.as_deref() {
+            None => {
+                let all: Vec<_> = NetworkMode::ALL.iter().map(|m| m.as_str()).collect();
+                ck.err(
+                    at("mode"),
+                    format!("{REQUIRED} (one of: {})", all.join(", ")),
+                );
+                None
+            }
+            Some(m) => match m.parse::<NetworkMode>() {
+                Ok(mode) if mode.is_implemented() => Some(mode),
+                Ok(mode) => {
+                    ck.err(at("mode"), format!("mode `{mode}` is not implemented yet"));
+                    None
+                }
+                Err(why) => {
+                    ck.err(at("mode"), why);
+                    None
+                }
+            },
+        };
+        let ports = match &n.ports {
+            None => {
+                ck.err(at("ports"), REQUIRED);
+                None
+            }
+            Some(ports) => {
+                let mut seen = HashSet::new();
+                for (j, p) in ports.iter().enumerate() {
+                    let field = format!("networks[{i}].ports[{j}]");
+                    if !port_names.contains(&p.as_str()) {
+                        ck.err(&field, no_such("port", p, &port_names));
+                        ok = false;
+                    } else if !seen.insert(p.as_str()) {
+                        ck.err(&field, format!("port {p:?} is listed twice"));
+                        ok = false;
+                    } else if let Some(&other) = member_of.get(p.as_str()) {
+                        let other_name = raw.networks[other].name.as_deref().unwrap_or("?");
+                        ck.err(
+                            &field,
+                            format!(
+                                "port {p:?} is already in network {other_name:?} (networks[{other}]); a port belongs to at most one network"
+                            ),
+                        );
+                        ok = false;
+                    } else {
+                        member_of.insert(p.as_str(), i);
+                    }
+                }
+                if mode == Some(NetworkMode::Xconnect) && ports.len() != 2 {
+                    ck.err(
+                        at("ports"),
+                        format!(
+                            "an xconnect network joins exactly two ports, got {}",
+                            ports.len()
+                        ),
+                    );
+                    ok = false;
+                }
+                Some(ports.clone())
+            }
+        };
+        let rewrite = check_rewrites(ck, i, n, mode);
+        out.push(match (ok, mode, ports, rewrite) {
+            (true, Some(mode), Some(ports), Some(rewrite)) => Some(NetworkCfg {
+                name: name.to_string(),
+                mode,
+                ports,
+                rewrite,
+            }),
+            _ => None,
+        });
+    }
+    out
+}
+
+fn check_rewrites(
+    ck: &mut Checker,
+    i: usize,
+    n: &RawNetwork,
+    mode: Option<NetworkMode>,
+) -> Option<Vec<RewriteCfg>> {
+    let members: Vec<&str> = n.ports.iter().flatten().map(String::as_str).collect();
+    let net_name = n.name.as_deref().unwrap_or("?");
+    if !n.rewrite.is_empty() && mode.is_some_and(|m| m != NetworkMode::Xconnect) {
+        ck.err(
+            format!("networks[{i}].rewrite[0]"),
+            "rewrite is only supported by xconnect networks",
+        );
+        return None;
+    }
+    let mut ok = true;
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut out = Vec::with_capacity(n.rewrite.len());
+    for (k, r) in n.rewrite.iter().enumerate() {
+        let RawRewrite {
+            port,
+            src_mac,
+            dst_mac,
+        } = r;
+        let at = |f: &str| format!("networks[{i}].rewrite[{k}].{f}");
+        match port.as_deref() {
+            None => {
+                ck.err(at("port"), REQUIRED);
+                ok = false;
+            }
+            Some(p) if n.ports.is_some() && !members.contains(&p) => {
+                ck.err(
+                    at("port"),
+                    format!(
+                        "port {p:?} is not in network {net_name:?} (its ports are: {})",
+                        list(&members)
+                    ),
+                );
+                ok = false;
+            }
+            Some(p) => {
+                if let Some(first) = seen.get(p) {
+                    ck.err(
+                        at("port"),
+                        format!("port {p:?} already has a rewrite (rewrite[{first}])"),
+                    );
+                    ok = false;
+                } else {
+                    seen.insert(p, k);
+                }
+            }
+        }
+        if src_mac.is_none() && dst_mac.is_none() {
+            ck.err(
+                format!("networks[{i}].rewrite[{k}]"),
+                "a rewrite needs src_mac, dst_mac or both",
+            );
+            ok = false;
+        }
+        let src = src_mac.as_deref().map(|s| mac(ck, &at("src_mac"), s, true));
+        let dst = dst_mac
+            .as_deref()
+            .map(|s| mac(ck, &at("dst_mac"), s, false));
+        let (src, dst) = match (src, dst) {
+            (Some(None), _) | (_, Some(None)) => {
+                ok = false;
+                (None, None)
+            }
+            (s, d) => (s.flatten(), d.flatten()),
+        };
+        if let Some(p) = port {
+            out.push(RewriteCfg {
+                port: p.clone(),
+                src_mac: src,
+                dst_mac: dst,
+            });
+        }
+    }
+    ok.then_some(out)
+}
+
+/// Parses a MAC; `unicast` also requires the group bit clear. Never all-zero.
+fn mac(ck: &mut Checker, field: &str, s: &str, unicast: bool) -> Option<MacAddr> {
+    match s.parse::<MacAddr>() {
+        Err(e) => {
+            ck.err(field, e.to_string());
+            None
+        }
+        Ok(m) if m.is_zero() => {
+            ck.err(field, format!("MAC address {m} is all-zero"));
+            None
+        }
+        Ok(m) if unicast && m.is_multicast() => {
+            ck.err(
+                field,
+                format!("MAC address {m} is multicast (the low bit of the first octet is set); a unicast address is needed"),
+            );
+            None
+        }
+        Ok(m) => Some(m),
+    }
+}
+
+fn check_endpoints(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<EndpointCfg>> {
+    let port_names = unique_names(raw.ports.iter().map(|p| p.name.as_deref()));
+    let net_names = unique_names(raw.networks.iter().map(|n| n.name.as_deref()));
+    let mut first_by_name: HashMap<&str, usize> = HashMap::new();
+    let mut cabled: HashMap<&str, usize> = HashMap::new();
+    let mut macs: HashMap<MacAddr, usize> = HashMap::new();
+    let mut addrs: HashMap<Ipv4Addr, usize> = HashMap::new();
+    let mut out = Vec::with_capacity(raw.endpoints.len());
+    for (i, e) in raw.endpoints.iter().enumerate() {
+        let RawEndpoint {
+            name,
+            network,
+            port,
+            mac: raw_mac,
+            address,
+            gateway,
+        } = e;
+        let at = |f: &str| format!("endpoints[{i}].{f}");
+        let mut ok = true;
+        match name.as_deref() {
+            None => {
+                ck.err(at("name"), REQUIRED);
+                ok = false;
+            }
+            Some(n) => {
+                if let Some(why) = bad_name("endpoint", n, MAX_ENDPOINT_NAME) {
+                    ck.err(at("name"), why);
+                    ok = false;
+                }
+                if let Some(first) = first_by_name.get(n) {
+                    ck.err(
+                        at("name"),
+                        format!("duplicate endpoint name {n:?} (first used by endpoints[{first}])"),
+                    );
+                    ok = false;
+                } else {
+                    first_by_name.insert(n, i);
+                }
+            }
+        }
+        let net = match network.as_deref() {
+            None => {
+                ck.err(at("network"), REQUIRED);
+                ok = false;
+                None
+            }
+            Some(n) if !net_names.contains(&n) => {
+                ck.err(at("network"), no_such("network", n, &net_names));
+                ok = false;
+                None
+            }
+            Some(n) => raw.networks.iter().find(|x| x.name.as_deref() == Some(n)),
+        };
+        match port.as_deref() {
+            None => {
+                ck.err(at("port"), REQUIRED);
+                ok = false;
+            }
+            Some(p) if !port_names.contains(&p) => {
+                ck.err(at("port"), no_such("port", p, &port_names));
+                ok = false;
+            }
+            Some(p) => {
+                if let Some(net) = net {
+                    let members: Vec<&str> =
+                        net.ports.iter().flatten().map(String::as_str).collect();
+                    if net.ports.is_some() && !members.contains(&p) {
+                        ck.err(
+                            at("port"),
+                            format!(
+                                "port {p:?} is not in network {:?} (its ports are: {})",
+                                net.name.as_deref().unwrap_or("?"),
+                                list(&members)
+                            ),
+                        );
+                        ok = false;
+                    }
+                }
+                if let Some(first) = cabled.get(p) {
+                    ck.err(at("port"), format!("port {p:?} is already cabled to endpoints[{first}]; one endpoint per port"));
+                    ok = false;
+                } else {
+                    cabled.insert(p, i);
+                }
+            }
+        }
+        let mac_addr = match raw_mac.as_deref() {
+            None => Some(None),
+            Some(s) => match mac(ck, &at("mac"), s, true) {
+                Some(m) => {
+                    if let Some(first) = macs.get(&m) {
+                        ck.err(
+                            at("mac"),
+                            format!("MAC address {m} is already used by endpoints[{first}]"),
+                        );
+                        None
+                    } else {
+                        macs.insert(m, i);
+                        Some(Some(m))
+                    }
+                }
+                None => None,
+            },
+        };
+        let cidr = match address.as_deref() {
+            None => {
+                ck.err(
+                    at("address"),
+                    format!("{REQUIRED} (an IPv4 address with prefix length, like 10.77.0.1/24)"),
+                );
+                None
+            }
+            Some(s) => match s.parse::<Ipv4Cidr>() {
+                Err(e) => {
+                    ck.err(at("address"), e.to_string());
+                    None
+                }
+                Ok(c) => match bad_host_address(c) {
+                    Some(why) => {
+                        ck.err(at("address"), why);
+                        None
+                    }
+                    None => {
+                        if let Some(first) = addrs.get(&c.addr()) {
+                            ck.err(
+                                at("address"),
+                                format!(
+                                    "address {} is already used by endpoints[{first}]",
+                                    c.addr()
+                                ),
+                            );
+                            None
+                        } else {
+                            addrs.insert(c.addr(), i);
+                            Some(c)
+                        }
+                    }
+                },
+            },
+        };
+        let gw = match gateway.as_deref() {
+            None => Some(None),
+            Some(s) => match s.parse::<Ipv4Addr>() {
+                Err(_) => {
+                    ck.err(at("gateway"), format!("invalid IPv4 address {s:?}"));
+                    None
+                }
+                Ok(g) => match cidr {
+                    // Address invalid: already reported, nothing to compare with.
+                    None => None,
+                    Some(c) if !c.contains(g) => {
+                        ck.err(
+                            at("gateway"),
+                            format!(
+                                "gateway {g} is outside the subnet {}/{} of address {c}",
+                                c.network(),
+                                c.prefix()
+                            ),
+                        );
+                        None
+                    }
+                    Some(c) if g == c.addr() => {
+                        ck.err(
+                            at("gateway"),
+                            format!("gateway {g} is the endpoint's own address"),
+                        );
+                        None
+                    }
+                    Some(c)
+                        if !Ipv4Cidr::new(g, c.prefix()).is_some_and(Ipv4Cidr::is_host_address) =>
+                    {
+                        ck.err(
+                            at("gateway"),
+                            format!(
+                                "gateway {g} is the network or broadcast address of {}/{}",
+                                c.network(),
+                                c.prefix()
+                            ),
+                        );
+                        None
+                    }
+                    Some(_) => Some(Some(g)),
+                },
+            },
+        };
+        out.push(match (ok, mac_addr, cidr, gw) {
+            (true, Some(mac), Some(address), Some(gateway)) => Some(EndpointCfg {
+                name: name.clone().unwrap_or_default(),
+                network: network.clone().unwrap_or_default(),
+                port: port.clone().unwrap_or_default(),
+                mac,
+                address,
+                gateway,
+            }),
+            _ => None,
+        });
+    }
+    out
+}
+
+/// Why `c` cannot be an endpoint's address, if it cannot.
+fn bad_host_address(c: Ipv4Cidr) -> Option<String> {
+    let a = c.addr();
+    if c.prefix() == 0 {
+        return Some(format!(
+            "prefix length 0 in {c} leaves no subnet; use 1..=32"
+        ));
+    }
+    if a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_broadcast() {
+        let what = if a.is_unspecified() {
+            "unspecified"
+        } else if a.is_loopback() {
+            "a loopback address"
+        } else if a.is_multicast() {
+            "a multicast address"
+        } else {
+            "the broadcast address"
+        };
+        return Some(format!("{a} is {what}, not a host address"));
+    }
+    if !c.is_host_address() {
+        let what = if a == c.network() {
+            "network address (host part all zero)"
+        } else {
+            "broadcast address (host part all ones)"
+        };
+        return Some(format!(
+            "{a} is the {what} of {}/{}, not a host address",
+            c.network(),
+            c.prefix()
+        ));
+    }
+    None
+}
+
+/// The file a [`Config`] would have been read from (numbers and enums back to their written form).
+pub(crate) fn to_raw(c: &Config) -> RawConfig {
+    let num = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    let d = &c.dataplane;
+    RawConfig {
+        dataplane: Some(RawDataplane {
+            buffers: Some(num(d.buffers)),
+            data_room: Some(num(d.data_room)),
+            burst_size: Some(num(d.burst_size)),
+            cores: d
+                .cores
+                .as_ref()
+                .map(|cs| cs.iter().map(|&c| num(c)).collect()),
+            workers: d.workers.map(num),
+            idle: Some(d.idle.as_str().to_string()),
+            idle_sleep_us: Some(i64::from(d.idle_sleep_us)),
+            idle_after_polls: Some(i64::from(d.idle_after_polls)),
+        }),
+        control: Some(RawControl {
+            socket: Some(path(&c.control.socket)),
+        }),
+        ports: c
+            .ports
+            .iter()
+            .map(|p| {
+                let mut r = RawPort {
+                    name: Some(p.name.clone()),
+                    backend: Some(p.backend.kind().to_string()),
+                    ..RawPort::default()
+                };
+                match &p.backend {
+                    BackendCfg::Ring { peer, depth } => {
+                        r.peer = Some(peer.clone());
+                        r.depth = depth.map(num);
+                    }
+                    BackendCfg::Pcap { rx, tx, replay } => {
+                        r.rx = rx.as_deref().map(path);
+                        r.tx = tx.as_deref().map(path);
+                        r.replay = replay.map(i64::from);
+                    }
+                    BackendCfg::AfPacket {
+                        interface,
+                        block_size,
+                        block_count,
+                        frame_size,
+                        promiscuous,
+                    } => {
+                        r.interface = Some(interface.clone());
+                        r.block_size = block_size.map(num);
+                        r.block_count = block_count.map(num);
+                        r.frame_size = frame_size.map(num);
+                        r.promiscuous = *promiscuous;
+                    }
+                }
+                r
+            })
+            .collect(),
+        networks: c
+            .networks
+            .iter()
+            .map(|n| RawNetwork {
+                name: Some(n.name.clone()),
+                mode: Some(n.mode.as_str().to_string()),
+                ports: Some(n.ports.clone()),
+                rewrite: n
+                    .rewrite
+                    .iter()
+                    .map(|r| RawRewrite {
+                        port: Some(r.port.clone()),
+                        src_mac: r.src_mac.map(|m| m.to_string()),
+                        dst_mac: r.dst_mac.map(|m| m.to_string()),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        endpoints: c
+            .endpoints
+            .iter()
+            .map(|e| RawEndpoint {
+                name: Some(e.name.clone()),
+                network: Some(e.network.clone()),
+                port: Some(e.port.clone()),
+                mac: e.mac.map(|m| m.to_string()),
+                address: Some(e.address.to_string()),
+                gateway: e.gateway.map(|g| g.to_string()),
+            })
+            .collect(),
+    }
+}

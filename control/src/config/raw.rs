@@ -1,0 +1,86 @@
+//! The file as written: every field optional, every number an `i64`, every enum a string. Serde only checks
+//! syntax, types and unknown fields here; ranges, enums, references and required fields are checked by
+//! [`super::check`], which collects every problem instead of stopping at the first.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub dataplane: Option<RawDataplane>,
+    pub control: Option<RawControl>,
+    #[serde(default)]
+    pub ports: Vec<RawPort>,
+    #[serde(default)]
+    pub networks: Vec<RawNetwork>,
+    #[serde(default)]
+    pub endpoints: Vec<RawEndpoint>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDataplane {
+    pub buffers: Option<i64>,
+    pub data_room: Option<i64>,
+    pub burst_size: Option<i64>,
+    pub cores: Option<Vec<i64>>,
+    pub workers: Option<i64>,
+    pub idle: Option<String>,
+    pub idle_sleep_us: Option<i64>,
+    pub idle_after_polls: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawControl {
+    pub socket: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPort {
+    pub name: Option<String>,
+    pub backend: Option<String>,
+    // afpacket
+    pub interface: Option<String>,
+    pub block_size: Option<i64>,
+    pub block_count: Option<i64>,
+    pub frame_size: Option<i64>,
+    pub promiscuous: Option<bool>,
+    // ring
+    pub peer: Option<String>,
+    pub depth: Option<i64>,
+    // pcap
+    pub rx: Option<String>,
+    pub tx: Option<String>,
+    pub replay: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNetwork {
+    pub name: Option<String>,
+    pub mode: Option<String>,
+    pub ports: Option<Vec<String>>,
+    #[serde(default)]
+    pub rewrite: Vec<RawRewrite>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRewrite {
+    pub port: Option<String>,
+    pub src_mac: Option<String>,
+    pub dst_mac: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEndpoint {
+    pub name: Option<String>,
+    pub network: Option<String>,
+    pub port: Option<String>,
+    pub mac: Option<String>,
+    pub address: Option<String>,
+    pub gateway: Option<String>,
+}
