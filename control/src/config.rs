@@ -202,7 +202,8 @@ pub struct PortCfg {
 pub enum BackendCfg {
     /// `backend = "ring"`: an in-memory queue pair with another ring port (tests and benchmarks).
     Ring {
-        /// `peer`: the name of the other ring port of the pair, which names this one back.
+        /// `peer`: the far end. Another ring port of the config that names this one back (cabled inside the
+        /// router), or any other name: an external end handed to the embedding program (generator, tests).
         peer: String,
         /// `depth`: packets per queue, a power of two in [`RING_DEPTH_RANGE`].
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -10,7 +10,7 @@ use crate::router::Router;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -83,14 +83,22 @@ impl Server {
         }
         if path.exists() {
             if UnixStream::connect(path).is_ok() {
-                anyhow::bail!("{} is in use by a running wharf (use another --socket)", path.display());
+                anyhow::bail!(
+                    "{} is in use by a running wharf (use another --socket)",
+                    path.display()
+                );
             }
-            std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
+            std::fs::remove_file(path)
+                .with_context(|| format!("removing stale socket {}", path.display()))?;
         }
-        let listener = UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+        let listener =
+            UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         listener.set_nonblocking(true)?;
-        Ok(Server { listener, path: path.to_path_buf() })
+        Ok(Server {
+            listener,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Serves every connection waiting now; returns how many requests were answered.
@@ -132,8 +140,12 @@ fn serve_one(stream: UnixStream, router: &mut Router) -> std::io::Result<()> {
 
 /// Sends one request to the socket at `path` and returns the `data` of the response, or its error.
 pub fn request(path: &Path, req: &Request) -> anyhow::Result<Value> {
-    let mut s = UnixStream::connect(path)
-        .with_context(|| format!("cannot connect to {} (is `wharf run` or `wharf lab` running?)", path.display()))?;
+    let mut s = UnixStream::connect(path).with_context(|| {
+        format!(
+            "cannot connect to {} (is `wharf run` or `wharf lab` running?)",
+            path.display()
+        )
+    })?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     writeln!(s, "{}", serde_json::to_string(req)?)?;
     s.shutdown(std::net::Shutdown::Write)?;
@@ -155,7 +167,10 @@ mod tests {
     fn requests_round_trip_as_documented() {
         let r: Request = serde_json::from_str(r#"{"cmd":"show","what":"drops"}"#).unwrap();
         assert_eq!(r, Request::Show { what: Show::Drops });
-        assert_eq!(serde_json::to_string(&Request::Reload).unwrap(), r#"{"cmd":"reload"}"#);
+        assert_eq!(
+            serde_json::to_string(&Request::Reload).unwrap(),
+            r#"{"cmd":"reload"}"#
+        );
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"show","what":"nothing"}"#).is_err());
     }
 }

@@ -78,14 +78,26 @@ pub fn build(cfg: &mut Config, prefix: &str) -> anyhow::Result<Topology> {
     let mut topo = Topology::default();
     let endpoints = cfg.endpoints.clone();
     for ep in &endpoints {
-        let ns = NetnsGuard::new(&format!("{prefix}{}", ep.name)).with_context(|| format!("endpoint {}", ep.name))?;
+        let ns = NetnsGuard::new(&format!("{prefix}{}", ep.name))
+            .with_context(|| format!("endpoint {}", ep.name))?;
         let mut veth = VethGuard::new(&format!("{prefix}{}", ep.port), &format!("{prefix}e"))?;
         veth.move_b(ns.name())?;
         let inner = veth.b().to_string();
-        netns::ip_in(Some(ns.name()), &["link", "set", "dev", &inner, "name", "eth0"])?;
-        let mac = ep.mac.map(|m| m.0).unwrap_or_else(|| generated_mac(&ep.name));
+        netns::ip_in(
+            Some(ns.name()),
+            &["link", "set", "dev", &inner, "name", "eth0"],
+        )?;
+        let mac = ep
+            .mac
+            .map(|m| m.0)
+            .unwrap_or_else(|| generated_mac(&ep.name));
         netns::set_mac(Some(ns.name()), "eth0", mac)?;
-        netns::add_addr4(Some(ns.name()), "eth0", ep.address.addr(), ep.address.prefix())?;
+        netns::add_addr4(
+            Some(ns.name()),
+            "eth0",
+            ep.address.addr(),
+            ep.address.prefix(),
+        )?;
         netns::set_up(Some(ns.name()), "eth0")?;
         if let Some(gw) = ep.gateway {
             netns::add_default_route4(Some(ns.name()), gw)?;
@@ -164,7 +176,13 @@ pub fn check(topo: &Topology) -> Vec<CheckResult> {
                 Ok(mbps) => (None, mbps),
                 Err(e) => (Some(format!("{e:#}")), 0.0),
             };
-            results.push(CheckResult { from: a.name.clone(), to: b.name.clone(), ping, tcp, tcp_mbps });
+            results.push(CheckResult {
+                from: a.name.clone(),
+                to: b.name.clone(),
+                ping,
+                tcp,
+                tcp_mbps,
+            });
         }
     }
     results
@@ -172,12 +190,27 @@ pub fn check(topo: &Topology) -> Vec<CheckResult> {
 
 fn ping(a: &LabHost, b: &LabHost) -> anyhow::Result<()> {
     let out = std::process::Command::new("ip")
-        .args(["netns", "exec", a.ns.name(), "ping", "-c", "3", "-i", "0.2", "-W", "2", &b.addr.to_string()])
+        .args([
+            "netns",
+            "exec",
+            a.ns.name(),
+            "ping",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            &b.addr.to_string(),
+        ])
         .output()
         .context("cannot run ping (Debian package iputils-ping)")?;
     if !out.status.success() {
         let text = String::from_utf8_lossy(&out.stdout);
-        let summary = text.lines().find(|l| l.contains("packet loss")).unwrap_or("no reply");
+        let summary = text
+            .lines()
+            .find(|l| l.contains("packet loss"))
+            .unwrap_or("no reply");
         bail!("{summary}{}", String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(())
@@ -211,7 +244,10 @@ fn tcp_transfer(a: &LabHost, b: &LabHost, port: u16) -> anyhow::Result<f64> {
             let (mut s, _) = loop {
                 match l.accept() {
                     Ok(c) => break c,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::WouldBlock
+                            && Instant::now() < deadline =>
+                    {
                         std::thread::sleep(Duration::from_millis(5))
                     }
                     Err(e) => return Err(e).context("accept"),
@@ -226,10 +262,13 @@ fn tcp_transfer(a: &LabHost, b: &LabHost, port: u16) -> anyhow::Result<f64> {
             Ok((h.finish(), got.len()))
         })?
     });
-    ready_rx.recv_timeout(Duration::from_secs(5)).context("the receiver did not start")?;
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .context("the receiver did not start")?;
     let start = Instant::now();
     netns::run_in_netns(a.ns.name(), move || -> anyhow::Result<()> {
-        let mut s = TcpStream::connect_timeout(&addr.into(), Duration::from_secs(5)).with_context(|| format!("connect {addr}"))?;
+        let mut s = TcpStream::connect_timeout(&addr.into(), Duration::from_secs(5))
+            .with_context(|| format!("connect {addr}"))?;
         s.set_write_timeout(Some(Duration::from_secs(10)))?;
         s.write_all(&data).context("sending")?;
         s.shutdown(std::net::Shutdown::Write)?;
@@ -238,7 +277,9 @@ fn tcp_transfer(a: &LabHost, b: &LabHost, port: u16) -> anyhow::Result<f64> {
         let _ = s.read_to_end(&mut rest);
         Ok(())
     })??;
-    let (got_hash, got_len) = server.join().map_err(|_| anyhow::anyhow!("receiver panicked"))??;
+    let (got_hash, got_len) = server
+        .join()
+        .map_err(|_| anyhow::anyhow!("receiver panicked"))??;
     let secs = start.elapsed().as_secs_f64();
     if got_len != TCP_CHECK_BYTES || got_hash != sent_hash {
         bail!("received {got_len} of {TCP_CHECK_BYTES} bytes, hash {got_hash:016x} != sent {sent_hash:016x}");
@@ -248,7 +289,10 @@ fn tcp_transfer(a: &LabHost, b: &LabHost, port: u16) -> anyhow::Result<f64> {
 
 /// Prints the results as a table and says whether all passed.
 pub fn print_results(results: &[CheckResult]) -> bool {
-    println!("{:<12} {:<12} {:<6} {:<22} result", "from", "to", "ping", "tcp (4 MiB, hashed)");
+    println!(
+        "{:<12} {:<12} {:<6} {:<22} result",
+        "from", "to", "ping", "tcp (4 MiB, hashed)"
+    );
     for r in results {
         let tcp = match &r.tcp {
             None => format!("ok {:.0} Mbit/s", r.tcp_mbps),
@@ -271,7 +315,11 @@ pub fn print_results(results: &[CheckResult]) -> bool {
         "{} of {} checks passed{}",
         results.iter().filter(|r| r.passed()).count(),
         results.len(),
-        if results.is_empty() { " (no two endpoints share a network: nothing to check)" } else { "" }
+        if results.is_empty() {
+            " (no two endpoints share a network: nothing to check)"
+        } else {
+            ""
+        }
     );
     passed
 }
@@ -282,28 +330,42 @@ pub fn run(opts: LabOptions) -> anyhow::Result<bool> {
     require_net_admin()?;
     let (mut cfg, origin) = match &opts.config {
         Some(p) => (config::load(p)?, p.display().to_string()),
-        None => (config::parse(config::DEFAULT_LAB_CONFIG, "<embedded lab-xconnect.toml>")?, "embedded default".into()),
+        None => (
+            config::parse(config::DEFAULT_LAB_CONFIG, "<embedded lab-xconnect.toml>")?,
+            "embedded default".into(),
+        ),
     };
     let prefix = opts.prefix.clone().unwrap_or_else(|| "wl".to_string());
     let signals = Signals::install()?;
     let topo = build(&mut cfg, &prefix)?;
-    cfg.validate().context("the lab's config after pointing ports at the lab's interfaces")?;
+    cfg.validate()
+        .context("the lab's config after pointing ports at the lab's interfaces")?;
     let socket = opts.socket.clone().unwrap_or_else(|| {
-        PathBuf::from(format!("/run/wharf/lab-{}.sock", topo.hosts.first().map_or("x", |h| h.ns.name())))
+        PathBuf::from(format!(
+            "/run/wharf/lab-{}.sock",
+            topo.hosts.first().map_or("x", |h| h.ns.name())
+        ))
     });
     let mut router = Router::start(cfg, opts.config.clone())?;
     let server = Server::bind(&socket)?;
     println!("wharf lab ({origin}): {} endpoints", topo.hosts.len());
     for h in &topo.hosts {
-        println!("  {:<10} {:<16} namespace {:<16} port interface {}", h.name, h.addr, h.ns.name(), h.host_if);
+        println!(
+            "  {:<10} {:<16} namespace {:<16} port interface {}",
+            h.name,
+            h.addr,
+            h.ns.name(),
+            h.host_if
+        );
     }
     println!("  control socket {}", socket.display());
     let passed = if opts.check {
         // Serve the control socket while the checks run on this thread's helpers.
         let results = std::thread::scope(|s| {
             let stop = signals.stop.clone();
-            let checker = s.spawn(|| {
-                let r = check(&topo);
+            let topo = &topo;
+            let checker = s.spawn(move || {
+                let r = check(topo);
                 stop.store(true, std::sync::atomic::Ordering::Relaxed);
                 r
             });

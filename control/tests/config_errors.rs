@@ -74,9 +74,9 @@ fn default_lab_config_is_the_shipped_file() {
 fn xconnect_ring_config() {
     let c = config::load(&configs_dir().join("xconnect-ring.toml")).unwrap();
     let names: Vec<_> = c.ports.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["gen0", "a", "b", "gen1"]);
+    assert_eq!(names, ["a", "b"]);
     assert_eq!(
-        c.ports[1].backend,
+        c.ports[0].backend,
         BackendCfg::Ring {
             peer: "gen0".into(),
             depth: Some(1024)
@@ -285,13 +285,24 @@ peer = "d"
 name = "e"
 backend = "ring"
 depth = 1000
+
+[[ports]]
+name = "f"
+backend = "ring"
+peer = "d"
+
+[[ports]]
+name = "g"
+backend = "ring"
+peer = "Gen"
 "#,
         &[
             r#"t.toml:4:8: ports[0].peer: ring peers must name each other: port "b" (ports[1]) has peer "c", not "a""#,
             r#"t.toml:9:8: ports[1].peer: ring peers must name each other: port "c" (ports[2]) has peer "d", not "b""#,
-            r#"t.toml:14:8: ports[2].peer: no port named "d" (ports are: a, b, c, e)"#,
             "t.toml:16:1: ports[3].peer: required field is missing (a ring port needs the name of its peer ring port)",
             "t.toml:19:9: ports[3].depth: depth must be a power of two, got 1000",
+            r#"t.toml:24:8: ports[4].peer: external ring end "d" is already the peer of ports[2]; each end belongs to one port"#,
+            r#"t.toml:29:8: ports[5].peer: external ring end name "Gen" has invalid character 'G' (use a-z, 0-9, _ and -)"#,
         ],
     );
 }

@@ -396,7 +396,6 @@ fn owner_of(option: &str) -> &'static str {
 }
 
 fn check_ports(ck: &mut Checker, ports: &[RawPort], base: Option<&Path>) -> Vec<Option<PortCfg>> {
-    let names: Vec<&str> = unique_names(ports.iter().map(|p| p.name.as_deref()));
     let by_name: HashMap<&str, (usize, &RawPort)> = {
         let mut m = HashMap::new();
         for (i, p) in ports.iter().enumerate() {
@@ -476,7 +475,7 @@ fn check_ports(ck: &mut Checker, ports: &[RawPort], base: Option<&Path>) -> Vec<
             }
         }
         let backend = match kind {
-            "ring" => check_ring(ck, i, name, p, &by_name, &names),
+            "ring" => check_ring(ck, i, name, p, &by_name),
             "pcap" => check_pcap(ck, i, p, base, &mut tx_files),
             _ => check_afpacket(ck, i, p, &mut interfaces),
         };
@@ -503,7 +502,6 @@ fn check_ring(
     name: &str,
     p: &RawPort,
     by_name: &HashMap<&str, (usize, &RawPort)>,
-    names: &[&str],
 ) -> Option<BackendCfg> {
     let field = format!("ports[{i}].peer");
     let peer = match p.peer.as_deref() {
@@ -519,9 +517,30 @@ fn check_ring(
             None
         }
         Some(peer) => match by_name.get(peer) {
+            // Not a port of this config: the far end is external, handed to the program that embeds the
+            // router (a traffic generator, a test). Each external end belongs to one port.
             None => {
-                ck.err(&field, no_such("port", peer, names));
-                None
+                let twin = by_name.values().filter(|(j, q)| {
+                    *j < i
+                        && q.backend.as_deref() == Some("ring")
+                        && q.peer.as_deref() == Some(peer)
+                });
+                match twin.map(|(j, _)| *j).min() {
+                    Some(j) => {
+                        ck.err(
+                            &field,
+                            format!("external ring end {peer:?} is already the peer of ports[{j}]; each end belongs to one port"),
+                        );
+                        None
+                    }
+                    None => match bad_name("external ring end", peer, MAX_PORT_NAME) {
+                        Some(why) => {
+                            ck.err(&field, why);
+                            None
+                        }
+                        None => Some(peer.to_string()),
+                    },
+                }
             }
             Some((j, q)) => match (q.backend.as_deref(), q.peer.as_deref()) {
                 (Some("ring"), Some(back)) if back == name => Some(peer.to_string()),
