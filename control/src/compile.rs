@@ -12,24 +12,43 @@ use std::sync::Arc;
 pub fn compile(cfg: &Config, generation: u64) -> Result<Snapshot, String> {
     let names: Vec<String> = cfg.ports.iter().map(|p| p.name.clone()).collect();
     let index = |name: &str| -> Result<u16, String> {
-        names.iter().position(|n| n == name).map(|i| i as u16).ok_or_else(|| format!("no port named {name:?}"))
+        names
+            .iter()
+            .position(|n| n == name)
+            .map(|i| i as u16)
+            .ok_or_else(|| format!("no port named {name:?}"))
     };
     let mut xc = XconnectTable::new(names.len());
     for net in &cfg.networks {
         match net.mode {
             NetworkMode::Xconnect => {
                 let [a, b] = net.ports.as_slice() else {
-                    return Err(format!("network {}: a cross-connect joins exactly two ports", net.name));
+                    return Err(format!(
+                        "network {}: a cross-connect joins exactly two ports",
+                        net.name
+                    ));
                 };
                 let (a, b) = (index(a)?, index(b)?);
                 xc.patch(a, b);
                 for rw in &net.rewrite {
                     let p = index(&rw.port)? as usize;
-                    xc.rewrite[p] = Some(MacRewrite { src: rw.src_mac.map(|m| m.0), dst: rw.dst_mac.map(|m| m.0) });
+                    xc.rewrite[p] = Some(MacRewrite {
+                        src: rw.src_mac.map(|m| m.0),
+                        dst: rw.dst_mac.map(|m| m.0),
+                    });
                 }
             }
-            mode => return Err(format!("network {}: mode {mode} is not implemented yet", net.name)),
+            mode => {
+                return Err(format!(
+                    "network {}: mode {mode} is not implemented yet",
+                    net.name
+                ))
+            }
         }
     }
-    Ok(Snapshot { generation, port_names: Arc::new(names), xconnect: Arc::new(xc) })
+    Ok(Snapshot {
+        generation,
+        port_names: Arc::new(names),
+        xconnect: Arc::new(xc),
+    })
 }

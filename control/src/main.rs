@@ -11,7 +11,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "wharf", version, about = "wharf: a userspace packet-processing router for container networks")]
+#[command(
+    name = "wharf",
+    version,
+    about = "wharf: a userspace packet-processing router for container networks"
+)]
 struct Cli {
     /// Log filter (tracing env-filter syntax), e.g. `info` or `wharf=debug`. `RUST_LOG` overrides it.
     #[arg(long, global = true, default_value = "info")]
@@ -82,7 +86,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     match run(cli.cmd) {
         Ok(code) => code,
         Err(e) => {
@@ -94,7 +101,10 @@ fn main() -> ExitCode {
 
 fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        Cmd::Run { config: path, socket } => {
+        Cmd::Run {
+            config: path,
+            socket,
+        } => {
             let cfg = config::load(&path)?;
             let socket = socket.unwrap_or_else(|| cfg.control.socket.clone());
             let signals = Signals::install()?;
@@ -124,9 +134,17 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
-        Cmd::Ctl { socket, json, action } => {
+        Cmd::Ctl {
+            socket,
+            json,
+            action,
+        } => {
             let req = match action {
                 CtlCmd::Show { what } => Request::Show { what },
                 CtlCmd::Reload => Request::Reload,
@@ -140,10 +158,24 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Lab { config: path, check, prefix, socket } => {
-            let opts = lab::LabOptions { config: path, check, prefix, socket };
+        Cmd::Lab {
+            config: path,
+            check,
+            prefix,
+            socket,
+        } => {
+            let opts = lab::LabOptions {
+                config: path,
+                check,
+                prefix,
+                socket,
+            };
             let passed = lab::run(opts)?;
-            Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }
@@ -155,21 +187,45 @@ fn render(v: &Value) -> String {
             Value::Null => "-".into(),
             Value::String(s) => s.clone(),
             Value::Object(m) if m.is_empty() => "-".into(),
-            Value::Object(m) => m.iter().map(|(k, v)| format!("{k}={}", cell(v))).collect::<Vec<_>>().join(","),
+            Value::Object(m) => m
+                .iter()
+                .map(|(k, v)| format!("{k}={}", cell(v)))
+                .collect::<Vec<_>>()
+                .join(","),
             other => other.to_string(),
         }
     }
     match v {
         Value::Array(rows) if rows.iter().all(Value::is_object) && !rows.is_empty() => {
-            let keys: Vec<&String> = rows[0].as_object().map(|m| m.keys().collect()).unwrap_or_default();
-            let table: Vec<Vec<String>> = rows.iter().map(|r| keys.iter().map(|k| cell(&r[k.as_str()])).collect()).collect();
+            let keys: Vec<&String> = rows[0]
+                .as_object()
+                .map(|m| m.keys().collect())
+                .unwrap_or_default();
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| keys.iter().map(|k| cell(&r[k.as_str()])).collect())
+                .collect();
             let widths: Vec<usize> = keys
                 .iter()
                 .enumerate()
-                .map(|(i, k)| table.iter().map(|r| r[i].len()).chain([k.len()]).max().unwrap_or(0))
+                .map(|(i, k)| {
+                    table
+                        .iter()
+                        .map(|r| r[i].len())
+                        .chain([k.len()])
+                        .max()
+                        .unwrap_or(0)
+                })
                 .collect();
             let line = |cells: Vec<String>| {
-                cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string()
+                cells
+                    .iter()
+                    .zip(&widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect::<Vec<_>>()
+                    .join("  ")
+                    .trim_end()
+                    .to_string()
                     + "\n"
             };
             let mut out = line(keys.iter().map(|k| k.to_string()).collect());
@@ -179,7 +235,10 @@ fn render(v: &Value) -> String {
             out
         }
         Value::Object(m) if m.is_empty() => "(none)\n".into(),
-        Value::Object(m) => m.iter().map(|(k, v)| format!("{k}: {}\n", cell(v))).collect(),
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| format!("{k}: {}\n", cell(v)))
+            .collect(),
         other => format!("{other}\n"),
     }
 }

@@ -40,7 +40,8 @@ pub fn open_ports(cfg: &Config, pool: &Pool, queues: u16) -> anyhow::Result<Open
                 let ours = if let Some(ours) = internal.remove(&p.name) {
                     ours
                 } else {
-                    let (ours, theirs) = RingPort::pair(&p.name, peer, queues, depth.unwrap_or(DEFAULT_DEPTH));
+                    let (ours, theirs) =
+                        RingPort::pair(&p.name, peer, queues, depth.unwrap_or(DEFAULT_DEPTH));
                     if is_internal_peer(cfg, &p.name, peer) {
                         internal.insert(peer.clone(), theirs);
                     } else {
@@ -52,10 +53,22 @@ pub fn open_ports(cfg: &Config, pool: &Pool, queues: u16) -> anyhow::Result<Open
                 ours
             }
             BackendCfg::Pcap { rx, tx, replay } => {
-                let pc = PcapConfig { rx: rx.clone(), tx: tx.clone(), replay_count: replay.unwrap_or(1), queues };
-                PcapPort::open(&p.name, pc, pool).with_context(|| format!("opening pcap port {}", p.name))?
+                let pc = PcapConfig {
+                    rx: rx.clone(),
+                    tx: tx.clone(),
+                    replay_count: replay.unwrap_or(1),
+                    queues,
+                };
+                PcapPort::open(&p.name, pc, pool)
+                    .with_context(|| format!("opening pcap port {}", p.name))?
             }
-            BackendCfg::AfPacket { interface, block_size, block_count, frame_size, promiscuous } => {
+            BackendCfg::AfPacket {
+                interface,
+                block_size,
+                block_count,
+                frame_size,
+                promiscuous,
+            } => {
                 let d = AfPacketConfig::default();
                 let ac = AfPacketConfig {
                     interface: interface.clone(),
@@ -71,13 +84,17 @@ pub fn open_ports(cfg: &Config, pool: &Pool, queues: u16) -> anyhow::Result<Open
         };
         ports.push(port);
     }
-    Ok(OpenedPorts { ports, ring_peers, ring_ports })
+    Ok(OpenedPorts {
+        ports,
+        ring_peers,
+        ring_ports,
+    })
 }
 
 /// A ring port's peer is internal when it is another ring port of the config that names this one back; any
 /// other peer name is an external end, handed to the embedding program.
 fn is_internal_peer(cfg: &Config, name: &str, peer: &str) -> bool {
-    cfg.ports
-        .iter()
-        .any(|q| q.name == peer && matches!(&q.backend, BackendCfg::Ring { peer: back, .. } if back == name))
+    cfg.ports.iter().any(|q| {
+        q.name == peer && matches!(&q.backend, BackendCfg::Ring { peer: back, .. } if back == name)
+    })
 }

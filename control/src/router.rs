@@ -59,7 +59,11 @@ impl Router {
         })
         .context("creating the packet pool")?;
         let workers = cfg.workers();
-        let OpenedPorts { ports, ring_peers, ring_ports } = open_ports(&cfg, &pool, workers.len() as u16)?;
+        let OpenedPorts {
+            ports,
+            ring_peers,
+            ring_ports,
+        } = open_ports(&cfg, &pool, workers.len() as u16)?;
         let snap = compile(&cfg, 1).map_err(|e| anyhow::anyhow!(e))?;
         let idle = match d.idle {
             config::IdleMode::Poll => IdlePolicy::Poll,
@@ -70,7 +74,11 @@ impl Router {
         };
         let specs: Vec<WorkerSpec> = workers
             .iter()
-            .map(|core| WorkerSpec { core: *core, burst_size: d.burst_size, idle })
+            .map(|core| WorkerSpec {
+                core: *core,
+                burst_size: d.burst_size,
+                idle,
+            })
             .collect();
         let dp = Dataplane::start(ports, &specs, Arc::new(ArcSwap::from_pointee(snap)))?;
         tracing::info!(
@@ -159,7 +167,9 @@ impl Router {
             return Err(ReloadError::NeedsRestart("the [[ports]] changed".into()));
         }
         if cfg.dataplane != self.cfg.dataplane {
-            return Err(ReloadError::NeedsRestart("the [dataplane] section changed".into()));
+            return Err(ReloadError::NeedsRestart(
+                "the [dataplane] section changed".into(),
+            ));
         }
         let generation = self.generation + 1;
         let snap = compile(&cfg, generation).map_err(ReloadError::Compile)?;
@@ -229,12 +239,24 @@ impl Router {
     pub fn show_drops(&self) -> Value {
         let mut m = serde_json::Map::new();
         for r in DropReason::ALL {
-            let workers: u64 = self.dp.workers().iter().map(|w| w.counters.drops.get(*r)).sum();
+            let workers: u64 = self
+                .dp
+                .workers()
+                .iter()
+                .map(|w| w.counters.drops.get(*r))
+                .sum();
             let ports: u64 = self
                 .dp
                 .ports()
                 .iter()
-                .map(|p| p.counters().drops.iter().filter(|(n, _)| *n == r.name()).map(|(_, v)| v).sum::<u64>())
+                .map(|p| {
+                    p.counters()
+                        .drops
+                        .iter()
+                        .filter(|(n, _)| *n == r.name())
+                        .map(|(_, v)| v)
+                        .sum::<u64>()
+                })
                 .sum();
             if workers + ports > 0 {
                 m.insert(r.name().to_string(), json!(workers + ports));
@@ -246,7 +268,9 @@ impl Router {
     /// `show stats`: totals.
     pub fn show_stats(&self) -> Value {
         let w = self.dp.workers();
-        let sum = |f: fn(&dataplane::WorkerCounters) -> u64| w.iter().map(|w| f(&w.counters)).sum::<u64>();
+        let sum = |f: fn(&dataplane::WorkerCounters) -> u64| {
+            w.iter().map(|w| f(&w.counters)).sum::<u64>()
+        };
         json!({
             "uptime_s": self.started.elapsed().as_secs_f64(),
             "generation": self.generation,

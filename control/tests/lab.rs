@@ -17,10 +17,17 @@ fn lab_check_passes_on_the_default_topology_and_cleans_up() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "wharf lab --check failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "wharf lab --check failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     assert!(stdout.contains("2 of 2 checks passed"), "{stdout}");
     // Both directions, each with ping and TCP.
-    assert_eq!(stdout.lines().filter(|l| l.ends_with(" pass")).count(), 2, "{stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.ends_with(" pass")).count(),
+        2,
+        "{stdout}"
+    );
     // Traffic really went through wharf: both ports forwarded frames.
     let forwarded: Vec<u64> = stdout
         .lines()
@@ -28,7 +35,10 @@ fn lab_check_passes_on_the_default_topology_and_cleans_up() {
         .filter_map(|l| l.split_whitespace().nth(5).and_then(|v| v.parse().ok()))
         .collect();
     assert_eq!(forwarded.len(), 2, "{stdout}");
-    assert!(forwarded.iter().all(|&tx| tx > 1000), "each port sent the TCP transfer's frames: {forwarded:?}");
+    assert!(
+        forwarded.iter().all(|&tx| tx > 1000),
+        "each port sent the TCP transfer's frames: {forwarded:?}"
+    );
     // Nothing left behind.
     let netns = dataplane::netns::ip(&["netns", "list"]).unwrap();
     assert!(!netns.contains(&prefix), "namespaces left behind: {netns}");
@@ -42,7 +52,16 @@ fn lab_without_root_says_it_needs_cap_net_admin() {
     // Run as an unprivileged user when we are root (nobody exists on Debian); otherwise we are that user.
     let bin = env!("CARGO_BIN_EXE_wharf");
     let out = if unsafe { libc::geteuid() } == 0 {
-        match Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups", bin, "lab"]).output() {
+        match Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                bin,
+                "lab",
+            ])
+            .output()
+        {
             Ok(o) => o,
             Err(e) => {
                 eprintln!("SKIPPED lab_without_root_says_it_needs_cap_net_admin: no setpriv ({e})");

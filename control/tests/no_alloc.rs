@@ -94,8 +94,16 @@ fn forwarding_allocates_nothing_per_packet() {
     COUNTING.store(false, Ordering::SeqCst);
 
     assert_eq!(sink.received, WARMUP + MEASURED, "all frames forwarded");
-    assert_eq!(rewritten, WARMUP + MEASURED, "and all went through the pipeline");
-    assert_eq!(ALLOCS.load(Ordering::SeqCst), 0, "heap allocations while forwarding {MEASURED} frames");
+    assert_eq!(
+        rewritten,
+        WARMUP + MEASURED,
+        "and all went through the pipeline"
+    );
+    assert_eq!(
+        ALLOCS.load(Ordering::SeqCst),
+        0,
+        "heap allocations while forwarding {MEASURED} frames"
+    );
     drop((qa, qb));
     router.stop();
 }

@@ -92,13 +92,17 @@ pub fn udp4_frame(flow: &Udp4Flow, frame_len: usize) -> Vec<u8> {
 /// Reads the sequence number of a frame made by [`udp4_frame`].
 #[inline]
 pub fn seq_of(frame: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(frame.get(SEQ_OFFSET..SEQ_OFFSET + 8)?.try_into().ok()?))
+    Some(u64::from_be_bytes(
+        frame.get(SEQ_OFFSET..SEQ_OFFSET + 8)?.try_into().ok()?,
+    ))
 }
 
 /// Reads the timestamp of a frame made by [`udp4_frame`].
 #[inline]
 pub fn ts_of(frame: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(frame.get(TS_OFFSET..TS_OFFSET + 8)?.try_into().ok()?))
+    Some(u64::from_be_bytes(
+        frame.get(TS_OFFSET..TS_OFFSET + 8)?.try_into().ok()?,
+    ))
 }
 
 /// Sends copies of a template frame with increasing sequence numbers.
@@ -112,7 +116,12 @@ pub struct Source {
 impl Source {
     /// A source of `template` frames (made by [`udp4_frame`]), in bursts of `burst` packets.
     pub fn new(template: Vec<u8>, burst: usize, clock: Instant) -> Source {
-        Source { template, next_seq: 0, burst: Burst::new(burst), clock }
+        Source {
+            template,
+            next_seq: 0,
+            burst: Burst::new(burst),
+            clock,
+        }
     }
 
     /// Next sequence number to be sent.
@@ -155,7 +164,10 @@ pub struct Sink {
 impl Sink {
     /// A sink receiving in bursts of `burst`.
     pub fn new(burst: usize) -> Sink {
-        Sink { burst: Burst::new(burst), received: 0 }
+        Sink {
+            burst: Burst::new(burst),
+            received: 0,
+        }
     }
 
     /// Polls once; calls `f` on each frame received. Returns how many.
@@ -169,7 +181,13 @@ impl Sink {
     }
 
     /// Polls until `count` frames in total were received or `timeout` passed. Returns the total.
-    pub fn until(&mut self, q: &mut dyn PortQueue, count: u64, timeout: Duration, mut f: impl FnMut(&Pkt)) -> u64 {
+    pub fn until(
+        &mut self,
+        q: &mut dyn PortQueue,
+        count: u64,
+        timeout: Duration,
+        mut f: impl FnMut(&Pkt),
+    ) -> u64 {
         let deadline = Instant::now() + timeout;
         while self.received < count && Instant::now() < deadline {
             if self.poll(q, &mut f) == 0 {
@@ -189,11 +207,15 @@ mod tests {
         let f = udp4_frame(&Udp4Flow::default(), 64);
         assert_eq!(f.len(), 64);
         let p = etherparse::SlicedPacket::from_ethernet(&f).unwrap();
-        let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else { panic!("not ipv4") };
+        let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else {
+            panic!("not ipv4")
+        };
         let h = ip.header().to_header();
         assert_eq!(h.header_checksum, h.calc_header_checksum());
         assert_eq!(ip.header().total_len() as usize, 50);
-        let Some(etherparse::TransportSlice::Udp(u)) = p.transport else { panic!("not udp") };
+        let Some(etherparse::TransportSlice::Udp(u)) = p.transport else {
+            panic!("not udp")
+        };
         assert_eq!(u.length(), 30);
         assert_eq!(seq_of(&f), Some(0));
         assert_eq!(seq_of(&f[..45]), None);
@@ -202,6 +224,9 @@ mod tests {
     #[test]
     fn checksum_of_rfc1071_example() {
         // RFC 1071 section 3 example words sum to 0xddf2 before complement.
-        assert_eq!(inet_checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), !0xddf2);
+        assert_eq!(
+            inet_checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+            !0xddf2
+        );
     }
 }

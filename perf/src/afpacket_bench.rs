@@ -75,10 +75,20 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let (runs, seconds, frame, gen_core) = (args.runs, args.seconds, args.frame, args.gen_core);
     let results = ns.run(move || -> anyhow::Result<Vec<(f64, f64)>> {
         core_affinity::set_for_current(core_affinity::CoreId { id: gen_core });
-        let pool = Pool::new(&PoolConfig { buffers: 16384, hugepages: false, ..Default::default() })?;
-        let cfg = |ifname: &str| AfPacketConfig { interface: ifname.to_string(), queues: 1, ..AfPacketConfig::default() };
-        let tx_port = AfPacketPort::open("gen-tx", &cfg(&g_tx), &pool).context("generator tx port")?;
-        let rx_port = AfPacketPort::open("gen-rx", &cfg(&g_rx), &pool).context("generator rx port")?;
+        let pool = Pool::new(&PoolConfig {
+            buffers: 16384,
+            hugepages: false,
+            ..Default::default()
+        })?;
+        let cfg = |ifname: &str| AfPacketConfig {
+            interface: ifname.to_string(),
+            queues: 1,
+            ..AfPacketConfig::default()
+        };
+        let tx_port =
+            AfPacketPort::open("gen-tx", &cfg(&g_tx), &pool).context("generator tx port")?;
+        let rx_port =
+            AfPacketPort::open("gen-rx", &cfg(&g_rx), &pool).context("generator rx port")?;
         let mut txq = tx_port.open_queue(0)?;
         let mut rxq = rx_port.open_queue(0)?;
         let mut src = Source::new(udp4_frame(&Udp4Flow::default(), frame), 64, Instant::now());
@@ -86,8 +96,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         // Warm-up, then measured windows.
         let mut out = Vec::new();
         for run in 0..=runs {
-            let window = if run == 0 { Duration::from_millis(500) } else { Duration::from_secs_f64(seconds) };
-            let (s0, r0, t0) = (src.sent() - src.backlog() as u64, sink.received, Instant::now());
+            let window = if run == 0 {
+                Duration::from_millis(500)
+            } else {
+                Duration::from_secs_f64(seconds)
+            };
+            let (s0, r0, t0) = (
+                src.sent() - src.backlog() as u64,
+                sink.received,
+                Instant::now(),
+            );
             while t0.elapsed() < window {
                 src.send_burst(&mut *txq, &pool, u64::MAX);
                 sink.poll(&mut *rxq, |_| {});
@@ -103,7 +121,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     })??;
     let mut fwd = Vec::new();
     for (i, (offered, forwarded)) in results.iter().enumerate() {
-        println!("run {}: offered {offered:.3} Mpps, forwarded {forwarded:.3} Mpps", i + 1);
+        println!(
+            "run {}: offered {offered:.3} Mpps, forwarded {forwarded:.3} Mpps",
+            i + 1
+        );
         fwd.push(*forwarded);
     }
     fwd.sort_by(|a, b| a.total_cmp(b));

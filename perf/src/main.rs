@@ -126,7 +126,9 @@ fn xconnect_ring(a: &RingArgs) -> anyhow::Result<()> {
     for _ in 0..a.inflight {
         let mut p = pool.alloc().context("pool empty while seeding")?;
         p.set_frame(&template);
-        a_end.inject(0, p).map_err(|_| anyhow::anyhow!("ring full while seeding"))?;
+        a_end
+            .inject(0, p)
+            .map_err(|_| anyhow::anyhow!("ring full while seeding"))?;
     }
     let w = router.dataplane().workers()[0].counters.clone();
     std::thread::sleep(Duration::from_millis(500));
@@ -158,24 +160,48 @@ fn xconnect_ring(a: &RingArgs) -> anyhow::Result<()> {
 fn xconnect_inline(packets: u64, frame: usize, burst: usize) -> anyhow::Result<()> {
     use dataplane::worker::{IdlePolicy, Worker, WorkerSpec};
     let cfg = control::config::parse(&loop_config(burst, None), "<xconnect-inline>")?;
-    let pool = dataplane::Pool::new(&dataplane::PoolConfig { buffers: 8192, hugepages: false, ..Default::default() })?;
+    let pool = dataplane::Pool::new(&dataplane::PoolConfig {
+        buffers: 8192,
+        hugepages: false,
+        ..Default::default()
+    })?;
     let opened = control::ports::open_ports(&cfg, &pool, 1)?;
     let a_end = opened.ring_port("a").context("ring port a")?;
     let snap = control::compile::compile(&cfg, 1).map_err(|e| anyhow::anyhow!(e))?;
-    let queues = opened.ports.iter().map(|p| p.open_queue(0)).collect::<Result<Vec<_>, _>>()?;
+    let queues = opened
+        .ports
+        .iter()
+        .map(|p| p.open_queue(0))
+        .collect::<Result<Vec<_>, _>>()?;
     let counters = std::sync::Arc::new(dataplane::WorkerCounters::default());
-    let spec = WorkerSpec { core: None, burst_size: burst, idle: IdlePolicy::Poll };
-    let mut worker = Worker::new(0, spec, queues, std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(snap)), counters.clone());
+    let spec = WorkerSpec {
+        core: None,
+        burst_size: burst,
+        idle: IdlePolicy::Poll,
+    };
+    let mut worker = Worker::new(
+        0,
+        spec,
+        queues,
+        std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(snap)),
+        counters.clone(),
+    );
     let template = udp4_frame(&Udp4Flow::default(), frame);
     for _ in 0..1024 {
         let mut p = pool.alloc().context("pool empty")?;
         p.set_frame(&template);
-        a_end.inject(0, p).map_err(|_| anyhow::anyhow!("ring full while seeding"))?;
+        a_end
+            .inject(0, p)
+            .map_err(|_| anyhow::anyhow!("ring full while seeding"))?;
     }
     while counters.rx_packets.get() < packets {
         worker.poll_once();
     }
-    println!("xconnect-inline: {} packets, {} drops", counters.rx_packets.get(), counters.drops.total());
+    println!(
+        "xconnect-inline: {} packets, {} drops",
+        counters.rx_packets.get(),
+        counters.drops.total()
+    );
     Ok(())
 }
 
@@ -183,7 +209,11 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::XconnectRing(a) => xconnect_ring(&a),
-        Cmd::XconnectInline { packets, frame, burst } => xconnect_inline(packets, frame, burst),
+        Cmd::XconnectInline {
+            packets,
+            frame,
+            burst,
+        } => xconnect_inline(packets, frame, burst),
         Cmd::XconnectAfpacket(a) => afpacket_bench::run(&a),
     }
 }
