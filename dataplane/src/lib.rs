@@ -5,6 +5,7 @@
 
 pub mod burst;
 pub mod counters;
+pub mod netns;
 pub mod pkt;
 pub mod pool;
 pub mod port;
