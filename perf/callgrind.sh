@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 n1=${1:-200000}
 n2=${2:-400000}
 cargo build --release -q -p wharf-perf
-bin=target/release/wharf-perf
+bin=${CARGO_TARGET_DIR:-target}/release/wharf-perf
 count() {
   valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" xconnect-inline --packets "$1" 2>&1 \
     | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'

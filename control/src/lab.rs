@@ -104,6 +104,7 @@ pub fn build(cfg: &mut Config, prefix: &str) -> anyhow::Result<Topology> {
         }
         // Frames leave the namespace through wharf, not a kernel path that completes partial checksums.
         ns.run(|| netns::disable_tx_checksum_offload("eth0"))??;
+        netns::isolate_from_host_stack(veth.a())?;
         netns::set_up(None, veth.a())?;
         let host_if = veth.a().to_string();
         // Point the endpoint's port at the lab's interface.

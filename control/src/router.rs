@@ -140,16 +140,25 @@ impl Router {
 
     /// Re-reads the config file and applies it (see [`Router::apply`]).
     pub fn reload(&mut self) -> Result<u64, ReloadError> {
-        let path = self.path.clone().ok_or(ReloadError::NoFile)?;
-        let cfg = config::load(&path)?;
-        self.apply(cfg)
+        let loaded = match self.path.clone() {
+            None => Err(ReloadError::NoFile),
+            Some(path) => config::load(&path).map_err(ReloadError::from),
+        };
+        let r = loaded.and_then(|cfg| self.try_apply(cfg));
+        self.count(&r);
+        r
     }
 
     /// Validates, compiles and publishes `cfg` as one atomic snapshot swap. On any error the running config
     /// and snapshot stay as they were. Returns the new generation.
     pub fn apply(&mut self, cfg: Config) -> Result<u64, ReloadError> {
         let r = self.try_apply(cfg);
-        match &r {
+        self.count(&r);
+        r
+    }
+
+    fn count(&mut self, r: &Result<u64, ReloadError>) {
+        match r {
             Ok(g) => {
                 self.reloads += 1;
                 tracing::info!(generation = g, "config reloaded");
@@ -159,7 +168,6 @@ impl Router {
                 tracing::warn!("reload refused, old config keeps running: {e}");
             }
         }
-        r
     }
 
     fn try_apply(&mut self, cfg: Config) -> Result<u64, ReloadError> {

@@ -243,6 +243,33 @@ pub fn run_in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> io::Resu
     })
 }
 
+/// Keeps the host's own stack off `ifname`, an interface in the calling thread's namespace that only wharf
+/// uses (the host side of a lab cable): the kernel does not forward IPv4 frames received on it, answers no
+/// ARP on it, and runs no IPv6 on it (no router solicitations or MLD reports mixed into the traffic). Without
+/// this, a host with `ip_forward=1` could route a frame that arrived on the cable.
+pub fn isolate_from_host_stack(ifname: &str) -> io::Result<()> {
+    if ifname.is_empty()
+        || ifname.len() > MAX_IFNAME
+        || ifname.contains('/')
+        || ifname.starts_with('.')
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad interface name {ifname:?}"),
+        ));
+    }
+    for (key, value) in [
+        (format!("ipv4/conf/{ifname}/forwarding"), "0"),
+        (format!("ipv4/conf/{ifname}/arp_ignore"), "8"),
+        (format!("ipv6/conf/{ifname}/disable_ipv6"), "1"),
+    ] {
+        let path = format!("/proc/sys/net/{key}");
+        std::fs::write(&path, value)
+            .map_err(|e| io::Error::new(e.kind(), format!("writing {value} to {path}: {e}")))?;
+    }
+    Ok(())
+}
+
 /// `struct ethtool_value` from `<linux/ethtool.h>`.
 #[repr(C)]
 struct EthtoolValue {
@@ -523,6 +550,25 @@ mod tests {
         drop(ns);
         assert!(!std::path::Path::new(&format!("/run/netns/{name}")).exists());
         assert!(link_mac(None, &b).is_err(), "veth pair deleted");
+    }
+
+    #[test]
+    fn isolated_interface_is_off_the_host_stack() {
+        if !require_root("netns::isolated_interface_is_off_the_host_stack") {
+            return;
+        }
+        let v = VethGuard::new("iso", "isp").unwrap();
+        let read = |key: &str| {
+            std::fs::read_to_string(format!("/proc/sys/net/{key}"))
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        isolate_from_host_stack(v.a()).unwrap();
+        assert_eq!(read(&format!("ipv4/conf/{}/forwarding", v.a())), "0");
+        assert_eq!(read(&format!("ipv4/conf/{}/arp_ignore", v.a())), "8");
+        assert_eq!(read(&format!("ipv6/conf/{}/disable_ipv6", v.a())), "1");
+        assert!(isolate_from_host_stack("no/such").is_err());
     }
 
     #[test]

@@ -65,7 +65,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut vb = VethGuard::new("wpb", "wpg")?;
     va.move_b(ns.name())?;
     vb.move_b(ns.name())?;
-    for (v, _) in [(&va, 0), (&vb, 1)] {
+    for v in [&va, &vb] {
+        netns::isolate_from_host_stack(v.a())?;
         netns::set_up(None, v.a())?;
         netns::set_up(Some(ns.name()), v.b())?;
     }
