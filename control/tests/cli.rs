@@ -209,9 +209,9 @@ fn run_is_steered_by_ctl_sighup_and_sigterm() {
     };
     assert!(status.success(), "{status}");
     assert!(!socket.exists(), "socket removed on exit");
-    let frames = dataplane::port::pcap::read_frames(&dir.join("out.pcap")).unwrap();
+    let frames = dataplane::port::pcap::read_frames(dir.join("out.pcap")).unwrap();
     let input =
-        dataplane::port::pcap::read_frames(&configs_dir().join("data/xconnect-in.pcap")).unwrap();
+        dataplane::port::pcap::read_frames(configs_dir().join("data/xconnect-in.pcap")).unwrap();
     assert_eq!(frames.len(), input.len());
     for (o, i) in frames.iter().zip(&input) {
         assert_eq!(

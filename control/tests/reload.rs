@@ -129,7 +129,7 @@ fn reload_under_traffic_is_atomic_and_lossless() {
         write(&path, &config(generation));
         let g = router.reload().expect("valid config reloads");
         assert_eq!(g, generation as u64);
-        if generation % 10 == 0 {
+        if generation.is_multiple_of(10) {
             write(
                 &path,
                 &config(generation).replace("mode = \"xconnect\"", "mode = \"xconect\""),

@@ -24,6 +24,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Subcommands are named pipeline-backend; the other pipelines join as they land.
+#[allow(clippy::enum_variant_names)]
 enum Cmd {
     /// Closed-loop cross-connect over ring ports: Mpps per core.
     XconnectRing(RingArgs),
