@@ -74,7 +74,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let router = Router::start(cfg, None)?;
     let (g_tx, g_rx) = (va.b().to_string(), vb.b().to_string());
     let (runs, seconds, frame, gen_core) = (args.runs, args.seconds, args.frame, args.gen_core);
-    let results = ns.run(move || -> anyhow::Result<Vec<(f64, f64)>> {
+    let results = ns.run(move || -> anyhow::Result<(Vec<(f64, f64)>, u64)> {
         core_affinity::set_for_current(core_affinity::CoreId { id: gen_core });
         let pool = Pool::new(&PoolConfig {
             buffers: 16384,
@@ -118,8 +118,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 out.push((sent as f64 / secs / 1e6, got as f64 / secs / 1e6));
             }
         }
-        Ok(out)
+        Ok((out, rx_port.counters().rx_missed))
     })??;
+    let (results, gen_missed) = results;
     let mut fwd = Vec::new();
     for (i, (offered, forwarded)) in results.iter().enumerate() {
         println!(
@@ -139,6 +140,17 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         args.gen_core,
         router.show_drops()
     );
+    for p in router.dataplane().ports() {
+        let c = p.counters();
+        println!(
+            "  wharf port {}: rx {} tx {} kernel ring overruns (rx_missed) {}",
+            p.info().name,
+            c.rx_packets,
+            c.tx_packets,
+            c.rx_missed
+        );
+    }
+    println!("  generator receive ring overruns (rx_missed) {gen_missed}");
     router.stop();
     Ok(())
 }
