@@ -112,7 +112,7 @@ impl Default for AfPacketConfig {
             tx_frames: 1024,
             promiscuous: true,
             qdisc_bypass: true,
-            block_timeout_ms: 2,
+            block_timeout_ms: 1,
         }
     }
 }
