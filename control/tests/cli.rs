@@ -13,10 +13,12 @@ fn configs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs")
 }
 
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("wharf-cli-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A directory removed when the test ends, also when it fails.
+fn tempdir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("wharf-cli-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
 #[test]
@@ -43,7 +45,8 @@ fn check_accepts_every_shipped_config() {
 
 #[test]
 fn check_names_file_line_field_and_reason_and_fails() {
-    let dir = tempdir("check");
+    let tmp = tempdir("check");
+    let dir = tmp.path();
     let bad = dir.join("bad.toml");
     std::fs::write(
         &bad,
@@ -64,7 +67,6 @@ fn check_names_file_line_field_and_reason_and_fails() {
         )),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn config(dir: &Path, src_mac: &str) -> String {
@@ -141,10 +143,11 @@ impl Drop for Daemon {
 
 #[test]
 fn run_is_steered_by_ctl_sighup_and_sigterm() {
-    let dir = tempdir("run");
+    let tmp = tempdir("run");
+    let dir = tmp.path();
     let cfg = dir.join("wharf.toml");
     let socket = dir.join("ctl.sock");
-    std::fs::write(&cfg, config(&dir, "02:00:00:00:00:01")).unwrap();
+    std::fs::write(&cfg, config(dir, "02:00:00:00:00:01")).unwrap();
     let mut d = Daemon(
         wharf()
             .arg("run")
@@ -180,7 +183,7 @@ fn run_is_steered_by_ctl_sighup_and_sigterm() {
     );
 
     // A bad config is refused with its error and the old one keeps running.
-    std::fs::write(&cfg, config(&dir, "01:00:5e:00:00:01")).unwrap();
+    std::fs::write(&cfg, config(dir, "01:00:5e:00:00:01")).unwrap();
     let (ok, _, err) = ctl(&socket, &["reload"]);
     assert!(!ok, "a multicast source MAC must be refused");
     assert!(err.contains("networks[0].rewrite[0].src_mac"), "{err}");
@@ -188,7 +191,7 @@ fn run_is_steered_by_ctl_sighup_and_sigterm() {
     assert_eq!(json(&socket, "stats")["reload_failures"], 1);
 
     // A good one through ctl, then through SIGHUP.
-    std::fs::write(&cfg, config(&dir, "02:00:00:00:00:0a")).unwrap();
+    std::fs::write(&cfg, config(dir, "02:00:00:00:00:0a")).unwrap();
     let (ok, out, err) = ctl(&socket, &["reload"]);
     assert!(ok, "{err}");
     assert!(out.contains("generation: 2"), "{out}");
@@ -223,5 +226,4 @@ fn run_is_steered_by_ctl_sighup_and_sigterm() {
         assert_eq!(&o[12..], &i[12..], "rest of the frame untouched");
         etherparse::SlicedPacket::from_ethernet(o).expect("output parses");
     }
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -56,9 +56,11 @@ fn write(path: &std::path::Path, text: &str) {
 
 #[test]
 fn reload_under_traffic_is_atomic_and_lossless() {
-    let dir = std::env::temp_dir().join(format!("wharf-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("wharf.toml");
+    let dir = tempfile::Builder::new()
+        .prefix("wharf-reload-")
+        .tempdir()
+        .unwrap();
+    let path = dir.path().join("wharf.toml");
     write(&path, &config(1));
     let mut router = Router::start_file(&path).unwrap();
     let gen_a = router.ring_peer("gen_a").unwrap();
@@ -169,5 +171,4 @@ fn reload_under_traffic_is_atomic_and_lossless() {
         pool.capacity(),
         "every buffer back in the pool after stop"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
