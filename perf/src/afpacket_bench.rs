@@ -13,15 +13,8 @@ use std::time::{Duration, Instant};
 /// Options.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Measurement runs; the median is reported.
-    #[arg(long, default_value_t = 5)]
-    runs: usize,
-    /// Seconds per run.
-    #[arg(long, default_value_t = 2.0)]
-    seconds: f64,
-    /// Frame size in bytes (without FCS).
-    #[arg(long, default_value_t = 60)]
-    frame: usize,
+    #[command(flatten)]
+    m: crate::Measure,
     /// Core for wharf's worker.
     #[arg(long, default_value_t = 1)]
     core: usize,
@@ -73,7 +66,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let cfg = control::config::parse(&config(va.a(), vb.a(), args.core), "<xconnect-afpacket>")?;
     let router = Router::start(cfg, None)?;
     let (g_tx, g_rx) = (va.b().to_string(), vb.b().to_string());
-    let (runs, seconds, frame, gen_core) = (args.runs, args.seconds, args.frame, args.gen_core);
+    let (runs, seconds, frame, gen_core) =
+        (args.m.runs, args.m.seconds, args.m.frame, args.gen_core);
     let results = ns.run(move || -> anyhow::Result<(Vec<(f64, f64)>, u64)> {
         core_affinity::set_for_current(core_affinity::CoreId { id: gen_core });
         let pool = Pool::new(&PoolConfig {
@@ -129,13 +123,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         );
         fwd.push(*forwarded);
     }
-    fwd.sort_by(|a, b| a.total_cmp(b));
-    let m = fwd.get(fwd.len() / 2).copied().unwrap_or(0.0);
+    let m = crate::median(&mut fwd);
     println!(
         "xconnect-afpacket: median forwarded {m:.3} Mpps over {} runs of {}s, {}-byte frames, worker core {}, generator core {}, drops {}",
-        args.runs,
-        args.seconds,
-        args.frame,
+        args.m.runs,
+        args.m.seconds,
+        args.m.frame,
         args.core,
         args.gen_core,
         router.show_drops()

@@ -45,17 +45,24 @@ enum Cmd {
     XconnectAfpacket(afpacket_bench::Args),
 }
 
-#[derive(clap::Args)]
-struct RingArgs {
+/// How a measurement is repeated: every benchmark reports the median of `runs` runs.
+#[derive(clap::Args, Clone, Copy, Debug)]
+pub(crate) struct Measure {
     /// Measurement runs; the median is reported.
     #[arg(long, default_value_t = 5)]
-    runs: usize,
+    pub runs: usize,
     /// Seconds per run.
     #[arg(long, default_value_t = 2.0)]
-    seconds: f64,
+    pub seconds: f64,
     /// Frame size in bytes (without FCS).
     #[arg(long, default_value_t = 60)]
-    frame: usize,
+    pub frame: usize,
+}
+
+#[derive(clap::Args)]
+struct RingArgs {
+    #[command(flatten)]
+    m: Measure,
     /// Burst size.
     #[arg(long, default_value_t = 32)]
     burst: usize,
@@ -106,7 +113,8 @@ dst_mac = "02:00:00:00:00:0a"
     )
 }
 
-fn median(v: &mut [f64]) -> f64 {
+/// Median of the runs (sorts `v`).
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
     if n == 0 {
@@ -124,7 +132,7 @@ fn xconnect_ring(a: &RingArgs) -> anyhow::Result<()> {
     let router = Router::start(cfg, None)?;
     let pool = router.pool().clone();
     let a_end = router.ring_port("a").context("ring port a")?;
-    let template = udp4_frame(&Udp4Flow::default(), a.frame);
+    let template = udp4_frame(&Udp4Flow::default(), a.m.frame);
     for _ in 0..a.inflight {
         let mut p = pool.alloc().context("pool empty while seeding")?;
         p.set_frame(&template);
@@ -135,9 +143,9 @@ fn xconnect_ring(a: &RingArgs) -> anyhow::Result<()> {
     let w = router.dataplane().workers()[0].counters.clone();
     std::thread::sleep(Duration::from_millis(500));
     let mut mpps = Vec::new();
-    for run in 1..=a.runs {
+    for run in 1..=a.m.runs {
         let (p0, t0) = (w.rx_packets.get(), Instant::now());
-        std::thread::sleep(Duration::from_secs_f64(a.seconds));
+        std::thread::sleep(Duration::from_secs_f64(a.m.seconds));
         let (p1, t1) = (w.rx_packets.get(), Instant::now());
         let r = (p1 - p0) as f64 / (t1 - t0).as_secs_f64() / 1e6;
         println!("run {run}: {r:.2} Mpps ({:.1} ns/packet)", 1e3 / r);
@@ -148,9 +156,9 @@ fn xconnect_ring(a: &RingArgs) -> anyhow::Result<()> {
     println!(
         "xconnect-ring: median {m:.2} Mpps per core ({:.1} ns/packet) over {} runs of {}s, {}-byte frames, burst {}, core {}, pinned {}, drops {drops}",
         1e3 / m,
-        a.runs,
-        a.seconds,
-        a.frame,
+        a.m.runs,
+        a.m.seconds,
+        a.m.frame,
         a.burst,
         a.core,
         router.dataplane().workers()[0].pinned
