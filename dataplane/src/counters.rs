@@ -68,6 +68,65 @@ drop_reasons! {
     TxError => "tx_error", "The output port reported an error.";
     NoBuffer => "no_buffer", "No free packet buffer.";
     LinkDown => "link_down", "The output link is down.";
+    VlanFiltered => "vlan_filtered", "VLAN not allowed on the port (or a tagged frame on an access port).";
+    Qinq => "qinq", "Double-tagged (QinQ or 802.1ad) frame; parsed, not forwarded.";
+    UnknownUnicast => "unknown_unicast", "Unknown unicast destination with flooding turned off.";
+    BridgeFiltered => "bridge_filtered", "Destination MAC is on the port the frame came in on.";
+    BadSourceMac => "bad_src_mac", "Multicast or all-zero source MAC.";
+    NoEndpoint => "no_endpoint", "No endpoint has the destination MAC (macvlan, ipvlan).";
+    HostIsolated => "host_isolated", "Traffic between an endpoint and the host, which the mode forbids.";
+    NoLocalStack => "no_local_stack", "For the router itself, and no local stack handles it yet.";
+}
+
+macro_rules! events {
+    ($($variant:ident => $name:literal, $doc:literal;)*) => {
+        /// Things a pipeline counts that are not drops.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum Event { $(#[doc = $doc] $variant,)* }
+
+        impl Event {
+            /// Every event, in counter order.
+            pub const ALL: &'static [Event] = &[$(Event::$variant,)*];
+            /// Number of events.
+            pub const COUNT: usize = Self::ALL.len();
+            /// The name used in counters and the control socket.
+            pub fn name(self) -> &'static str {
+                match self { $(Event::$variant => $name,)* }
+            }
+        }
+    };
+}
+
+events! {
+    Flooded => "flooded", "Frames flooded (broadcast, multicast, unknown unicast), counted once per input frame.";
+    FloodCopies => "flood_copies", "Copies made for flooding.";
+    MacLearned => "mac_learned", "New MAC addresses learned.";
+    MacMoved => "mac_moved", "Station moves: a known MAC seen on another port.";
+    MacLimit => "mac_limit", "MACs not learned because the bridge domain is at its limit.";
+    MacTableFull => "mac_table_full", "MACs not learned because their slots in the table were taken.";
+}
+
+/// One counter per event.
+#[derive(Debug)]
+pub struct EventCounters([Stat; Event::COUNT]);
+
+impl Default for EventCounters {
+    fn default() -> Self {
+        EventCounters(std::array::from_fn(|_| Stat::default()))
+    }
+}
+
+impl EventCounters {
+    /// Counts `n` of `event`.
+    #[inline]
+    pub fn add(&self, event: Event, n: u64) {
+        self.0[event as usize].add(n)
+    }
+    /// The count for `event`.
+    pub fn get(&self, event: Event) -> u64 {
+        self.0[event as usize].get()
+    }
 }
 
 /// One counter per drop reason.
@@ -122,6 +181,8 @@ pub struct WorkerCounters {
     pub snapshot_generation: Stat,
     /// Drops by reason.
     pub drops: DropCounters,
+    /// Pipeline events (flooding, learning).
+    pub events: EventCounters,
 }
 
 /// Counters of one port queue, written by the thread that owns the queue.

@@ -14,7 +14,7 @@ pub mod traffic;
 pub mod worker;
 
 pub use burst::{Burst, DEFAULT_BURST, MAX_BURST};
-pub use counters::{DropReason, PortCounters, WorkerCounters};
+pub use counters::{DropReason, Event, PortCounters, WorkerCounters};
 pub use pkt::{Meta, Pkt};
 pub use pool::{Pool, PoolConfig};
 pub use port::{Port, PortError, PortInfo, PortQueue};

@@ -279,6 +279,34 @@ impl Pkt {
         unsafe { std::slice::from_raw_parts_mut(self.buf_ptr().add(HEADROOM), room) }
     }
 
+    /// A copy of this packet (frame at the same offset, and metadata) in a new buffer from the same pool, for
+    /// flooding and replication. `None` when the pool is empty.
+    #[inline]
+    pub fn try_clone(&self) -> Option<Pkt> {
+        let m = self.meta();
+        let mut c = pool::alloc_from(m.home)?;
+        let (off, len) = (m.data_off as usize, m.len as usize);
+        // Safety: both buffers have the same layout and size; the source range is in bounds of its buffer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.buf_ptr().add(off), c.buf_ptr().add(off), len)
+        };
+        let cm = c.meta_mut();
+        cm.data_off = m.data_off;
+        cm.len = m.len;
+        cm.timestamp_ns = m.timestamp_ns;
+        cm.in_port = m.in_port;
+        cm.in_queue = m.in_queue;
+        cm.flow_hash = m.flow_hash;
+        cm.l3_off = m.l3_off;
+        cm.l4_off = m.l4_off;
+        cm.vlan_tci = m.vlan_tci;
+        cm.flags = m.flags;
+        cm.out_port = m.out_port;
+        cm.ip_proto = m.ip_proto;
+        cm.scratch = m.scratch;
+        Some(c)
+    }
+
     /// Index of the buffer in its pool (stable identity, for tests and tracing).
     #[inline]
     pub fn buffer_index(&self) -> u32 {
@@ -343,6 +371,26 @@ mod tests {
         assert!(pkt.set_frame(&[0u8; 256]));
         assert!(pkt.append(1).is_none());
         assert!(!pkt.set_rx_len(257));
+    }
+
+    #[test]
+    fn clone_copies_frame_and_metadata_into_a_new_buffer() {
+        let p = pool();
+        let mut a = p.alloc().unwrap();
+        a.set_frame(&[1, 2, 3, 4, 5]);
+        a.strip_front(1);
+        a.meta_mut().in_port = 3;
+        a.meta_mut().flow_hash = 99;
+        let b = a.try_clone().unwrap();
+        assert_ne!(a.buffer_index(), b.buffer_index());
+        assert_eq!(b.data(), &[2, 3, 4, 5]);
+        assert_eq!(b.headroom(), a.headroom());
+        assert_eq!((b.meta().in_port, b.meta().flow_hash), (3, 99));
+        a.data_mut()[0] = 9;
+        assert_eq!(b.data()[0], 2, "independent buffers");
+        let held: Vec<_> = std::iter::from_fn(|| p.alloc()).collect();
+        assert!(a.try_clone().is_none(), "empty pool: no clone");
+        drop(held);
     }
 
     #[test]

@@ -236,6 +236,20 @@ impl PoolInner {
     }
 }
 
+/// Takes a buffer from the pool `home` (through this thread's cache): how a packet copies itself for
+/// flooding without knowing its `Pool` handle.
+#[inline]
+pub(crate) fn alloc_from(home: *const PoolInner) -> Option<Pkt> {
+    // Safety: `home` comes from a live packet's metadata, so the pool is live (see `release`).
+    let inner = unsafe { &*home };
+    let idx = if inner.cache_size == 0 {
+        inner.free.pop()
+    } else {
+        cache_alloc(inner)
+    }?;
+    Some(unsafe { Pkt::from_elt(inner.elt_ptr(idx)) }.reset())
+}
+
 /// Where freed buffers go: called by `Pkt`'s `Drop`. `pool` is the `PoolInner` the buffer came from.
 #[inline]
 pub(crate) fn release(pool: *const PoolInner, idx: u32) {

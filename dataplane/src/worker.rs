@@ -82,6 +82,12 @@ impl TxBatches {
         drop(pkt);
     }
 
+    /// Counts `n` occurrences of a pipeline event.
+    #[inline]
+    pub fn count_event(&mut self, event: crate::counters::Event, n: u64) {
+        self.counters.events.add(event, n);
+    }
+
     /// Counts `n` drops of packets already freed by the caller.
     #[inline]
     pub fn count_drops(&mut self, reason: DropReason, n: u64) {
