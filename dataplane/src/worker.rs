@@ -17,6 +17,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Nanoseconds on a monotonic clock shared by every thread of the process (its epoch is the first call), so
+/// timestamps written by one worker mean the same to another and to the control thread (aging, timeouts).
+pub fn monotonic_ns() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
 /// What the worker hands a [`Processor`] with each burst.
 #[derive(Debug, Clone, Copy)]
 pub struct BurstCtx {
@@ -24,7 +31,7 @@ pub struct BurstCtx {
     pub worker: usize,
     /// The port the burst came from (index in the dataplane's port list).
     pub in_port: u16,
-    /// Monotonic nanoseconds, read once per burst (for aging and timeouts).
+    /// [`monotonic_ns`], read once per burst (for aging and timeouts).
     pub now_ns: u64,
 }
 
@@ -301,7 +308,6 @@ pub struct Worker<P: Processor> {
     state: P::State,
     rx: Burst,
     out: TxBatches,
-    clock: Instant,
     empty_rounds: u32,
     sleep: Duration,
 }
@@ -326,7 +332,6 @@ impl<P: Processor> Worker<P> {
             counters,
             state,
             out,
-            clock: Instant::now(),
             empty_rounds: 0,
             sleep: Duration::from_micros(1),
         }
@@ -374,7 +379,7 @@ impl<P: Processor> Worker<P> {
             let ctx = BurstCtx {
                 worker: self.id,
                 in_port: port as u16,
-                now_ns: self.clock.elapsed().as_nanos() as u64,
+                now_ns: monotonic_ns(),
             };
             {
                 // One snapshot for the whole burst.
