@@ -72,6 +72,40 @@ pub const DEFAULT_IDLE_SLEEP_US: u32 = 50;
 pub const IDLE_SLEEP_US_RANGE: std::ops::RangeInclusive<u32> = 1..=100_000;
 /// Default number of empty polls before an idle worker starts sleeping.
 pub const DEFAULT_IDLE_AFTER_POLLS: u32 = 1024;
+/// Default `aging_s` of a bridge.
+pub const DEFAULT_AGING_S: u32 = 300;
+/// Range of `aging_s` (0: never age).
+pub const AGING_RANGE: std::ops::RangeInclusive<u32> = 0..=1_000_000;
+/// Default `mac_limit` of a bridge.
+pub const DEFAULT_MAC_LIMIT: usize = 65536;
+/// Range of `mac_limit`.
+pub const MAC_LIMIT_RANGE: std::ops::RangeInclusive<usize> = 1..=(1 << 20);
+/// Default `max_macs` of a macvlan uplink.
+pub const DEFAULT_MAX_MACS: usize = 512;
+/// Range of `max_macs`.
+pub const MAX_MACS_RANGE: std::ops::RangeInclusive<usize> = 1..=65536;
+/// Range of VLAN ids.
+pub const VLAN_RANGE: std::ops::RangeInclusive<u16> = 1..=4094;
+
+/// The MAC of an endpoint that has none configured: locally administered, unicast, and derived from the
+/// network and endpoint names, so it is the same on every start (the lab and the macvlan table agree on it).
+pub fn endpoint_mac(network: &str, endpoint: &str) -> MacAddr {
+    // FNV-1a: stable across Rust releases, unlike the std hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in network.bytes().chain([0]).chain(endpoint.bytes()) {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    let v = h.to_be_bytes();
+    MacAddr([0x02, v[1], v[2], v[3], v[4], v[5]])
+}
+
+impl EndpointCfg {
+    /// The endpoint's MAC: configured, or [`endpoint_mac`].
+    pub fn effective_mac(&self) -> MacAddr {
+        self.mac
+            .unwrap_or_else(|| endpoint_mac(&self.network, &self.name))
+    }
+}
 /// Accepted ring port depths (powers of two only).
 pub const RING_DEPTH_RANGE: std::ops::RangeInclusive<usize> = 16..=(1 << 20);
 /// Longest port and network name.
@@ -269,10 +303,65 @@ pub struct NetworkCfg {
     /// `[[networks.rewrite]]`: MAC rewrites on frames leaving through one of the ports (xconnect only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rewrite: Vec<RewriteCfg>,
+    /// Bridge options (`mode = "bridge"` only).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<BridgeCfg>,
+    /// Macvlan options (`mode = "macvlan"` only).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub macvlan: Option<MacvlanCfg>,
 }
 
-/// A network mode (see DESIGN.md). Every mode parses; only [`NetworkMode::Xconnect`] is implemented, the
-/// others are rejected by validation with "mode `...` is not implemented yet".
+/// Options of a `bridge` network: one bridge domain. `ports` are its access ports (untagged frames);
+/// `trunk_ports` carry it tagged with `vlan`. A port can be a trunk of several bridges with distinct VLANs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BridgeCfg {
+    /// `vlan`: the VLAN id (1..=4094) of this domain on its trunk ports; required with `trunk_ports`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    /// `trunk_ports`: ports that carry this domain tagged with `vlan`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trunk_ports: Vec<String>,
+    /// `aging_s`: seconds a learned MAC lives without being seen (default 300; 0: never ages).
+    pub aging_s: u32,
+    /// `mac_limit`: most MACs learned in the domain (default 65536); past it new MACs are not learned.
+    pub mac_limit: usize,
+    /// `flood_unknown_unicast`: flood frames to unknown MACs (default true); off, they are dropped.
+    pub flood_unknown_unicast: bool,
+    /// `gateway_mac`: the router's MAC on this domain; frames to it go to the local path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway_mac: Option<MacAddr>,
+    /// `[[networks.static_macs]]`: MACs pinned to a member port; never learned elsewhere, never aged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub static_macs: Vec<StaticMacCfg>,
+}
+
+/// A static MAC entry of a bridge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StaticMacCfg {
+    /// `mac`: unicast MAC.
+    pub mac: MacAddr,
+    /// `port`: a member port (access or trunk) of the bridge.
+    pub port: String,
+}
+
+/// Options of a `macvlan` network: its endpoints (`ports`) get their own MACs on `uplink`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MacvlanCfg {
+    /// `uplink`: the port to the physical LAN.
+    pub uplink: String,
+    /// `vlan`: 802.1Q sub-interface on the uplink (frames tagged with it); none: untagged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    /// `max_macs`: most endpoint MACs on the uplink over all its macvlan networks (default 512, the NIC
+    /// unicast filter ceiling the seeds mention).
+    pub max_macs: usize,
+    /// `allow_host`: let endpoints and the host (the uplink's own MAC) reach each other (default false: isolated,
+    /// as Linux macvlan does).
+    pub allow_host: bool,
+}
+
+/// A network mode (see DESIGN.md). Every mode parses; the ones [`NetworkMode::is_implemented`] does not name
+/// are rejected by validation with "mode `...` is not implemented yet".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NetworkMode {
@@ -327,7 +416,10 @@ impl NetworkMode {
 
     /// True for the modes the dataplane can run today.
     pub const fn is_implemented(self) -> bool {
-        matches!(self, NetworkMode::Xconnect)
+        matches!(
+            self,
+            NetworkMode::Xconnect | NetworkMode::Bridge | NetworkMode::Macvlan
+        )
     }
 }
 
@@ -530,16 +622,29 @@ mod tests {
     }
 
     #[test]
-    fn all_modes_parse_and_only_xconnect_validates() {
+    fn all_modes_parse_and_only_implemented_ones_validate() {
         for mode in NetworkMode::ALL {
             assert_eq!(mode.as_str().parse::<NetworkMode>(), Ok(mode));
+            let uplink = if mode == NetworkMode::Macvlan {
+                "uplink = \"c\"\n"
+            } else {
+                ""
+            };
             let text = format!(
                 "[[ports]]\nname = \"a\"\nbackend = \"afpacket\"\ninterface = \"a\"\n\
                  [[ports]]\nname = \"b\"\nbackend = \"afpacket\"\ninterface = \"b\"\n\
-                 [[networks]]\nname = \"n\"\nmode = \"{mode}\"\nports = [\"a\", \"b\"]\n"
+                 [[networks]]\nname = \"n\"\nmode = \"{mode}\"\nports = [\"a\", \"b\"]\n{uplink}\
+                 [[ports]]\nname = \"c\"\nbackend = \"afpacket\"\ninterface = \"c\"\n"
             );
             let r = parse(&text, "m.toml");
-            if mode == NetworkMode::Xconnect {
+            assert_eq!(
+                mode.is_implemented(),
+                matches!(
+                    mode,
+                    NetworkMode::Xconnect | NetworkMode::Bridge | NetworkMode::Macvlan
+                )
+            );
+            if mode.is_implemented() {
                 r.unwrap();
             } else {
                 let e = r.unwrap_err();

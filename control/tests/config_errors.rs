@@ -639,13 +639,13 @@ fn afpacket_ring_geometry() {
 #[test]
 fn unimplemented_mode() {
     let text = format!(
-        "{TWO_PORTS}\n[[networks]]\nname = \"br0\"\nmode = \"bridge\"\nports = [\"a\", \"b\"]\n\n\
+        "{TWO_PORTS}\n[[networks]]\nname = \"br0\"\nmode = \"overlay\"\nports = [\"a\", \"b\"]\n\n\
          [[networks]]\nname = \"x\"\nmode = \"brige\"\nports = []\n"
     );
     assert_errors(
         &text,
         &[
-            "t.toml:13:8: networks[0].mode: mode `bridge` is not implemented yet",
+            "t.toml:13:8: networks[0].mode: mode `overlay` is not implemented yet",
             r#"t.toml:18:8: networks[1].mode: unknown mode "brige" (expected one of: xconnect, bridge, overlay, macvlan, ipvlan, point-to-point, routed, host, none)"#,
         ],
     );
@@ -738,5 +738,156 @@ fn validate_a_config_built_in_code() {
     assert_eq!(
         e.to_string(),
         "<config>: endpoints[1].gateway: gateway 192.168.0.1 is outside the subnet 10.77.0.0/24 of address 10.77.0.2/24"
+    );
+}
+
+const L2_PORTS: &str = r#"[[ports]]
+name = "a"
+backend = "afpacket"
+interface = "a"
+
+[[ports]]
+name = "b"
+backend = "afpacket"
+interface = "b"
+
+[[ports]]
+name = "t"
+backend = "afpacket"
+interface = "t"
+"#;
+
+#[test]
+fn bridge_and_macvlan_networks_parse_with_their_options() {
+    let text = format!(
+        r#"{L2_PORTS}
+[[ports]]
+name = "u"
+backend = "afpacket"
+interface = "u"
+
+[[networks]]
+name = "red"
+mode = "bridge"
+ports = ["a"]
+trunk_ports = ["t"]
+vlan = 10
+aging_s = 60
+mac_limit = 1000
+flood_unknown_unicast = false
+gateway_mac = "02:00:00:00:00:fe"
+
+[[networks.static_macs]]
+mac = "02:00:00:00:00:01"
+port = "t"
+
+[[networks]]
+name = "blue"
+mode = "bridge"
+trunk_ports = ["t"]
+ports = []
+vlan = 20
+
+[[networks]]
+name = "mv"
+mode = "macvlan"
+uplink = "u"
+vlan = 30
+ports = ["b"]
+"#
+    );
+    let c = config::parse(&text, "t.toml").unwrap();
+    let red = c.networks[0].bridge.as_ref().unwrap();
+    assert_eq!(
+        (
+            red.vlan,
+            red.aging_s,
+            red.mac_limit,
+            red.flood_unknown_unicast
+        ),
+        (Some(10), 60, 1000, false)
+    );
+    assert_eq!(red.trunk_ports, ["t"]);
+    assert_eq!(red.static_macs[0].port, "t");
+    let blue = c.networks[1].bridge.as_ref().unwrap();
+    assert_eq!(
+        (blue.aging_s, blue.mac_limit, blue.flood_unknown_unicast),
+        (300, 65536, true)
+    );
+    let mv = c.networks[2].macvlan.as_ref().unwrap();
+    assert_eq!(
+        (mv.uplink.as_str(), mv.vlan, mv.max_macs, mv.allow_host),
+        ("u", Some(30), 512, false)
+    );
+    c.validate().unwrap();
+}
+
+#[test]
+fn l2_mistakes() {
+    let text = format!(
+        r#"{L2_PORTS}
+[[networks]]
+name = "red"
+mode = "bridge"
+ports = ["a"]
+trunk_ports = ["t"]
+
+[[networks]]
+name = "blue"
+mode = "bridge"
+ports = []
+trunk_ports = ["t", "a"]
+vlan = 4095
+uplink = "b"
+
+[[networks.static_macs]]
+mac = "02:00:00:00:00:01"
+port = "b"
+
+[[networks]]
+name = "mv"
+mode = "macvlan"
+ports = ["b"]
+"#
+    );
+    assert_errors(
+        &text,
+        &[
+            "t.toml:20:15: networks[0].trunk_ports: trunk ports carry the domain tagged: set `vlan` (1..=4094)",
+            r#"t.toml:26:21: networks[1].trunk_ports[1]: port "a" is already a member of network "red" (networks[0]); a trunk or uplink port carries networks by VLAN only"#,
+            "t.toml:27:8: networks[1].vlan: vlan must be in 1..=4094, got 4095",
+            "t.toml:28:10: networks[1].uplink: `uplink` is only for macvlan networks (this one is bridge)",
+            r#"t.toml:32:8: networks[1].static_macs[0].port: port "b" is not a member of this bridge (members: t, a)"#,
+            "t.toml:34:1: networks[2].uplink: required field is missing (the port to the physical LAN)",
+        ],
+    );
+}
+
+#[test]
+fn a_vlan_is_carried_once_per_port_and_uplinks_have_a_mac_ceiling() {
+    let text = format!(
+        r#"{L2_PORTS}
+[[networks]]
+name = "red"
+mode = "bridge"
+ports = []
+trunk_ports = ["t"]
+vlan = 10
+
+[[networks]]
+name = "mv"
+mode = "macvlan"
+uplink = "t"
+vlan = 10
+ports = ["a", "b"]
+max_macs = 1
+"#
+    );
+    assert_errors(
+        &text,
+        &[
+            r#"t.toml:26:10: networks[1].uplink: port "t" already carries VLAN 10 for networks[0] (networks[0].trunk_ports[0])"#,
+            r#"t.toml:28:9: networks[1].ports: uplink "t" would carry 2 endpoint MACs, more than max_macs = 1 (the NIC's unicast filter ceiling; raise max_macs if the NIC takes more)"#,
+        ],
     );
 }

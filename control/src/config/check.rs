@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::did_you_mean;
 use super::raw::{
-    RawConfig, RawControl, RawDataplane, RawEndpoint, RawNetwork, RawPort, RawRewrite,
+    RawConfig, RawControl, RawDataplane, RawEndpoint, RawNetwork, RawPort, RawRewrite, RawStaticMac,
 };
 use super::*;
 
@@ -798,6 +798,7 @@ fn check_networks(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<NetworkCfg>> 
     let mut first_by_name: HashMap<&str, usize> = HashMap::new();
     // Port name -> network index that has it.
     let mut member_of: HashMap<&str, usize> = HashMap::new();
+    let mut tagged: HashMap<&str, Vec<TaggedUse>> = HashMap::new();
     let mut out = Vec::with_capacity(raw.networks.len());
     for (i, n) in raw.networks.iter().enumerate() {
         let at = |f: &str| format!("networks[{i}].{f}");
@@ -890,17 +891,318 @@ fn check_networks(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<NetworkCfg>> 
             }
         };
         let rewrite = check_rewrites(ck, i, n, mode);
-        out.push(match (ok, mode, ports, rewrite) {
-            (true, Some(mode), Some(ports), Some(rewrite)) => Some(NetworkCfg {
-                name: name.to_string(),
-                mode,
-                ports,
-                rewrite,
-            }),
+        let l2 = check_l2(ck, i, n, mode, &port_names, &mut tagged);
+        out.push(match (ok, mode, ports, rewrite, l2) {
+            (true, Some(mode), Some(ports), Some(rewrite), Some((bridge, macvlan))) => {
+                Some(NetworkCfg {
+                    name: name.to_string(),
+                    mode,
+                    ports,
+                    rewrite,
+                    bridge,
+                    macvlan,
+                })
+            }
             _ => None,
         });
     }
+    // A port is either an exclusive member of one network or carries networks by VLAN (trunk, uplink).
+    for (port, uses) in &tagged {
+        for (field, ..) in uses {
+            if let Some(&other) = member_of.get(port) {
+                let other_name = raw.networks[other].name.as_deref().unwrap_or("?");
+                ck.err(
+                    field.clone(),
+                    format!("port {port:?} is already a member of network {other_name:?} (networks[{other}]); a trunk or uplink port carries networks by VLAN only"),
+                );
+            }
+        }
+    }
+    check_uplink_macs(ck, raw);
     out
+}
+
+/// A use of a port by VLAN: (field, VLAN or none for untagged, network index, whether the VLAN is known good;
+/// a use with a bad VLAN still conflicts with exclusive membership but not with other VLANs).
+type TaggedUse = (String, Option<u16>, usize, bool);
+
+/// An optional number in `range`, or `default` when absent.
+fn opt_range<T: TryFrom<i64>>(
+    ck: &mut Checker,
+    field: &str,
+    what: &str,
+    v: Option<i64>,
+    range: RangeInclusive<i64>,
+    default: T,
+) -> Option<T> {
+    match v {
+        None => Some(default),
+        Some(v) => ck.range::<T>(field, what, v, range),
+    }
+}
+
+/// Options that belong to one mode only, for "only for ... networks" errors.
+fn mode_options(n: &RawNetwork) -> Vec<(&'static str, bool, NetworkMode)> {
+    use NetworkMode::{Bridge, Macvlan};
+    vec![
+        ("trunk_ports", n.trunk_ports.is_some(), Bridge),
+        ("aging_s", n.aging_s.is_some(), Bridge),
+        ("mac_limit", n.mac_limit.is_some(), Bridge),
+        (
+            "flood_unknown_unicast",
+            n.flood_unknown_unicast.is_some(),
+            Bridge,
+        ),
+        ("gateway_mac", n.gateway_mac.is_some(), Bridge),
+        ("static_macs", !n.static_macs.is_empty(), Bridge),
+        ("uplink", n.uplink.is_some(), Macvlan),
+        ("max_macs", n.max_macs.is_some(), Macvlan),
+        ("allow_host", n.allow_host.is_some(), Macvlan),
+    ]
+}
+
+/// Bridge and macvlan options of network `i`. Records trunk and uplink uses of ports in `tagged`.
+#[allow(clippy::type_complexity)]
+fn check_l2<'a>(
+    ck: &mut Checker,
+    i: usize,
+    n: &'a RawNetwork,
+    mode: Option<NetworkMode>,
+    port_names: &[&str],
+    tagged: &mut HashMap<&'a str, Vec<TaggedUse>>,
+) -> Option<(Option<BridgeCfg>, Option<MacvlanCfg>)> {
+    let at = |f: &str| format!("networks[{i}].{f}");
+    let Some(mode) = mode else {
+        return Some((None, None));
+    };
+    let mut ok = true;
+    for (opt, set, owner) in mode_options(n) {
+        if set && mode != owner {
+            ck.err(
+                at(opt),
+                format!("`{opt}` is only for {owner} networks (this one is {mode})"),
+            );
+            ok = false;
+        }
+    }
+    if n.vlan.is_some() && !matches!(mode, NetworkMode::Bridge | NetworkMode::Macvlan) {
+        ck.err(
+            at("vlan"),
+            format!("`vlan` is only for bridge and macvlan networks (this one is {mode})"),
+        );
+        ok = false;
+    }
+    let vlan = match n.vlan {
+        None => None,
+        Some(v) => match ck.range::<u16>(&at("vlan"), "vlan", v, i64_range(&VLAN_RANGE)) {
+            Some(v) => Some(v),
+            None => {
+                ok = false;
+                None
+            }
+        },
+    };
+    let vlan_good = n.vlan.is_none() || vlan.is_some();
+    let mut use_port =
+        |ck: &mut Checker, field: String, port: &'a str, vlan: Option<u16>, good: bool| -> bool {
+            if !port_names.contains(&port) {
+                ck.err(&field, no_such("port", port, port_names));
+                return false;
+            }
+            let uses = tagged.entry(port).or_default();
+            if let Some((first, _, other, _)) =
+                uses.iter().find(|(_, v, _, g)| good && *g && *v == vlan)
+            {
+                let what = vlan.map_or("untagged".to_string(), |v| format!("VLAN {v}"));
+                ck.err(
+                    &field,
+                    format!("port {port:?} already carries {what} for networks[{other}] ({first})"),
+                );
+                return false;
+            }
+            uses.push((field, vlan, i, good));
+            true
+        };
+    match mode {
+        NetworkMode::Bridge => {
+            let mut trunk_ports = Vec::new();
+            for (j, p) in n.trunk_ports.iter().flatten().enumerate() {
+                let field = at(&format!("trunk_ports[{j}]"));
+                if n.ports.iter().flatten().any(|a| a == p) {
+                    ck.err(
+                        &field,
+                        format!(
+                            "port {p:?} is both an access port and a trunk port of this network"
+                        ),
+                    );
+                    ok = false;
+                    continue;
+                }
+                // Without a valid VLAN the trunk is already an error: record the use, but not as a VLAN.
+                ok &= use_port(ck, field, p, vlan, vlan.is_some());
+                trunk_ports.push(p.clone());
+            }
+            if !trunk_ports.is_empty() && n.vlan.is_none() {
+                ck.err(
+                    at("trunk_ports"),
+                    "trunk ports carry the domain tagged: set `vlan` (1..=4094)",
+                );
+                ok = false;
+            }
+            let aging_s = opt_range(
+                ck,
+                &at("aging_s"),
+                "aging_s",
+                n.aging_s,
+                i64_range(&AGING_RANGE),
+                DEFAULT_AGING_S,
+            );
+            let mac_limit = opt_range(
+                ck,
+                &at("mac_limit"),
+                "mac_limit",
+                n.mac_limit,
+                usize_range(&MAC_LIMIT_RANGE),
+                DEFAULT_MAC_LIMIT,
+            );
+            let gateway_mac = match n.gateway_mac.as_deref() {
+                None => Some(None),
+                Some(s) => mac(ck, &at("gateway_mac"), s, true).map(Some),
+            };
+            let members: Vec<&str> = n
+                .ports
+                .iter()
+                .flatten()
+                .chain(n.trunk_ports.iter().flatten())
+                .map(String::as_str)
+                .collect();
+            let mut static_macs = Vec::new();
+            let mut seen = HashMap::new();
+            for (k, sm) in n.static_macs.iter().enumerate() {
+                let f = |x: &str| at(&format!("static_macs[{k}].{x}"));
+                let m = match sm.mac.as_deref() {
+                    None => {
+                        ck.err(f("mac"), REQUIRED);
+                        None
+                    }
+                    Some(s) => mac(ck, &f("mac"), s, true),
+                };
+                let port = match sm.port.as_deref() {
+                    None => {
+                        ck.err(f("port"), REQUIRED);
+                        None
+                    }
+                    Some(p) if !members.contains(&p) => {
+                        ck.err(
+                            f("port"),
+                            format!(
+                                "port {p:?} is not a member of this bridge (members: {})",
+                                list(&members)
+                            ),
+                        );
+                        None
+                    }
+                    Some(p) => Some(p.to_string()),
+                };
+                if let Some(m) = m {
+                    if let Some(first) = seen.insert(m, k) {
+                        ck.err(f("mac"), format!("MAC {m} is already static_macs[{first}]"));
+                        ok = false;
+                    }
+                }
+                match (m, port) {
+                    (Some(mac), Some(port)) => static_macs.push(StaticMacCfg { mac, port }),
+                    _ => ok = false,
+                }
+            }
+            match (ok, aging_s, mac_limit, gateway_mac) {
+                (true, Some(aging_s), Some(mac_limit), Some(gateway_mac)) => Some((
+                    Some(BridgeCfg {
+                        vlan,
+                        trunk_ports,
+                        aging_s,
+                        mac_limit,
+                        flood_unknown_unicast: n.flood_unknown_unicast.unwrap_or(true),
+                        gateway_mac,
+                        static_macs,
+                    }),
+                    None,
+                )),
+                _ => None,
+            }
+        }
+        NetworkMode::Macvlan => {
+            let max_macs = opt_range(
+                ck,
+                &at("max_macs"),
+                "max_macs",
+                n.max_macs,
+                usize_range(&MAX_MACS_RANGE),
+                DEFAULT_MAX_MACS,
+            );
+            let uplink = match n.uplink.as_deref() {
+                None => {
+                    ck.err(
+                        at("uplink"),
+                        format!("{REQUIRED} (the port to the physical LAN)"),
+                    );
+                    None
+                }
+                Some(u) if n.ports.iter().flatten().any(|p| p == u) => {
+                    ck.err(
+                        at("uplink"),
+                        format!("port {u:?} is the uplink and cannot also be an endpoint port"),
+                    );
+                    None
+                }
+                Some(u) => use_port(ck, at("uplink"), u, vlan, vlan_good).then(|| u.to_string()),
+            };
+            match (ok, uplink, max_macs) {
+                (true, Some(uplink), Some(max_macs)) => Some((
+                    None,
+                    Some(MacvlanCfg {
+                        uplink,
+                        vlan,
+                        max_macs,
+                        allow_host: n.allow_host.unwrap_or(false),
+                    }),
+                )),
+                _ => None,
+            }
+        }
+        _ => ok.then_some((None, None)),
+    }
+}
+
+/// Every macvlan endpoint is a MAC on its network's uplink: their number per uplink is capped by `max_macs`.
+fn check_uplink_macs(ck: &mut Checker, raw: &RawConfig) {
+    let mut per_uplink: HashMap<&str, (usize, usize, usize)> = HashMap::new(); // (endpoint ports, max, net index)
+    for (i, n) in raw.networks.iter().enumerate() {
+        if n.mode.as_deref() != Some("macvlan") {
+            continue;
+        }
+        let Some(u) = n.uplink.as_deref() else {
+            continue;
+        };
+        let max = n
+            .max_macs
+            .and_then(|m| usize::try_from(m).ok())
+            .unwrap_or(DEFAULT_MAX_MACS);
+        let e = per_uplink.entry(u).or_insert((0, max, i));
+        e.0 += n.ports.as_ref().map_or(0, Vec::len);
+        e.1 = e.1.min(max);
+        e.2 = i;
+    }
+    let mut uplinks: Vec<_> = per_uplink.into_iter().collect();
+    uplinks.sort();
+    for (u, (count, max, i)) in uplinks {
+        if count > max {
+            ck.err(
+                format!("networks[{i}].ports"),
+                format!("uplink {u:?} would carry {count} endpoint MACs, more than max_macs = {max} (the NIC's unicast filter ceiling; raise max_macs if the NIC takes more)"),
+            );
+        }
+    }
 }
 
 fn check_rewrites(
@@ -1315,6 +1617,37 @@ pub(crate) fn to_raw(c: &Config) -> RawConfig {
                         dst_mac: r.dst_mac.map(|m| m.to_string()),
                     })
                     .collect(),
+                trunk_ports: n
+                    .bridge
+                    .as_ref()
+                    .filter(|b| !b.trunk_ports.is_empty())
+                    .map(|b| b.trunk_ports.clone()),
+                vlan: n
+                    .bridge
+                    .as_ref()
+                    .and_then(|b| b.vlan)
+                    .or(n.macvlan.as_ref().and_then(|m| m.vlan))
+                    .map(i64::from),
+                aging_s: n.bridge.as_ref().map(|b| i64::from(b.aging_s)),
+                mac_limit: n.bridge.as_ref().map(|b| num(b.mac_limit)),
+                flood_unknown_unicast: n.bridge.as_ref().map(|b| b.flood_unknown_unicast),
+                gateway_mac: n
+                    .bridge
+                    .as_ref()
+                    .and_then(|b| b.gateway_mac)
+                    .map(|m| m.to_string()),
+                static_macs: n
+                    .bridge
+                    .iter()
+                    .flat_map(|b| &b.static_macs)
+                    .map(|sm| RawStaticMac {
+                        mac: Some(sm.mac.to_string()),
+                        port: Some(sm.port.clone()),
+                    })
+                    .collect(),
+                uplink: n.macvlan.as_ref().map(|m| m.uplink.clone()),
+                max_macs: n.macvlan.as_ref().map(|m| num(m.max_macs)),
+                allow_host: n.macvlan.as_ref().map(|m| m.allow_host),
             })
             .collect(),
         endpoints: c

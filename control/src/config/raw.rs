@@ -64,6 +64,26 @@ pub(crate) struct RawNetwork {
     pub ports: Option<Vec<String>>,
     #[serde(default)]
     pub rewrite: Vec<RawRewrite>,
+    // bridge
+    pub trunk_ports: Option<Vec<String>>,
+    pub vlan: Option<i64>,
+    pub aging_s: Option<i64>,
+    pub mac_limit: Option<i64>,
+    pub flood_unknown_unicast: Option<bool>,
+    pub gateway_mac: Option<String>,
+    #[serde(default)]
+    pub static_macs: Vec<RawStaticMac>,
+    // macvlan
+    pub uplink: Option<String>,
+    pub max_macs: Option<i64>,
+    pub allow_host: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStaticMac {
+    pub mac: Option<String>,
+    pub port: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
