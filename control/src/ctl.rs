@@ -1,6 +1,8 @@
 //! The control socket: a Unix stream socket (mode 0600), one JSON request and one JSON response per line.
 //!
-//! Requests: `{"cmd":"show","what":"ports|workers|stats|drops"}`, `{"cmd":"reload"}`, `{"cmd":"ping"}`.
+//! Requests: `{"cmd":"show","what":"ports|workers|stats|drops|bridges"}`,
+//! `{"cmd":"show","what":"mac","network":"br0"}` (network optional), `{"cmd":"clear-mac","network":"br0"}`,
+//! `{"cmd":"reload"}`, `{"cmd":"ping"}`.
 //! Responses: `{"ok":true,"data":...}` or `{"ok":false,"error":"..."}`.
 //!
 //! The server is polled by the control thread between other duties (signals), so requests are handled one at
@@ -29,6 +31,16 @@ pub enum Request {
     Show {
         /// Which one.
         what: Show,
+        /// For `mac`: only this bridge network.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        network: Option<String>,
+    },
+    /// Forget the learned MACs of one bridge network, or all.
+    #[serde(rename = "clear-mac")]
+    ClearMac {
+        /// Only this bridge network.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        network: Option<String>,
     },
     /// Re-read the config file and apply it atomically.
     Reload,
@@ -46,25 +58,39 @@ pub enum Show {
     Stats,
     /// Drops by reason.
     Drops,
+    /// Bridge domains.
+    Bridges,
+    /// MAC tables of bridge networks.
+    Mac,
 }
 
 /// Answers one request.
 pub fn handle(router: &mut Router, req: &Request) -> Value {
     match req {
         Request::Ping => json!({"ok": true, "data": {"generation": router.generation()}}),
-        Request::Show { what } => {
+        Request::Show { what, network } => {
             let data = match what {
-                Show::Ports => router.show_ports(),
-                Show::Workers => router.show_workers(),
-                Show::Stats => router.show_stats(),
-                Show::Drops => router.show_drops(),
+                Show::Ports => Ok(router.show_ports()),
+                Show::Workers => Ok(router.show_workers()),
+                Show::Stats => Ok(router.show_stats()),
+                Show::Drops => Ok(router.show_drops()),
+                Show::Bridges => Ok(router.show_bridges()),
+                Show::Mac => router.show_mac(network.as_deref()),
             };
-            json!({"ok": true, "data": data})
+            reply(data)
         }
+        Request::ClearMac { network } => reply(router.clear_mac(network.as_deref())),
         Request::Reload => match router.reload() {
             Ok(g) => json!({"ok": true, "data": {"generation": g}}),
             Err(e) => json!({"ok": false, "error": e.to_string()}),
         },
+    }
+}
+
+fn reply(r: Result<Value, String>) -> Value {
+    match r {
+        Ok(data) => json!({"ok": true, "data": data}),
+        Err(e) => json!({"ok": false, "error": e}),
     }
 }
 
@@ -166,7 +192,26 @@ mod tests {
     #[test]
     fn requests_round_trip_as_documented() {
         let r: Request = serde_json::from_str(r#"{"cmd":"show","what":"drops"}"#).unwrap();
-        assert_eq!(r, Request::Show { what: Show::Drops });
+        assert_eq!(
+            r,
+            Request::Show {
+                what: Show::Drops,
+                network: None
+            }
+        );
+        let r: Request =
+            serde_json::from_str(r#"{"cmd":"show","what":"mac","network":"br0"}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::Show {
+                what: Show::Mac,
+                network: Some("br0".into())
+            }
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::ClearMac { network: None }).unwrap(),
+            r#"{"cmd":"clear-mac"}"#
+        );
         assert_eq!(
             serde_json::to_string(&Request::Reload).unwrap(),
             r#"{"cmd":"reload"}"#

@@ -37,6 +37,7 @@ pub fn control_loop(router: &mut Router, server: Option<&Server>, signals: &Sign
         if let Some(s) = server {
             s.poll(router);
         }
+        router.tick();
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -70,11 +70,21 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum CtlCmd {
-    /// Show a table: ports, workers, stats or drops.
+    /// Show a table: ports, workers, stats, drops, bridges, or mac [NETWORK].
     Show {
         /// Which table.
         #[arg(value_enum)]
         what: Show,
+        /// For `mac`: only this bridge network.
+        network: Option<String>,
+    },
+    /// Forget learned MACs: `clear mac [NETWORK]`.
+    Clear {
+        /// What to clear (only `mac` today).
+        #[arg(value_parser = ["mac"])]
+        what: String,
+        /// Only this bridge network.
+        network: Option<String>,
     },
     /// Re-read the config file and apply it atomically (a bad config is refused; the old one keeps running).
     Reload,
@@ -146,7 +156,8 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             action,
         } => {
             let req = match action {
-                CtlCmd::Show { what } => Request::Show { what },
+                CtlCmd::Show { what, network } => Request::Show { what, network },
+                CtlCmd::Clear { network, .. } => Request::ClearMac { network },
                 CtlCmd::Reload => Request::Reload,
                 CtlCmd::Ping => Request::Ping,
             };

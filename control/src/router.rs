@@ -1,7 +1,7 @@
 //! The running router: pool, ports, workers and the published snapshot, plus the control operations on them
 //! (reload, show). Owned by the control thread; the workers only ever see the published snapshot.
 
-use crate::compile::compile;
+use crate::compile::{compile, CompileEnv};
 use crate::config::{self, Config};
 use crate::ports::{open_ports, OpenedPorts};
 use anyhow::Context;
@@ -28,6 +28,9 @@ pub struct Router {
     started: Instant,
     reloads: u64,
     reload_failures: u64,
+    /// Learned MACs aged out, by bridge name.
+    aged: HashMap<String, u64>,
+    last_aging_s: u32,
 }
 
 /// Why a reload was refused. The running config is untouched in every case.
@@ -64,7 +67,16 @@ impl Router {
             ring_peers,
             ring_ports,
         } = open_ports(&cfg, &pool, workers.len() as u16)?;
-        let snap = compile(&cfg, 1).map_err(|e| anyhow::anyhow!(e))?;
+        let port_macs: Vec<Option<[u8; 6]>> = ports.iter().map(|p| p.info().mac).collect();
+        let snap = compile(
+            &cfg,
+            1,
+            CompileEnv {
+                previous: None,
+                port_macs: &port_macs,
+            },
+        )
+        .map_err(|e| anyhow::anyhow!(e))?;
         let idle = match d.idle {
             config::IdleMode::Poll => IdlePolicy::Poll,
             config::IdleMode::Adaptive => IdlePolicy::Adaptive {
@@ -99,6 +111,8 @@ impl Router {
             started: Instant::now(),
             reloads: 0,
             reload_failures: 0,
+            aged: HashMap::new(),
+            last_aging_s: 0,
         })
     }
 
@@ -180,12 +194,130 @@ impl Router {
             ));
         }
         let generation = self.generation + 1;
-        let snap = compile(&cfg, generation).map_err(ReloadError::Compile)?;
+        let port_macs: Vec<Option<[u8; 6]>> =
+            self.dp.ports().iter().map(|p| p.info().mac).collect();
+        let current = self.dp.snapshot().load_full();
+        let env = CompileEnv {
+            previous: Some(&current),
+            port_macs: &port_macs,
+        };
+        let snap = compile(&cfg, generation, env).map_err(ReloadError::Compile)?;
         // The one atomic step: from here on every new burst sees the new tables.
         self.dp.snapshot().store(Arc::new(snap));
         self.generation = generation;
         self.cfg = cfg;
         Ok(generation)
+    }
+
+    /// Periodic control-thread duties, called often (every loop of the control thread): ages the bridges'
+    /// learned MACs once a second. Aging runs here, off the fast path; workers never sweep.
+    pub fn tick(&mut self) {
+        let now_s = now_s();
+        if now_s == self.last_aging_s {
+            return;
+        }
+        self.last_aging_s = now_s;
+        let snap = self.dp.snapshot().load();
+        for bd in snap.bridges.iter() {
+            if bd.aging_s > 0 {
+                let n = bd.table.age(now_s, bd.aging_s);
+                if n > 0 {
+                    *self.aged.entry(bd.name.clone()).or_default() += n as u64;
+                }
+            }
+        }
+    }
+
+    fn bridges_named(&self, network: Option<&str>) -> Result<Vec<usize>, String> {
+        let snap = self.dp.snapshot().load();
+        let all: Vec<usize> = (0..snap.bridges.len())
+            .filter(|&i| network.is_none_or(|n| snap.bridges[i].name == n))
+            .collect();
+        if all.is_empty() {
+            if let Some(n) = network {
+                let names: Vec<&str> = snap.bridges.iter().map(|b| b.name.as_str()).collect();
+                return Err(format!(
+                    "no bridge network named {n:?} (bridges: {})",
+                    names.join(", ")
+                ));
+            }
+        }
+        Ok(all)
+    }
+
+    /// `show mac [NETWORK]`: the MAC tables (learned and static entries) of one or every bridge.
+    pub fn show_mac(&self, network: Option<&str>) -> Result<Value, String> {
+        let snap = self.dp.snapshot().load();
+        let now = now_s();
+        let mut rows = Vec::new();
+        for i in self.bridges_named(network)? {
+            let bd = &snap.bridges[i];
+            let port = |p: u16| {
+                snap.port_names
+                    .get(p as usize)
+                    .cloned()
+                    .unwrap_or_else(|| format!("#{p}"))
+            };
+            for (k, p) in &bd.statics {
+                let m = k.to_be_bytes();
+                rows.push(json!({"network": bd.name, "mac": config::MacAddr([m[2], m[3], m[4], m[5], m[6], m[7]]).to_string(),
+                    "port": port(*p), "type": "static", "age_s": null}));
+            }
+            let mut learned = bd.table.entries(now);
+            learned.sort_unstable();
+            for (mac, p, age) in learned {
+                rows.push(json!({"network": bd.name, "mac": config::MacAddr(mac).to_string(), "port": port(p),
+                    "type": "learned", "age_s": age}));
+            }
+        }
+        Ok(Value::Array(rows))
+    }
+
+    /// `clear mac [NETWORK]`: forgets the learned MACs of one or every bridge. Returns how many.
+    pub fn clear_mac(&self, network: Option<&str>) -> Result<Value, String> {
+        let snap = self.dp.snapshot().load();
+        let mut n = 0;
+        for i in self.bridges_named(network)? {
+            n += snap.bridges[i].table.clear();
+        }
+        Ok(json!({"cleared": n}))
+    }
+
+    /// `show bridges`: one row per bridge domain.
+    pub fn show_bridges(&self) -> Value {
+        let snap = self.dp.snapshot().load();
+        Value::Array(
+            snap.bridges
+                .iter()
+                .map(|bd| {
+                    let members: Vec<String> = bd
+                        .members
+                        .iter()
+                        .map(|(p, e)| {
+                            let name = snap
+                                .port_names
+                                .get(*p as usize)
+                                .cloned()
+                                .unwrap_or_default();
+                            match e {
+                                pipelines::bridge::Egress::Untagged => name,
+                                pipelines::bridge::Egress::Tagged(v) => format!("{name}.{v}"),
+                            }
+                        })
+                        .collect();
+                    json!({
+                        "name": bd.name,
+                        "members": members.join(","),
+                        "macs": bd.table.len(),
+                        "static": bd.statics.len(),
+                        "limit": bd.table.limit(),
+                        "aging_s": bd.aging_s,
+                        "aged": self.aged.get(&bd.name).copied().unwrap_or(0),
+                        "flood_unknown": bd.flood_unknown_unicast,
+                    })
+                })
+                .collect(),
+        )
     }
 
     /// `show ports`: one object per port with info and counters.
@@ -290,6 +422,10 @@ impl Router {
             "tx_packets": sum(|c| c.tx_packets.get()),
             "drops": sum(|c| c.drops.total()),
             "bursts": sum(|c| c.bursts.get()),
+            "events": dataplane::Event::ALL
+                .iter()
+                .map(|e| (e.name().to_string(), json!(w.iter().map(|w| w.counters.events.get(*e)).sum::<u64>())))
+                .collect::<serde_json::Map<_, _>>(),
             "pool": {
                 "buffers": self.pool.capacity(),
                 "available": self.pool.available(),
@@ -304,4 +440,9 @@ impl Router {
         dp.stop();
         drop(pool);
     }
+}
+
+/// Seconds on the workers' clock ([`dataplane::worker::monotonic_ns`]), the clock MAC ages are kept in.
+fn now_s() -> u32 {
+    (dataplane::worker::monotonic_ns() / 1_000_000_000) as u32
 }

@@ -177,7 +177,8 @@ fn xconnect_inline(packets: u64, frame: usize, burst: usize) -> anyhow::Result<(
     })?;
     let opened = control::ports::open_ports(&cfg, &pool, 1)?;
     let a_end = opened.ring_port("a").context("ring port a")?;
-    let snap = control::compile::compile(&cfg, 1).map_err(|e| anyhow::anyhow!(e))?;
+    let snap =
+        control::compile::compile(&cfg, 1, Default::default()).map_err(|e| anyhow::anyhow!(e))?;
     let queues = opened
         .ports
         .iter()

@@ -4,8 +4,12 @@
 //! [`dataplane::worker::Processor`], so the workers run it without knowing what is inside.
 #![warn(missing_docs)]
 
+pub mod bridge;
 pub mod ethernet;
+pub mod l2;
+pub mod macvlan;
 pub mod snapshot;
+pub mod vlan;
 pub mod xconnect;
 
 pub use snapshot::Snapshot;

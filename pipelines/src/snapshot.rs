@@ -2,12 +2,27 @@
 //!
 //! The control thread compiles a config into a `Snapshot` and publishes it with `arc-swap`; a worker loads it
 //! once per burst. Each table sits behind its own `Arc` so a small change can publish a new snapshot that
-//! shares every unchanged table.
+//! shares every unchanged table; learned state (MAC tables) is shared by every snapshot that has the domain.
 
+use crate::bridge::BridgeDomain;
+use crate::l2::{self, L2Ingress, L2Tables};
+use crate::macvlan::MacvlanNet;
 use crate::xconnect::{self, XconnectTable};
 use dataplane::worker::{BurstCtx, Processor, TxBatches};
-use dataplane::Burst;
+use dataplane::{Burst, DropReason};
 use std::sync::Arc;
+
+/// What an input port feeds.
+#[derive(Clone, Debug, Default)]
+pub enum PortRole {
+    /// Nothing: frames are dropped as `no_route`.
+    #[default]
+    Unused,
+    /// The cross-connect table.
+    Xconnect,
+    /// L2 domains (bridges, macvlan networks), by VLAN.
+    L2(Box<L2Ingress>),
+}
 
 /// Everything a worker needs to process a burst, frozen.
 #[derive(Clone, Debug, Default)]
@@ -16,11 +31,17 @@ pub struct Snapshot {
     pub generation: u64,
     /// Port names, by port index (for tracing and counters).
     pub port_names: Arc<Vec<String>>,
+    /// What each input port feeds, by port index.
+    pub roles: Arc<Vec<PortRole>>,
     /// Cross-connect table.
     pub xconnect: Arc<XconnectTable>,
+    /// Bridge domains.
+    pub bridges: Arc<Vec<BridgeDomain>>,
+    /// Macvlan networks.
+    pub macvlans: Arc<Vec<MacvlanNet>>,
 }
 
-/// Per-worker state that survives snapshot changes (learned tables arrive with the L2/L3/NAT stages).
+/// Per-worker state that survives snapshot changes (learned tables arrive with the L3/NAT stages).
 #[derive(Debug, Default)]
 pub struct WorkerState {
     /// Bursts this worker processed.
@@ -47,6 +68,19 @@ impl Processor for Snapshot {
         out: &mut TxBatches,
     ) {
         state.bursts += 1;
-        xconnect::process(&self.xconnect, ctx, burst, out);
+        match self.roles.get(ctx.in_port as usize) {
+            Some(PortRole::Xconnect) => xconnect::process(&self.xconnect, ctx, burst, out),
+            Some(PortRole::L2(ing)) => {
+                let t = L2Tables {
+                    bridges: &self.bridges,
+                    macvlans: &self.macvlans,
+                };
+                l2::process(&t, ing, ctx, burst, out)
+            }
+            Some(PortRole::Unused) | None => {
+                out.count_drops(DropReason::NoRoute, burst.len() as u64);
+                burst.clear();
+            }
+        }
     }
 }

@@ -1,0 +1,188 @@
+//! Learning bridge: one bridge domain per `bridge` network (and per VLAN on trunks).
+//!
+//! Frames arrive here untagged (the L2 classifier popped the tag and chose the domain). The source MAC is
+//! learned against the input port in the domain's shared, lock-free [`mac_table::MacTable`]; the destination
+//! is looked up in the static entries, then the table: a known port gets the frame (tagged again on the way
+//! out if that port is a trunk), an unknown unicast is flooded (or dropped, per the domain's switch), and
+//! broadcast and multicast are flooded to every member but the input port.
+
+pub mod mac_table;
+
+use crate::ethernet::Mac;
+use crate::vlan;
+use dataplane::worker::TxBatches;
+use dataplane::{DropReason, Event, Pkt};
+use mac_table::{LearnOutcome, MacTable};
+use std::sync::Arc;
+
+/// How frames leave a member port of a domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Egress {
+    /// Untagged (access port).
+    Untagged,
+    /// Tagged with this VLAN id (trunk port).
+    Tagged(u16),
+}
+
+/// One bridge domain, frozen in a snapshot; its MAC table is shared with the snapshots before and after.
+#[derive(Debug)]
+pub struct BridgeDomain {
+    /// Network name.
+    pub name: String,
+    /// Member ports and how frames leave by each, in flooding order.
+    pub members: Vec<(u16, Egress)>,
+    /// Egress by port index (`None`: not a member).
+    pub egress: Vec<Option<Egress>>,
+    /// Learned MACs, shared by all workers and kept across config reloads.
+    pub table: Arc<MacTable>,
+    /// Static entries, sorted by MAC key, for binary search.
+    pub statics: Vec<(u64, u16)>,
+    /// Flood unknown unicast (else drop it).
+    pub flood_unknown_unicast: bool,
+    /// The router's MAC on this domain: frames to it go to the local path.
+    pub gateway_mac: Option<Mac>,
+    /// Seconds a learned MAC lives unseen (0: forever); applied by the control thread's aging sweep.
+    pub aging_s: u32,
+}
+
+/// A MAC as a sortable integer.
+#[inline]
+pub fn mac_key(m: &Mac) -> u64 {
+    u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
+}
+
+#[inline]
+fn is_multicast(m: &Mac) -> bool {
+    m[0] & 1 == 1
+}
+
+impl BridgeDomain {
+    /// The port of a static entry for `mac`.
+    #[inline]
+    pub fn static_port(&self, mac: &Mac) -> Option<u16> {
+        if self.statics.is_empty() {
+            return None;
+        }
+        let k = mac_key(mac);
+        self.statics
+            .binary_search_by_key(&k, |e| e.0)
+            .ok()
+            .map(|i| self.statics[i].1)
+    }
+
+    /// Where `mac` is: static entries first, then the learned table.
+    #[inline]
+    pub fn lookup(&self, mac: &Mac) -> Option<u16> {
+        self.static_port(mac).or_else(|| self.table.lookup(mac))
+    }
+
+    /// Warms the cache lines the next frame's lookups will touch.
+    #[inline]
+    pub fn prefetch(&self, frame: &[u8]) {
+        if let (Some(dst), Some(src)) = (frame.get(0..6), frame.get(6..12)) {
+            if let (Ok(d), Ok(s)) = (<&Mac>::try_from(dst), <&Mac>::try_from(src)) {
+                self.table.prefetch(d);
+                self.table.prefetch(s);
+            }
+        }
+    }
+
+    /// Switches one untagged frame that came in on `in_port`.
+    #[inline]
+    pub fn forward(&self, pkt: Pkt, in_port: u16, now_s: u32, out: &mut TxBatches) {
+        let d = pkt.data();
+        let (Some(dst), Some(src)) = (d.get(0..6), d.get(6..12)) else {
+            out.drop_pkt(pkt, DropReason::Truncated);
+            return;
+        };
+        let mut dst_mac = [0u8; 6];
+        dst_mac.copy_from_slice(dst);
+        let mut src_mac = [0u8; 6];
+        src_mac.copy_from_slice(src);
+        if is_multicast(&src_mac) || src_mac == [0; 6] {
+            out.drop_pkt(pkt, DropReason::BadSourceMac);
+            return;
+        }
+        if self.static_port(&src_mac).is_none() {
+            match self.table.learn(&src_mac, in_port, now_s) {
+                // Refused: multicast or zero, already dropped above.
+                LearnOutcome::Known | LearnOutcome::Refused => {}
+                LearnOutcome::Learned => out.count_event(Event::MacLearned, 1),
+                LearnOutcome::Moved { .. } => out.count_event(Event::MacMoved, 1),
+                LearnOutcome::LimitReached => out.count_event(Event::MacLimit, 1),
+                LearnOutcome::TableFull => out.count_event(Event::MacTableFull, 1),
+            }
+        }
+        if is_multicast(&dst_mac) {
+            self.flood(pkt, in_port, out);
+            return;
+        }
+        if self.gateway_mac == Some(dst_mac) {
+            out.drop_pkt(pkt, DropReason::NoLocalStack);
+            return;
+        }
+        match self.lookup(&dst_mac) {
+            Some(p) if p == in_port => out.drop_pkt(pkt, DropReason::BridgeFiltered),
+            Some(p) => match self.egress.get(p as usize).copied().flatten() {
+                Some(e) => send(pkt, p, e, out),
+                // The entry points at a port that left the domain (config reload): treat as unknown.
+                None => self.unknown(pkt, in_port, out),
+            },
+            None => self.unknown(pkt, in_port, out),
+        }
+    }
+
+    fn unknown(&self, pkt: Pkt, in_port: u16, out: &mut TxBatches) {
+        if self.flood_unknown_unicast {
+            self.flood(pkt, in_port, out);
+        } else {
+            out.drop_pkt(pkt, DropReason::UnknownUnicast);
+        }
+    }
+
+    /// Sends `pkt` to every member but `in_port`: copies to all but the last, the original to the last.
+    fn flood(&self, pkt: Pkt, in_port: u16, out: &mut TxBatches) {
+        flood_to(
+            pkt,
+            self.members.iter().copied().filter(|(p, _)| *p != in_port),
+            out,
+        );
+    }
+}
+
+/// Replicates `pkt` to `targets` (copies for all but the last), counting the flood and its copies.
+pub fn flood_to(pkt: Pkt, targets: impl Iterator<Item = (u16, Egress)>, out: &mut TxBatches) {
+    let mut targets = targets.peekable();
+    if targets.peek().is_none() {
+        out.drop_pkt(pkt, DropReason::BridgeFiltered);
+        return;
+    }
+    out.count_event(Event::Flooded, 1);
+    let mut copies = 0;
+    while let Some((port, egress)) = targets.next() {
+        if targets.peek().is_none() {
+            send(pkt, port, egress, out);
+            break;
+        }
+        match pkt.try_clone() {
+            Some(c) => {
+                copies += 1;
+                send(c, port, egress, out);
+            }
+            None => out.count_drops(DropReason::NoBuffer, 1),
+        }
+    }
+    out.count_event(Event::FloodCopies, copies);
+}
+
+/// Sends `pkt` out of `port`, tagging it first for a trunk.
+#[inline]
+pub fn send(mut pkt: Pkt, port: u16, egress: Egress, out: &mut TxBatches) {
+    if let Egress::Tagged(vid) = egress {
+        if !vlan::push(&mut pkt, vid) {
+            out.drop_pkt(pkt, DropReason::TooBig);
+            return;
+        }
+    }
+    out.send(port, pkt);
+}
