@@ -14,6 +14,8 @@ use std::ptr::NonNull;
 #[repr(C, align(64))]
 #[derive(Debug)]
 pub struct Meta {
+    /// The wharf pool the buffer goes home to; null for a buffer of an external pool (a DPDK mempool, whose
+    /// registered routines free and copy it).
     home: *const PoolInner,
     /// Receive time in nanoseconds of the worker's clock, set by backends that know it (0 otherwise).
     pub timestamp_ns: u64,
@@ -74,6 +76,13 @@ impl Meta {
             _pad: 0,
             scratch: [0; 4],
         }
+    }
+
+    /// The buffer belongs to an external pool (a DPDK mempool).
+    #[cfg(feature = "dpdk")]
+    #[inline]
+    pub(crate) fn is_external(&self) -> bool {
+        self.home.is_null()
     }
 
     #[inline]
@@ -284,6 +293,13 @@ impl Pkt {
     #[inline]
     pub fn try_clone(&self) -> Option<Pkt> {
         let m = self.meta();
+        #[cfg(feature = "dpdk")]
+        let mut c = if m.home.is_null() {
+            pool::alloc_external_like(self.elt)?
+        } else {
+            pool::alloc_from(m.home)?
+        };
+        #[cfg(not(feature = "dpdk"))]
         let mut c = pool::alloc_from(m.home)?;
         let (off, len) = (m.data_off as usize, m.len as usize);
         // Safety: both buffers have the same layout and size; the source range is in bounds of its buffer.
@@ -313,6 +329,27 @@ impl Pkt {
         self.meta().index
     }
 
+    /// Gives up ownership without freeing: the element start, for a backend that hands the buffer to a driver
+    /// (DPDK's transmit) which frees it itself.
+    #[cfg(feature = "dpdk")]
+    #[inline]
+    pub(crate) fn into_elt(self) -> NonNull<u8> {
+        std::mem::ManuallyDrop::new(self).elt
+    }
+
+    /// Sets the frame bounds a driver reported (the DPDK backend at rx).
+    ///
+    /// # Safety
+    /// `data_off + len` is at most the buffer length.
+    #[cfg(feature = "dpdk")]
+    #[inline]
+    pub(crate) unsafe fn set_bounds(&mut self, data_off: u16, len: u16) {
+        let m = self.meta_mut();
+        debug_assert!(data_off as usize + len as usize <= m.buf_len as usize);
+        m.data_off = data_off;
+        m.len = len;
+    }
+
     /// Element start: where an `rte_mbuf` header lives under the DPDK backend.
     #[inline]
     pub fn as_elt_ptr(&self) -> *mut u8 {
@@ -324,6 +361,11 @@ impl Drop for Pkt {
     #[inline]
     fn drop(&mut self) {
         let m = self.meta();
+        #[cfg(feature = "dpdk")]
+        if m.home.is_null() {
+            pool::release_external(self.elt);
+            return;
+        }
         pool::release(m.home, m.index);
     }
 }

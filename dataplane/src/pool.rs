@@ -13,8 +13,9 @@
 //! DPDK backend creates its mempool with `priv_size = META_SIZE` and `data_room = HEADROOM + data room`, so an
 //! `rte_mbuf *` *is* the element start that [`Pkt`] points to, the wharf metadata is the mbuf's private area,
 //! and `buf_addr` equals our buffer start. Converting between a `Pkt` and an `rte_mbuf` is pointer arithmetic;
-//! the frame is never copied. (The DPDK backend syncs `data_off`/`len` with the mbuf fields at rx and tx, and
-//! frees through `rte_pktmbuf_free` when [`Meta::pool`] names a DPDK mempool.)
+//! the frame is never copied. (The DPDK backend syncs `data_off`/`len` with the mbuf fields at rx and tx; its
+//! buffers have a null `home` in their metadata, and `Pkt`'s drop and clone go through the routines it registers,
+//! `rte_pktmbuf_free` and `rte_pktmbuf_alloc` on the same mempool. Only with the `dpdk` feature.)
 //!
 //! Free buffers are indices in a lock-free bounded queue (`crossbeam::queue::ArrayQueue`). Each thread keeps a
 //! small stack of indices per pool (DPDK's per-lcore mempool cache), so the steady-state alloc and free touch no
@@ -259,6 +260,53 @@ pub(crate) fn release(pool: *const PoolInner, idx: u32) {
     if inner.cache_size == 0 || !cache_free(inner, idx) {
         let _ = inner.free.push(idx);
     }
+}
+
+// ---- buffers of an external pool (DPDK mempools) -------------------------------------------------------------
+
+/// How buffers that belong to a pool wharf does not manage (a DPDK mempool: [`Meta`]'s `home` is null) are
+/// freed and copied. Registered once per process by the backend that creates such buffers, before the first
+/// one exists.
+#[cfg(feature = "dpdk")]
+pub(crate) struct ExternalPool {
+    /// Returns the buffer whose element starts at the pointer to its pool.
+    pub free: unsafe fn(NonNull<u8>),
+    /// Takes a fresh buffer from the pool of the buffer whose element starts at the pointer (its metadata's
+    /// constant part initialised as [`Meta::new`] does); `None` when that pool is empty.
+    pub alloc_like: unsafe fn(NonNull<u8>) -> Option<NonNull<u8>>,
+}
+
+#[cfg(feature = "dpdk")]
+static EXTERNAL: std::sync::OnceLock<ExternalPool> = std::sync::OnceLock::new();
+
+/// Registers the external pool's routines; the first registration wins (they are process-wide functions).
+#[cfg(feature = "dpdk")]
+pub(crate) fn register_external(ops: ExternalPool) {
+    let _ = EXTERNAL.set(ops);
+}
+
+/// Frees a buffer of the external pool. Called by `Pkt`'s `Drop` when its metadata's `home` is null.
+#[cfg(feature = "dpdk")]
+#[inline]
+pub(crate) fn release_external(elt: NonNull<u8>) {
+    match EXTERNAL.get() {
+        // SAFETY: only the external backend makes buffers with a null home, and it registers before making any;
+        // the caller owns the buffer and gives it up.
+        Some(ops) => unsafe { (ops.free)(elt) },
+        None => debug_assert!(
+            false,
+            "external buffer freed with no external pool registered"
+        ),
+    }
+}
+
+/// A fresh buffer from the external pool `elt` belongs to, reset (for `Pkt::try_clone`).
+#[cfg(feature = "dpdk")]
+#[inline]
+pub(crate) fn alloc_external_like(elt: NonNull<u8>) -> Option<Pkt> {
+    let ops = EXTERNAL.get()?;
+    // SAFETY: `elt` is a live buffer of the external pool (the caller holds it); the new element is ours alone.
+    unsafe { (ops.alloc_like)(elt).map(|p| Pkt::from_elt(p).reset()) }
 }
 
 fn map_region(bytes: usize, try_huge: bool) -> Result<(NonNull<u8>, usize, bool), PoolError> {

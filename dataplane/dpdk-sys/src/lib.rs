@@ -10,7 +10,12 @@
 //! computed by the C compiler from the installed headers.
 //!
 //! Without the feature the crate is empty, so a workspace build needs no DPDK.
-#![allow(non_upper_case_globals, non_camel_case_types, non_snake_case, dead_code)]
+#![allow(
+    non_upper_case_globals,
+    non_camel_case_types,
+    non_snake_case,
+    dead_code
+)]
 #![allow(clippy::all, missing_docs, rustdoc::all)]
 
 #[cfg(feature = "bindings")]
