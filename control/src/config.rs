@@ -40,10 +40,10 @@ use serde::Serialize;
 pub use error::{ConfigError, Diagnostic};
 pub use values::{Ipv4Cidr, MacAddr, ParseCidrError, ParseMacError};
 
-/// The default topology of `wharf lab`: endpoints `left` (10.77.0.1/24) and `right` (10.77.0.2/24), each cabled
-/// to an AF_PACKET port (`l` on interface `wh-l`, `r` on `wh-r`), and one xconnect network joining `l` and `r`.
-/// One unpinned worker that idles adaptively. The same text as `configs/lab-xconnect.toml`.
-pub const DEFAULT_LAB_CONFIG: &str = include_str!("../../configs/lab-xconnect.toml");
+/// The default topology of `wharf lab`: endpoints `a`, `b`, `c` (10.77.0.1-3/24), each cabled to an AF_PACKET
+/// port of the same name, and one bridge network `br0` joining them. One unpinned worker that idles
+/// adaptively. The same text as `configs/lab-default.toml`.
+pub const DEFAULT_LAB_CONFIG: &str = include_str!("../../configs/lab-default.toml");
 
 /// Default control socket path.
 pub const DEFAULT_SOCKET: &str = "/run/wharf/wharf.sock";
@@ -86,6 +86,13 @@ pub const DEFAULT_MAX_MACS: usize = 512;
 pub const MAX_MACS_RANGE: std::ops::RangeInclusive<usize> = 1..=65536;
 /// Range of VLAN ids.
 pub const VLAN_RANGE: std::ops::RangeInclusive<u16> = 1..=4094;
+
+/// `[[links]]`: a veth cable the lab lays between two afpacket ports of the router.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LinkCfg {
+    /// `ports`: the two ports.
+    pub ports: [String; 2],
+}
 
 /// The MAC of an endpoint that has none configured: locally administered, unicast, and derived from the
 /// network and endpoint names, so it is the same on every start (the lab and the macvlan table agree on it).
@@ -131,6 +138,9 @@ pub struct Config {
     /// `[[endpoints]]`, in file order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<EndpointCfg>,
+    /// `[[links]]`: afpacket ports that `wharf lab` cables to each other (e.g. a trunk between two bridges).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LinkCfg>,
 }
 
 /// `[dataplane]`: the packet pool, burst size and poll-mode workers.
@@ -588,28 +598,25 @@ mod tests {
 
     #[test]
     fn default_lab_config() {
-        let c = parse(DEFAULT_LAB_CONFIG, "lab-xconnect.toml").unwrap();
+        let c = parse(DEFAULT_LAB_CONFIG, "lab-default.toml").unwrap();
         assert_eq!(c.workers(), vec![None]);
         assert_eq!(c.dataplane.idle, IdleMode::Adaptive);
-        assert_eq!(c.ports.len(), 2);
-        assert_eq!(c.port_index("l"), Some(0));
-        assert_eq!(c.port_index("r"), Some(1));
-        assert_eq!(c.port_index("x"), None);
-        assert!(
-            matches!(&c.ports[0].backend, BackendCfg::AfPacket { interface, .. } if interface == "wh-l")
+        assert_eq!(
+            c.ports.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c"]
         );
-        assert!(
-            matches!(&c.ports[1].backend, BackendCfg::AfPacket { interface, .. } if interface == "wh-r")
-        );
+        assert!(c.ports.iter().all(|p| p.backend.kind() == "afpacket"));
         assert_eq!(c.networks.len(), 1);
-        assert_eq!(c.networks[0].mode, NetworkMode::Xconnect);
-        assert_eq!(c.networks[0].ports, ["l", "r"]);
-        assert_eq!(c.network_of_port("r"), Some(0));
-        let (left, right) = (&c.endpoints[0], &c.endpoints[1]);
-        assert_eq!((left.name.as_str(), left.port.as_str()), ("left", "l"));
-        assert_eq!((right.name.as_str(), right.port.as_str()), ("right", "r"));
-        assert_eq!(left.address, "10.77.0.1/24".parse().unwrap());
-        assert_eq!(right.address, "10.77.0.2/24".parse().unwrap());
+        assert_eq!(c.networks[0].mode, NetworkMode::Bridge);
+        assert_eq!(c.networks[0].ports, ["a", "b", "c"]);
+        assert_eq!(c.network_of_port("c"), Some(0));
+        let names: Vec<_> = c
+            .endpoints
+            .iter()
+            .map(|e| (e.name.as_str(), e.port.as_str()))
+            .collect();
+        assert_eq!(names, [("a", "a"), ("b", "b"), ("c", "c")]);
+        assert_eq!(c.endpoints[2].address, "10.77.0.3/24".parse().unwrap());
         c.validate().unwrap();
     }
 
@@ -683,14 +690,19 @@ mod tests {
 
     #[test]
     fn serializes_to_toml_that_parses_back() {
-        let c = parse(DEFAULT_LAB_CONFIG, "lab.toml").unwrap();
-        let text = toml::to_string(&c).unwrap();
-        assert_eq!(parse(&text, "again.toml").unwrap(), c);
+        for text in [
+            DEFAULT_LAB_CONFIG,
+            include_str!("../../configs/lab-xconnect.toml"),
+        ] {
+            let c = parse(text, "lab.toml").unwrap();
+            let again = toml::to_string(&c).unwrap();
+            assert_eq!(parse(&again, "again.toml").unwrap(), c);
+        }
     }
 
     #[test]
     fn validate_catches_programmatic_mistakes() {
-        let mut c = parse(DEFAULT_LAB_CONFIG, "lab.toml").unwrap();
+        let mut c = parse(include_str!("../../configs/lab-xconnect.toml"), "lab.toml").unwrap();
         c.networks[0].ports[1] = "zz".into();
         c.dataplane.burst_size = 0;
         let e = c.validate().unwrap_err();

@@ -2,9 +2,10 @@
 //! and removes everything it made on exit (Ctrl-C, error or end of `--check`).
 //!
 //! Each endpoint gets a namespace (a stand-in for a container) holding one end of a veth pair as `eth0`, with
-//! the endpoint's MAC, address and default route; the other end stays in the host namespace and becomes the
-//! endpoint's wharf port on the `afpacket` backend. Names carry a per-run prefix, so labs and tests can run
-//! side by side: the config's `interface` names are replaced by the lab's own.
+//! the endpoint's MAC, address and default route; the other end goes into the lab's "host" namespace, where
+//! wharf runs, and becomes the endpoint's port on the `afpacket` backend. `[[links]]` cable two wharf ports
+//! to each other (a trunk). Nothing is done in the root namespace. Names carry a per-run prefix, so labs and
+//! tests can run side by side: the config's `interface` names are replaced by the lab's own.
 //!
 //! `--check` then moves real traffic between every pair of endpoints that share a network, with the kernel's
 //! own tools: `ping` and a TCP transfer between sockets opened inside the namespaces, verified by a hash of
@@ -47,16 +48,24 @@ pub struct LabHost {
     pub ns: NetnsGuard,
     /// Its address.
     pub addr: Ipv4Addr,
-    /// Host side of its cable (the wharf port's interface).
+    /// Its MAC.
+    pub mac: [u8; 6],
+    /// Wharf's side of its cable (the port's interface, in the host namespace).
     pub host_if: String,
     _veth: VethGuard,
 }
 
-/// The built topology: dropping it deletes every namespace and link it made.
-#[derive(Debug, Default)]
+/// The built topology: dropping it deletes every namespace and link it made. Stop the router first: its
+/// ports live in [`Topology::host`].
+#[derive(Debug)]
 pub struct Topology {
     /// The endpoints.
     pub hosts: Vec<LabHost>,
+    /// Cables between two wharf ports (`[[links]]`), both ends in the host namespace.
+    pub links: Vec<VethGuard>,
+    /// The namespace wharf's ports live in (the "host"): the lab never touches the root namespace's
+    /// interfaces, and tests can give this host addresses of its own.
+    pub host: NetnsGuard,
 }
 
 /// Bytes moved by the TCP check.
@@ -72,25 +81,59 @@ pub fn require_net_admin() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds the namespaces and veths for `cfg`'s endpoints and points their ports at the lab's interfaces.
-/// `prefix` starts every name.
+/// Points afpacket port `port` of `cfg` at `interface`.
+fn cable(cfg: &mut Config, port: &str, interface: &str, what: &str) -> anyhow::Result<()> {
+    let p = cfg
+        .ports
+        .iter_mut()
+        .find(|p| p.name == port)
+        .with_context(|| format!("{what}: no port named {port}"))?;
+    match &mut p.backend {
+        BackendCfg::AfPacket { interface: i, .. } => {
+            *i = interface.to_string();
+            Ok(())
+        }
+        other => bail!(
+            "{what}: port {port} uses backend {}; the lab cables afpacket ports",
+            other.kind()
+        ),
+    }
+}
+
+/// A veth whose `a` end is wharf's, moved into the host namespace, isolated from its stack and up.
+fn wharf_cable(host: &NetnsGuard, a_prefix: &str, b_prefix: &str) -> anyhow::Result<VethGuard> {
+    let mut veth = VethGuard::new(a_prefix, b_prefix)?;
+    veth.move_a(host.name())?;
+    let a = veth.a().to_string();
+    host.run(move || netns::isolate_from_host_stack(&a))??;
+    netns::set_up(Some(host.name()), veth.a())?;
+    Ok(veth)
+}
+
+/// Builds the host namespace, a namespace and cable per endpoint and a cable per link, and points the ports
+/// of `cfg` at the lab's interfaces. `prefix` starts every name.
 pub fn build(cfg: &mut Config, prefix: &str) -> anyhow::Result<Topology> {
-    let mut topo = Topology::default();
-    let endpoints = cfg.endpoints.clone();
-    for ep in &endpoints {
-        let ns = NetnsGuard::new(&format!("{prefix}{}", ep.name))
-            .with_context(|| format!("endpoint {}", ep.name))?;
-        let mut veth = VethGuard::new(&format!("{prefix}{}", ep.port), &format!("{prefix}e"))?;
+    let host = NetnsGuard::new(&format!("{prefix}host"))?;
+    let mut topo = Topology {
+        hosts: Vec::new(),
+        links: Vec::new(),
+        host,
+    };
+    for ep in cfg.endpoints.clone() {
+        let what = format!("endpoint {}", ep.name);
+        let ns = NetnsGuard::new(&format!("{prefix}{}", ep.name)).with_context(|| what.clone())?;
+        let mut veth = wharf_cable(
+            &topo.host,
+            &format!("{prefix}{}", ep.port),
+            &format!("{prefix}e"),
+        )?;
         veth.move_b(ns.name())?;
         let inner = veth.b().to_string();
         netns::ip_in(
             Some(ns.name()),
             &["link", "set", "dev", &inner, "name", "eth0"],
         )?;
-        let mac = ep
-            .mac
-            .map(|m| m.0)
-            .unwrap_or_else(|| generated_mac(&ep.name));
+        let mac = ep.effective_mac().0;
         netns::set_mac(Some(ns.name()), "eth0", mac)?;
         netns::add_addr4(
             Some(ns.name()),
@@ -104,42 +147,56 @@ pub fn build(cfg: &mut Config, prefix: &str) -> anyhow::Result<Topology> {
         }
         // Frames leave the namespace through wharf, not a kernel path that completes partial checksums.
         ns.run(|| netns::disable_tx_checksum_offload("eth0"))??;
-        netns::isolate_from_host_stack(veth.a())?;
-        netns::set_up(None, veth.a())?;
         let host_if = veth.a().to_string();
-        // Point the endpoint's port at the lab's interface.
-        let port = cfg
-            .ports
-            .iter_mut()
-            .find(|p| p.name == ep.port)
-            .with_context(|| format!("endpoint {}: no port named {}", ep.name, ep.port))?;
-        match &mut port.backend {
-            BackendCfg::AfPacket { interface, .. } => *interface = host_if.clone(),
-            other => bail!(
-                "endpoint {}: port {} uses backend {}; the lab cables endpoints to afpacket ports",
-                ep.name,
-                ep.port,
-                other.kind()
-            ),
-        }
+        cable(cfg, &ep.port, &host_if, &what)?;
         topo.hosts.push(LabHost {
             name: ep.name.clone(),
             network: ep.network.clone(),
             ns,
             addr: ep.address.addr(),
+            mac,
             host_if,
             _veth: veth,
         });
     }
+    for (i, l) in cfg.links.clone().iter().enumerate() {
+        let [a, b] = &l.ports;
+        let mut veth = wharf_cable(&topo.host, &format!("{prefix}{a}"), &format!("{prefix}{b}"))?;
+        veth.move_b(topo.host.name())?;
+        let bn = veth.b().to_string();
+        topo.host
+            .run(move || netns::isolate_from_host_stack(&bn))??;
+        netns::set_up(Some(topo.host.name()), veth.b())?;
+        cable(cfg, a, veth.a(), &format!("links[{i}]"))?;
+        cable(cfg, b, veth.b(), &format!("links[{i}]"))?;
+        topo.links.push(veth);
+    }
+    let cabled: Vec<&str> = cfg
+        .endpoints
+        .iter()
+        .map(|e| e.port.as_str())
+        .chain(
+            cfg.links
+                .iter()
+                .flat_map(|l| l.ports.iter().map(String::as_str)),
+        )
+        .collect();
+    if let Some(p) = cfg
+        .ports
+        .iter()
+        .find(|p| p.backend.kind() == "afpacket" && !cabled.contains(&p.name.as_str()))
+    {
+        bail!(
+            "port {} is not cabled in the lab: no endpoint or [[links]] entry uses it",
+            p.name
+        );
+    }
     Ok(topo)
 }
 
-/// A stable, locally administered unicast MAC derived from the endpoint's name.
-fn generated_mac(name: &str) -> [u8; 6] {
-    let mut h = DefaultHasher::new();
-    h.write(name.as_bytes());
-    let v = h.finish().to_be_bytes();
-    [0x02, v[0], v[1], v[2], v[3], v[4]]
+/// Starts the router on `cfg` inside the lab's host namespace (its AF_PACKET sockets are opened there).
+pub fn start_router(topo: &Topology, cfg: Config, path: Option<PathBuf>) -> anyhow::Result<Router> {
+    netns::run_in_netns(topo.host.name(), move || Router::start(cfg, path))?
 }
 
 /// Result of one check between two endpoints.
@@ -332,7 +389,7 @@ pub fn run(opts: LabOptions) -> anyhow::Result<bool> {
     let (mut cfg, origin) = match &opts.config {
         Some(p) => (config::load(p)?, p.display().to_string()),
         None => (
-            config::parse(config::DEFAULT_LAB_CONFIG, "<embedded lab-xconnect.toml>")?,
+            config::parse(config::DEFAULT_LAB_CONFIG, "<embedded lab-default.toml>")?,
             "embedded default".into(),
         ),
     };
@@ -347,9 +404,13 @@ pub fn run(opts: LabOptions) -> anyhow::Result<bool> {
             topo.hosts.first().map_or("x", |h| h.ns.name())
         ))
     });
-    let mut router = Router::start(cfg, opts.config.clone())?;
+    let mut router = start_router(&topo, cfg, opts.config.clone())?;
     let server = Server::bind(&socket)?;
-    println!("wharf lab ({origin}): {} endpoints", topo.hosts.len());
+    println!(
+        "wharf lab ({origin}): {} endpoints, wharf's ports in namespace {}",
+        topo.hosts.len(),
+        topo.host.name()
+    );
     for h in &topo.hosts {
         println!(
             "  {:<10} {:<16} namespace {:<16} port interface {}",
@@ -403,5 +464,21 @@ fn render_counters(router: &Router) -> String {
         );
     }
     out += &format!("  drops by reason: {}\n", router.show_drops());
+    let stats = router.show_stats();
+    let events: Vec<String> = stats["events"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    out += &format!(
+        "  events: {}\n",
+        if events.is_empty() {
+            "-".to_string()
+        } else {
+            events.join(" ")
+        }
+    );
     out
 }

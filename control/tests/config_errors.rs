@@ -66,7 +66,7 @@ fn every_shipped_config_parses_and_validates() {
 
 #[test]
 fn default_lab_config_is_the_shipped_file() {
-    let shipped = std::fs::read_to_string(configs_dir().join("lab-xconnect.toml")).unwrap();
+    let shipped = std::fs::read_to_string(configs_dir().join("lab-default.toml")).unwrap();
     assert_eq!(config::DEFAULT_LAB_CONFIG, shipped);
 }
 

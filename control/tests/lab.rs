@@ -1,5 +1,6 @@
-//! `wharf lab --check` end to end: the real binary builds the default topology (two namespaces cross-connected
-//! through wharf's AF_PACKET ports), runs ping and a hashed TCP transfer both ways, and removes everything.
+//! `wharf lab --check` end to end: the real binary builds the default topology (three namespaces on a wharf
+//! bridge through AF_PACKET ports), runs ping and a hashed TCP transfer between every pair, and removes
+//! everything.
 
 use std::process::Command;
 
@@ -21,23 +22,25 @@ fn lab_check_passes_on_the_default_topology_and_cleans_up() {
         out.status.success(),
         "wharf lab --check failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    assert!(stdout.contains("2 of 2 checks passed"), "{stdout}");
-    // Both directions, each with ping and TCP.
+    assert!(stdout.contains("6 of 6 checks passed"), "{stdout}");
+    // Every ordered pair of the three endpoints, each with ping and TCP.
     assert_eq!(
         stdout.lines().filter(|l| l.ends_with(" pass")).count(),
-        2,
+        6,
         "{stdout}"
     );
-    // Traffic really went through wharf: both ports forwarded frames.
+    // The bridge learned the three endpoints and flooded only while it had not.
+    assert!(stdout.contains("mac_learned=3"), "{stdout}");
+    // Traffic really went through wharf: every port forwarded frames.
     let forwarded: Vec<u64> = stdout
         .lines()
         .filter(|l| l.trim_start().starts_with("port "))
         .filter_map(|l| l.split_whitespace().nth(5).and_then(|v| v.parse().ok()))
         .collect();
-    assert_eq!(forwarded.len(), 2, "{stdout}");
+    assert_eq!(forwarded.len(), 3, "{stdout}");
     assert!(
         forwarded.iter().all(|&tx| tx > 1000),
-        "each port sent the TCP transfer's frames: {forwarded:?}"
+        "each port sent TCP transfers' frames: {forwarded:?}"
     );
     // Nothing left behind.
     let netns = dataplane::netns::ip(&["netns", "list"]).unwrap();

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use super::error::did_you_mean;
 use super::raw::{
-    RawConfig, RawControl, RawDataplane, RawEndpoint, RawNetwork, RawPort, RawRewrite, RawStaticMac,
+    RawConfig, RawControl, RawDataplane, RawEndpoint, RawLink, RawNetwork, RawPort, RawRewrite,
+    RawStaticMac,
 };
 use super::*;
 
@@ -200,6 +201,7 @@ pub(crate) fn check(raw: &RawConfig, base: Option<&Path>) -> Result<Config, Vec<
     let ports = check_ports(&mut ck, &raw.ports, base);
     let networks = check_networks(&mut ck, raw);
     let endpoints = check_endpoints(&mut ck, raw);
+    let links = check_links(&mut ck, raw);
     if !ck.problems.is_empty() {
         return Err(ck.problems);
     }
@@ -210,6 +212,7 @@ pub(crate) fn check(raw: &RawConfig, base: Option<&Path>) -> Result<Config, Vec<
             ports: ports.into_iter().collect::<Option<_>>()?,
             networks: networks.into_iter().collect::<Option<_>>()?,
             endpoints: endpoints.into_iter().collect::<Option<_>>()?,
+            links: links?,
         })
     })();
     built.ok_or_else(|| {
@@ -1286,6 +1289,71 @@ fn check_rewrites(
     ok.then_some(out)
 }
 
+/// `[[links]]`: pairs of afpacket ports the lab cables to each other (a trunk between two wharf ports).
+fn check_links(ck: &mut Checker, raw: &RawConfig) -> Option<Vec<LinkCfg>> {
+    let mut ok = true;
+    let mut used: HashMap<&str, usize> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, l) in raw.links.iter().enumerate() {
+        let field = format!("links[{i}].ports");
+        let Some(ports) = &l.ports else {
+            ck.err(&field, REQUIRED);
+            ok = false;
+            continue;
+        };
+        let [a, b] = ports.as_slice() else {
+            ck.err(
+                &field,
+                format!("a link cables exactly two ports, got {}", ports.len()),
+            );
+            ok = false;
+            continue;
+        };
+        for (j, p) in [a, b].into_iter().enumerate() {
+            let f = format!("links[{i}].ports[{j}]");
+            match raw
+                .ports
+                .iter()
+                .find(|q| q.name.as_deref() == Some(p.as_str()))
+            {
+                None => {
+                    let names = unique_names(raw.ports.iter().map(|p| p.name.as_deref()));
+                    ck.err(&f, no_such("port", p, &names));
+                    ok = false;
+                }
+                Some(q) if q.backend.as_deref() != Some("afpacket") => {
+                    ck.err(
+                        &f,
+                        format!("port {p:?} is not an afpacket port; links are veth cables"),
+                    );
+                    ok = false;
+                }
+                Some(_) => {
+                    if raw
+                        .endpoints
+                        .iter()
+                        .any(|e| e.port.as_deref() == Some(p.as_str()))
+                    {
+                        ck.err(&f, format!("port {p:?} is cabled to an endpoint already"));
+                        ok = false;
+                    } else if let Some(first) = used.insert(p.as_str(), i) {
+                        ck.err(&f, format!("port {p:?} is already in links[{first}]"));
+                        ok = false;
+                    }
+                }
+            }
+        }
+        if a == b {
+            ck.err(&field, "a link joins two different ports");
+            ok = false;
+        }
+        out.push(LinkCfg {
+            ports: [a.clone(), b.clone()],
+        });
+    }
+    ok.then_some(out)
+}
+
 /// Parses a MAC; `unicast` also requires the group bit clear. Never all-zero.
 fn mac(ck: &mut Checker, field: &str, s: &str, unicast: bool) -> Option<MacAddr> {
     match s.parse::<MacAddr>() {
@@ -1372,8 +1440,18 @@ fn check_endpoints(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<EndpointCfg>
             }
             Some(p) => {
                 if let Some(net) = net {
-                    let members: Vec<&str> =
-                        net.ports.iter().flatten().map(String::as_str).collect();
+                    // An endpoint on a macvlan uplink is a host of the LAN outside.
+                    let members: Vec<&str> = net
+                        .ports
+                        .iter()
+                        .flatten()
+                        .map(String::as_str)
+                        .chain(
+                            net.uplink
+                                .as_deref()
+                                .filter(|_| net.mode.as_deref() == Some("macvlan")),
+                        )
+                        .collect();
                     if net.ports.is_some() && !members.contains(&p) {
                         ck.err(
                             at("port"),
@@ -1660,6 +1738,13 @@ pub(crate) fn to_raw(c: &Config) -> RawConfig {
                 mac: e.mac.map(|m| m.to_string()),
                 address: Some(e.address.to_string()),
                 gateway: e.gateway.map(|g| g.to_string()),
+            })
+            .collect(),
+        links: c
+            .links
+            .iter()
+            .map(|l| RawLink {
+                ports: Some(l.ports.to_vec()),
             })
             .collect(),
     }

@@ -15,6 +15,14 @@ pub(crate) struct RawConfig {
     pub networks: Vec<RawNetwork>,
     #[serde(default)]
     pub endpoints: Vec<RawEndpoint>,
+    #[serde(default)]
+    pub links: Vec<RawLink>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLink {
+    pub ports: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
