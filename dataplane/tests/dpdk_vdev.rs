@@ -502,6 +502,8 @@ fn dpdk_virtual_devices() {
     let eal = Eal::init(&cfg).expect("EAL without hugepages");
     assert!(Eal::init(&cfg).is_ok(), "same options: the running EAL");
     let runtime = eal.runtime_dir();
+    // Removed also if a scenario fails (the EAL's own cleanup below checks it is gone on success).
+    let _runtime_guard = TempDir(runtime.clone());
     mbuf_is_pkt(&eal);
     ring_forward(&eal);
     null_forward(&eal);

@@ -200,9 +200,10 @@ pub struct EalConfig {
     /// may use, which pins nothing. Workers are not EAL lcores: they pin themselves and register with DPDK on
     /// their first burst. The calling thread's affinity is restored after init either way.
     pub main_lcore_cpus: Vec<usize>,
-    /// Run without hugepages (`--no-huge -m memory_mb --no-shconf`): for tests and virtual devices; slower, and
-    /// physical NICs need IOVA-capable memory. When false, hugepages are used with `--in-memory` (no files in
-    /// hugetlbfs, no shared config).
+    /// Run without hugepages (`--no-huge -m memory_mb`): for tests and virtual devices; slower, and physical
+    /// NICs need IOVA-capable memory. The EAL keeps its IPC socket (memif needs it) in its runtime directory,
+    /// which [`Eal::cleanup`] removes. When false, hugepages are used with `--in-memory` (no files in hugetlbfs,
+    /// no shared config).
     pub no_huge: bool,
     /// Memory for the EAL in MiB (`-m`). 0 with hugepages: what the mempools ask for, grown on demand.
     pub memory_mb: u32,
@@ -294,12 +295,7 @@ impl EalConfig {
             "--no-telemetry".into(),
         ];
         if self.no_huge {
-            a.extend([
-                "--no-huge".into(),
-                "--no-shconf".into(),
-                "-m".into(),
-                self.memory_mb.to_string(),
-            ]);
+            a.extend(["--no-huge".into(), "-m".into(), self.memory_mb.to_string()]);
         } else {
             a.push("--in-memory".into());
             if self.memory_mb > 0 {
@@ -559,7 +555,7 @@ impl Eal {
         // SAFETY: nothing of DPDK is in use (checked above) and the state lock keeps anyone from starting.
         let ret = unsafe { sys::rte_eal_cleanup() };
         let dir = self.runtime_dir();
-        let _ = std::fs::remove_dir(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
         *st = EalState::Gone("the EAL was cleaned up".into());
         if ret < 0 {
             return Err(DpdkError::Busy(format!(
@@ -571,8 +567,10 @@ impl Eal {
     }
 }
 
-/// Where DPDK 22.11 puts a prefix's runtime files (`eal_create_runtime_dir`).
-fn runtime_dir(prefix: &str) -> PathBuf {
+/// Where DPDK 22.11 puts the runtime files of the EAL with file prefix `prefix` (`eal_create_runtime_dir`):
+/// `/var/run/dpdk/<prefix>` for root, else under `$XDG_RUNTIME_DIR` or `/tmp`. For cleaning up after another
+/// DPDK process (a `dpdk-testpmd` peer).
+pub fn runtime_dir(prefix: &str) -> PathBuf {
     // SAFETY: getuid has no preconditions.
     let base = if unsafe { libc::getuid() } == 0 {
         PathBuf::from("/var/run")
@@ -1923,7 +1921,6 @@ mod tests {
                 "wt",
                 "--no-telemetry",
                 "--no-huge",
-                "--no-shconf",
                 "-m",
                 "512",
                 "--vdev",
