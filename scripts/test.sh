@@ -6,9 +6,12 @@ cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The DPDK backend (feature `dpdk`, needs the system DPDK that install-deps.sh installs).
+cargo clippy -p wharf-dataplane --features dpdk --all-targets -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace 2>&1 | tee "$log"
+cargo test -p wharf-dataplane --features dpdk 2>&1 | tee -a "$log"
 if grep -q '^SKIPPED ' "$log"; then
   if [ "${CI:-}" = "true" ]; then
     echo "test.sh: tests that need root and network namespaces were skipped; in CI they must run:" >&2
