@@ -15,6 +15,9 @@ use dataplane::traffic::{udp4_frame, Udp4Flow};
 use std::time::{Duration, Instant};
 
 mod afpacket_bench;
+mod bridge_bench;
+#[cfg(feature = "dpdk")]
+mod dpdk_bench;
 
 #[derive(Parser)]
 #[command(name = "wharf-perf", about = "wharf benchmarks")]
@@ -43,6 +46,26 @@ enum Cmd {
     },
     /// Cross-connect over AF_PACKET on veth pairs (needs root).
     XconnectAfpacket(afpacket_bench::Args),
+    /// Cross-connect over DPDK memif ports against dpdk-testpmd, as a ratio of testpmd (--features dpdk).
+    #[cfg(feature = "dpdk")]
+    XconnectDpdk(dpdk_bench::Args),
+    /// Closed-loop learning bridge over ring ports with N flows: Mpps per core, 1 or 2 workers.
+    BridgeRing(bridge_bench::Args),
+    /// The bridge loop on this thread for exactly --packets packets (for callgrind).
+    BridgeInline {
+        /// Packets to process.
+        #[arg(long, default_value_t = 1_000_000)]
+        packets: u64,
+        /// Flows (two MACs each).
+        #[arg(long, default_value_t = 512)]
+        flows: usize,
+        /// Frame size in bytes (without FCS).
+        #[arg(long, default_value_t = 60)]
+        frame: usize,
+        /// Burst size.
+        #[arg(long, default_value_t = 32)]
+        burst: usize,
+    },
 }
 
 /// How a measurement is repeated: every benchmark reports the median of `runs` runs.
@@ -226,5 +249,14 @@ fn main() -> anyhow::Result<()> {
             burst,
         } => xconnect_inline(packets, frame, burst),
         Cmd::XconnectAfpacket(a) => afpacket_bench::run(&a),
+        #[cfg(feature = "dpdk")]
+        Cmd::XconnectDpdk(a) => dpdk_bench::run(&a),
+        Cmd::BridgeRing(a) => bridge_bench::run(&a),
+        Cmd::BridgeInline {
+            packets,
+            flows,
+            frame,
+            burst,
+        } => bridge_bench::inline(packets, flows, frame, burst),
     }
 }
