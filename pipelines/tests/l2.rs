@@ -179,7 +179,7 @@ fn floods_unknown_then_forwards_learned_unicast() {
         vec![],
     ));
     let a_to_b = frame(mac(0xa), mac(0xb), None);
-    let out = h.send(0, 1, &[a_to_b.clone()]);
+    let out = h.send(0, 1, std::slice::from_ref(&a_to_b));
     assert_eq!(
         (out[0].len(), out[1].len(), out[2].len()),
         (0, 1, 1),
@@ -197,7 +197,7 @@ fn floods_unknown_then_forwards_learned_unicast() {
         "known unicast goes to one port"
     );
     // and now a to b goes only to port 1.
-    let out = h.send(0, 3, &[a_to_b.clone()]);
+    let out = h.send(0, 3, std::slice::from_ref(&a_to_b));
     assert_eq!((out[1].len(), out[2].len()), (1, 0));
     assert_eq!(h.snap.bridges[0].table.lookup(&mac(0xa)), Some(0));
     assert_eq!(h.snap.bridges[0].table.lookup(&mac(0xb)), Some(1));
@@ -492,7 +492,7 @@ fn hostile_bursts_never_panic_and_every_frame_gets_a_verdict() {
                 x ^= x << 17;
                 let len = (x % 80) as usize;
                 let mut f: Vec<u8> = (0..len).map(|i| (x >> (i % 56)) as u8).collect();
-                if len > 13 && x % 3 == 0 {
+                if len > 13 && x.is_multiple_of(3) {
                     f[12] = 0x81;
                     f[13] = 0x00;
                 }

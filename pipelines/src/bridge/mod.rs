@@ -82,7 +82,7 @@ impl BridgeDomain {
         if let (Some(dst), Some(src)) = (frame.get(0..6), frame.get(6..12)) {
             if let (Ok(d), Ok(s)) = (<&Mac>::try_from(dst), <&Mac>::try_from(src)) {
                 self.table.prefetch(d);
-                self.table.prefetch(s);
+                self.table.prefetch_learn(s);
             }
         }
     }
