@@ -281,7 +281,7 @@ fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
 
 /// A pcap file through `net_pcap`: read by port p0, forwarded with a MAC rewrite to p1, written by p1; the
 /// output file equals the input with the rewrite applied (the golden comparison). A runt frame is dropped and
-/// counted, a VLAN-tagged frame is reported as tagged.
+/// counted; a VLAN-tagged frame goes through as it is.
 fn pcap_golden(eal: &Eal) {
     let dir = TempDir::new("dpdk-pcap");
     let (input, empty, out0, out1) = (
@@ -353,7 +353,8 @@ fn pcap_golden(eal: &Eal) {
         vec![("truncated", 1)],
         "the runt is dropped and counted"
     );
-    assert_eq!(seen_tagged.load(Ordering::Relaxed), 1);
+    // The tag stays in the frame as on the wire (net_pcap does not strip it), so it is not reported apart.
+    assert_eq!(seen_tagged.load(Ordering::Relaxed), 0);
     // Closing the ports flushes the output files.
     drop((p0, p1));
     let expected: Vec<Vec<u8>> = frames

@@ -58,3 +58,8 @@ int wharf_rte_mempool_full(const struct rte_mempool *mp)
 {
 	return rte_mempool_full(mp);
 }
+
+unsigned int wharf_rte_ring_dequeue_burst(struct rte_ring *r, void **objs, unsigned int n)
+{
+	return rte_ring_dequeue_burst(r, objs, n, NULL);
+}

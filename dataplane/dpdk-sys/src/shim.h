@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
+#include <rte_ring.h>
 
 uint16_t wharf_rte_eth_rx_burst(uint16_t port_id, uint16_t queue_id, struct rte_mbuf **rx_pkts, uint16_t nb_pkts);
 uint16_t wharf_rte_eth_tx_burst(uint16_t port_id, uint16_t queue_id, struct rte_mbuf **tx_pkts, uint16_t nb_pkts);
@@ -17,5 +18,6 @@ void *wharf_rte_pktmbuf_mtod(struct rte_mbuf *m);
 int wharf_rte_errno(void);
 unsigned int wharf_rte_lcore_id(void);
 int wharf_rte_mempool_full(const struct rte_mempool *mp);
+unsigned int wharf_rte_ring_dequeue_burst(struct rte_ring *r, void **objs, unsigned int n);
 
 #endif

@@ -28,8 +28,10 @@
 //!
 //! - **rx**: one `rte_eth_rx_burst` per call into a scratch array; each mbuf becomes a `Pkt` in place: wharf's
 //!   metadata is reset, its `data_off`/`len` are taken from the mbuf's `data_off`/`data_len`, `in_queue` set,
-//!   checksum flags mapped (`RTE_MBUF_F_RX_{IP,L4}_CKSUM_GOOD`), an outer VLAN tag reported as the other backends
-//!   do ([`Meta::FLAG_VLAN`]; a tag the NIC stripped is put back into the frame). Chained (multi-segment) mbufs
+//!   checksum flags mapped (`RTE_MBUF_F_RX_{IP,L4}_CKSUM_GOOD`). VLAN tags stay in the frame as on the wire (VLAN
+//!   stripping is not enabled); should a NIC strip one anyway, it is put back into the frame and reported with
+//!   [`Meta::FLAG_VLAN`]. The frame itself is not read (a pipeline that does not look at it, like the
+//!   cross-connect, never brings it into the cache). Chained (multi-segment) mbufs
 //!   are dropped as `too_big`, impossible bounds as `malformed`, frames shorter than an Ethernet header as
 //!   `truncated`. An mbuf from a mempool wharf did not make (another application's, through a shared ring) is
 //!   copied into one of ours (or dropped as `no_buffer`): it has no room for wharf's metadata.
@@ -591,10 +593,26 @@ struct LcoreRegistration {
 impl LcoreRegistration {
     fn new() -> LcoreRegistration {
         // SAFETY: reads this thread's lcore id (a thread-local).
-        let registered = unsafe { sys::wharf_rte_lcore_id() } == sys::LCORE_ID_ANY
-            // SAFETY: only called on a queue's first burst, or by cleanup, so the EAL is initialised; registering
-            // a non-EAL thread has no other precondition.
-            && unsafe { sys::rte_thread_register() } == 0;
+        // SAFETY: reads this thread's lcore id (a thread-local).
+        if unsafe { sys::wharf_rte_lcore_id() } != sys::LCORE_ID_ANY {
+            // An EAL thread already.
+            return LcoreRegistration {
+                registered: std::cell::Cell::new(false),
+            };
+        }
+        // SAFETY: only called on a queue's first burst, or by cleanup, so the EAL is initialised; registering a
+        // non-EAL thread has no other precondition.
+        let registered = unsafe { sys::rte_thread_register() } == 0;
+        if registered {
+            // SAFETY: as above.
+            let lcore = unsafe { sys::wharf_rte_lcore_id() };
+            tracing::debug!(lcore, "thread registered with DPDK");
+        } else {
+            tracing::warn!(
+                "cannot register this thread with DPDK ({}): its mempool operations skip the per-lcore cache",
+                strerror(rte_errno())
+            );
+        }
         LcoreRegistration {
             registered: std::cell::Cell::new(registered),
         }
@@ -1390,8 +1408,23 @@ fn reap_rings() {
             return true;
         }
         for r in &o.rings {
-            // SAFETY: both ports using the ring are closed.
-            unsafe { sys::rte_ring_free(r.0.as_ptr()) };
+            // SAFETY: both ports using the ring are closed, so nothing else touches it; what is still in it are
+            // mbufs sent and never received, which go home before the ring goes.
+            unsafe {
+                let mut objs = [ptr::null_mut::<c_void>(); 64];
+                loop {
+                    let n = sys::wharf_rte_ring_dequeue_burst(
+                        r.0.as_ptr(),
+                        objs.as_mut_ptr(),
+                        objs.len() as c_uint,
+                    );
+                    if n == 0 {
+                        break;
+                    }
+                    sys::rte_pktmbuf_free_bulk(objs.as_mut_ptr().cast(), n);
+                }
+                sys::rte_ring_free(r.0.as_ptr());
+            }
         }
         false
     });
@@ -1683,7 +1716,6 @@ impl DpdkQueue {
                 flags |= Meta::FLAG_L4_CSUM_OK;
             }
             pkt.meta_mut().flags = flags;
-            mark_vlan(&mut pkt);
             Ok(pkt)
         }
     }
@@ -1723,22 +1755,6 @@ impl DpdkQueue {
     }
 }
 
-/// Sets [`Meta::FLAG_VLAN`] and the TCI when the frame's outer ethertype is 802.1Q or 802.1ad.
-#[inline]
-fn mark_vlan(pkt: &mut Pkt) {
-    let d = pkt.data();
-    if d.len() < ETH_HLEN + VLAN_HLEN {
-        return;
-    }
-    let tpid = u16::from_be_bytes([d[12], d[13]]);
-    if tpid == ETH_P_8021Q || tpid == ETH_P_8021AD {
-        let tci = u16::from_be_bytes([d[14], d[15]]);
-        let m = pkt.meta_mut();
-        m.flags |= Meta::FLAG_VLAN;
-        m.vlan_tci = tci;
-    }
-}
-
 /// Puts back an 802.1Q tag the NIC stripped, in the headroom. False if there is no room.
 fn reinsert_vlan(pkt: &mut Pkt, tci: u16) -> bool {
     if pkt.prepend(VLAN_HLEN).is_none() {
@@ -1748,6 +1764,9 @@ fn reinsert_vlan(pkt: &mut Pkt, tci: u16) -> bool {
     d.copy_within(VLAN_HLEN..VLAN_HLEN + 12, 0);
     d[12..14].copy_from_slice(&ETH_P_8021Q.to_be_bytes());
     d[14..16].copy_from_slice(&tci.to_be_bytes());
+    let m = pkt.meta_mut();
+    m.flags |= Meta::FLAG_VLAN;
+    m.vlan_tci = tci;
     true
 }
 
@@ -1777,9 +1796,10 @@ impl PortQueue for DpdkQueue {
                 room as u16,
             )
         } as usize;
+        let n = n.min(room);
         let mut got = 0;
         let mut bytes = 0u64;
-        for i in 0..n.min(room) {
+        for i in 0..n {
             // SAFETY: the driver handed over these n mbufs.
             match unsafe { self.adopt(self.mbufs[i]) } {
                 Ok(p) => {
@@ -1807,33 +1827,17 @@ impl PortQueue for DpdkQueue {
         if burst.is_empty() {
             return 0;
         }
-        let before = burst.len();
         let max_frame = self.max_frame;
-        let mut ready = 0usize;
-        let (counters, mp, mbufs, lens) =
-            (&self.counters, self.mp, &mut self.mbufs, &mut self.lens);
-        // One pass, in order: drop what no driver may send, copy wharf-pool packets into mbufs, and set each
-        // mbuf's bounds from the metadata. The mbuf array then matches the burst's order.
-        burst.retain(|p| {
+        // The common case, checked without touching anything: every frame is an mbuf of ours that a driver may
+        // send. Otherwise a slower pass drops what cannot be sent and copies wharf-pool packets into mbufs.
+        let clean = burst.iter().all(|p| {
             let len = p.len();
-            if len < ETH_HLEN {
-                counters.drops.add(DropReason::Truncated, 1);
-                return false;
-            }
-            if len > max_frame && (len > max_frame + VLAN_HLEN || !is_tagged(p)) {
-                counters.drops.add(DropReason::TooBig, 1);
-                return false;
-            }
-            if !p.meta().is_external() {
-                match copy_to_mempool(mp, p) {
-                    Some(c) => *p = c,
-                    None => {
-                        counters.drops.add(DropReason::NoBuffer, 1);
-                        return false;
-                    }
-                }
-            }
-            let e = p.as_elt_ptr();
+            (ETH_HLEN..=max_frame).contains(&len) && p.meta().is_external()
+        });
+        let dropped = if clean { 0 } else { self.sanitize(burst) };
+        let ready = burst.len().min(MAX_BURST);
+        for (i, p) in burst.iter().take(ready).enumerate() {
+            let (e, len) = (p.as_elt_ptr(), p.len());
             // SAFETY: `e` is an mbuf of one of our pools owned by this burst, single segment (rx drops chains,
             // alloc makes single ones); the writes stay in its header.
             unsafe {
@@ -1842,14 +1846,9 @@ impl PortQueue for DpdkQueue {
                 wr::<u32>(e, OFF_PKT_LEN, len as u32);
                 wr::<u64>(e, OFF_OL_FLAGS, 0);
             }
-            if ready < MAX_BURST {
-                mbufs[ready] = e.cast();
-                lens[ready] = len as u16;
-                ready += 1;
-            }
-            true
-        });
-        let dropped = before - burst.len();
+            self.mbufs[i] = e.cast();
+            self.lens[i] = len as u16;
+        }
         // SAFETY: the port is started and the queue ours; the first `ready` pointers are mbufs owned by the
         // packets at the front of the burst, in order.
         let sent = unsafe {
@@ -1872,6 +1871,38 @@ impl PortQueue for DpdkQueue {
             self.counters.tx_bytes.add(bytes);
         }
         sent + dropped
+    }
+}
+
+impl DpdkQueue {
+    /// Drops (and counts) the frames no driver may send, and replaces wharf-pool packets with copies in mbufs,
+    /// keeping the order. Returns how many were dropped.
+    #[cold]
+    fn sanitize(&mut self, burst: &mut Burst) -> usize {
+        let before = burst.len();
+        let (counters, mp, max_frame) = (&self.counters, self.mp, self.max_frame);
+        burst.retain(|p| {
+            let len = p.len();
+            if len < ETH_HLEN {
+                counters.drops.add(DropReason::Truncated, 1);
+                return false;
+            }
+            if len > max_frame && (len > max_frame + VLAN_HLEN || !is_tagged(p)) {
+                counters.drops.add(DropReason::TooBig, 1);
+                return false;
+            }
+            if !p.meta().is_external() {
+                match copy_to_mempool(mp, p) {
+                    Some(c) => *p = c,
+                    None => {
+                        counters.drops.add(DropReason::NoBuffer, 1);
+                        return false;
+                    }
+                }
+            }
+            true
+        });
+        before - burst.len()
     }
 }
 
