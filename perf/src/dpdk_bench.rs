@@ -515,6 +515,10 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         ratios.push(w / b);
     }
     peer.quit()?;
+    // On a shared VM the loop runs in one of two states for seconds at a time (about 3x apart, for testpmd as
+    // for wharf, with nothing else running in the guest): the best run of each is the fast state's rate.
+    let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    let (bb, bw) = (best(&base), best(&ours));
     let (mb, mw, mr) = (
         crate::median(&mut base),
         crate::median(&mut ours),
@@ -522,10 +526,11 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     );
     println!(
         "xconnect-dpdk: wharf median {mw:.3} Mpps, testpmd (io) median {mb:.3} Mpps, ratio of medians {:.3}, \
-         median of per-run ratios {mr:.3}; {} runs of {}s, \
+         median of per-run ratios {mr:.3}; best runs: wharf {bw:.3}, testpmd {bb:.3}, ratio {:.3}; {} runs of {}s, \
          {}-byte frames, burst {}, {} seed bursts per direction, DUT on CPU {}, peer on CPU {}, {}, MAC rewrite {}, \
          wharf drops {drops}",
         mw / mb,
+        bw / bb,
         a.m.runs,
         a.m.seconds,
         a.m.frame,
