@@ -73,7 +73,9 @@ impl Lab {
             interface: self.veth.b().to_string(),
             queues,
             block_size: 1 << 16,
-            block_count: 4,
+            // The tests send a batch before they read: with the 1 ms retire timeout every millisecond of
+            // trickle closes a block, so enough blocks to hold the whole batch while nobody reads.
+            block_count: 64,
             tx_frames: 64,
             ..Default::default()
         }
