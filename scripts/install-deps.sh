@@ -4,12 +4,13 @@
 #   iputils-ping   `ping`: the lab's reachability check
 #   tcpdump,tshark dissectors that check our frames on the wire
 #   valgrind       instruction counts per packet (perf/callgrind.sh)
-#   dpdk           DPDK's runtime: PMD plugins (memif, ring, null, pcap...) and dpdk-testpmd, the DPDK tests' peer
+#   dpdk           DPDK's runtime (its tools; the PMD plugins memif, ring, null, pcap... come with libdpdk-dev)
+#   dpdk-dev       dpdk-testpmd, the peer of the DPDK tests and of `wharf-perf xconnect-dpdk`
 #   libdpdk-dev    DPDK 22.11 headers and libdpdk.pc, for the `dpdk` feature (dataplane/dpdk-sys)
 #   libclang-dev   libclang for bindgen (dataplane/dpdk-sys)
 #   pkg-config     finds libdpdk (dataplane/dpdk-sys)
 set -euo pipefail
-pkgs=(iproute2 iputils-ping tcpdump tshark valgrind dpdk libdpdk-dev libclang-dev pkg-config)
+pkgs=(iproute2 iputils-ping tcpdump tshark valgrind dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

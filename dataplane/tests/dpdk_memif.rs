@@ -3,7 +3,7 @@
 //! (`start tx_first`), so frames circle testpmd → wharf → testpmd for a second; then both sides' counters are
 //! compared.
 //!
-//! Needs `dpdk-testpmd` (Debian package `dpdk`); in CI (CI=true) a missing testpmd fails the test, elsewhere it
+//! Needs `dpdk-testpmd` (Debian package `dpdk-dev`); in CI (CI=true) a missing testpmd fails the test, elsewhere it
 //! is skipped with a SKIPPED line. No root: both EALs run without hugepages, and the memif socket lives in a
 //! temporary directory removed at the end, with both EALs' runtime directories.
 #![cfg(feature = "dpdk")]
@@ -133,11 +133,11 @@ impl Drop for TempDir {
 fn dpdk_testpmd_peer_over_memif() {
     let Some(testpmd) = find_testpmd() else {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("dpdk_testpmd_peer_over_memif: dpdk-testpmd (Debian package dpdk) is missing, and in CI it must run");
+            panic!("dpdk_testpmd_peer_over_memif: dpdk-testpmd (Debian package dpdk-dev) is missing, and in CI it must run");
         }
         let _ = writeln!(
             std::io::stderr(),
-            "SKIPPED dpdk_testpmd_peer_over_memif: dpdk-testpmd (Debian package dpdk) is not installed"
+            "SKIPPED dpdk_testpmd_peer_over_memif: dpdk-testpmd (Debian package dpdk-dev) is not installed"
         );
         return;
     };

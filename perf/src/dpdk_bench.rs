@@ -120,7 +120,7 @@ impl Testpmd {
             .stderr(out);
         let child = cmd.spawn().with_context(|| {
             format!(
-                "cannot run stdbuf -oL {} (Debian packages coreutils, dpdk)",
+                "cannot run stdbuf -oL {} (Debian packages coreutils, dpdk-dev)",
                 a.testpmd
             )
         })?;
