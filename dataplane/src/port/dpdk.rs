@@ -33,8 +33,8 @@
 //!   [`Meta::FLAG_VLAN`]. The frame itself is not read (a pipeline that does not look at it, like the
 //!   cross-connect, never brings it into the cache). Chained (multi-segment) mbufs
 //!   are dropped as `too_big`, impossible bounds as `malformed`, frames shorter than an Ethernet header as
-//!   `truncated`. An mbuf from a mempool wharf did not make (another application's, through a shared ring) is
-//!   copied into one of ours (or dropped as `no_buffer`): it has no room for wharf's metadata.
+//!   `truncated`. An mbuf from a mempool wharf did not make (another application's, through a shared ring), or
+//!   an indirect one, is copied into one of ours (or dropped as `no_buffer`): it has no room for wharf's metadata.
 //! - **tx**: frames that no driver may send (shorter than an Ethernet header; longer than the MTU plus the
 //!   Ethernet header, plus 4 bytes when tagged) are dropped and counted; the mbuf's `data_off`, `data_len` and
 //!   `pkt_len` are set from the metadata (prepend/strip in the headroom work in place) and the pointers go to one
@@ -1689,7 +1689,11 @@ impl DpdkQueue {
             }
             let mp: *mut sys::rte_mempool = rd(b, OFF_POOL);
             let ol: u64 = rd(b, OFF_OL_FLAGS);
-            let mut pkt = if mp == self.mp || is_ours(mp) {
+            // Ours: from one of our mempools, and a direct mbuf (its data in its own buffer, not attached to
+            // another's), so the element is laid out as a wharf buffer.
+            let buf_addr: *mut u8 = rd(b, OFF_BUF_ADDR);
+            let direct = buf_addr == b.add(MBUF_ROOM + META_SIZE);
+            let mut pkt = if direct && (mp == self.mp || is_ours(mp)) {
                 let mut p = Pkt::from_elt(NonNull::new_unchecked(b)).reset();
                 p.set_bounds(data_off, data_len);
                 p
@@ -1720,7 +1724,8 @@ impl DpdkQueue {
         }
     }
 
-    /// Copies a frame from an mbuf of a foreign mempool into one of ours and frees the foreign one.
+    /// Copies a frame from an mbuf of a foreign mempool (or an indirect mbuf) into one of ours and frees the
+    /// original.
     ///
     /// # Safety
     /// `m` is a valid single-segment mbuf we own, with `data_off + data_len` inside its buffer.
