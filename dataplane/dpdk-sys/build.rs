@@ -109,6 +109,8 @@ mod bind {
             .allowlist_function("rte_thread_(un)?register")
             .allowlist_function("rte_dev_(probe|remove)")
             .allowlist_function("rte_strerror")
+            .allowlist_function("rte_mbuf_best_mempool_ops")
+            .allowlist_type("rte_pktmbuf_pool_private")
             .allowlist_function("rte_version")
             .allowlist_function("wharf_.*")
             .allowlist_type("wharf_.*")

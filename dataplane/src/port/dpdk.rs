@@ -729,6 +729,98 @@ unsafe extern "C" fn init_meta(
     }
 }
 
+/// Frees the memory under a mempool made by [`pool_on_own_memory`] (a mempool chunk callback).
+unsafe extern "C" fn unmap_chunk(memhdr: *mut sys::rte_mempool_memhdr, opaque: *mut c_void) {
+    // SAFETY: DPDK passes the chunk populated by pool_on_own_memory, whose opaque is the mapping's length.
+    unsafe {
+        libc::munmap((*memhdr).addr, opaque as usize);
+    }
+}
+
+/// A pktmbuf mempool (the layout `rte_pktmbuf_pool_create` makes) over an anonymous mapping of this process with
+/// transparent hugepages advised, for EALs without hugepages. The objects have no IOVA: virtual devices only.
+/// Null (with `rte_errno` set) on failure.
+///
+/// # Safety
+/// The EAL runs; `n`, `cache` and `room` are in DPDK's ranges.
+unsafe fn pool_on_own_memory(
+    name: &CStr,
+    n: u32,
+    cache: u32,
+    room: usize,
+) -> *mut sys::rte_mempool {
+    // SAFETY (whole function): the calls follow DPDK's recipe for a mempool over external memory
+    // (create_empty, set_ops, pktmbuf_pool_init, populate, obj_iter(rte_pktmbuf_init)); the mapping is ours
+    // and handed to the mempool, which unmaps it through unmap_chunk when freed.
+    unsafe {
+        let elt = (MBUF_ROOM + META_SIZE + room) as u32;
+        let mp = sys::rte_mempool_create_empty(
+            name.as_ptr(),
+            n,
+            elt,
+            cache,
+            std::mem::size_of::<sys::rte_pktmbuf_pool_private>() as u32,
+            sys::SOCKET_ID_ANY,
+            sys::RTE_MEMPOOL_F_NO_IOVA_CONTIG,
+        );
+        if mp.is_null() {
+            return mp;
+        }
+        let fail = |mp: *mut sys::rte_mempool, errno: c_int| {
+            sys::rte_mempool_free(mp);
+            *libc::__errno_location() = errno;
+            ptr::null_mut()
+        };
+        if sys::rte_mempool_set_ops_byname(mp, sys::rte_mbuf_best_mempool_ops(), ptr::null_mut())
+            != 0
+        {
+            return fail(mp, libc::ENOENT);
+        }
+        let mut private = sys::rte_pktmbuf_pool_private {
+            mbuf_data_room_size: room as u16,
+            mbuf_priv_size: META_SIZE as u16,
+            flags: 0,
+        };
+        sys::rte_pktmbuf_pool_init(
+            mp,
+            (&mut private as *mut sys::rte_pktmbuf_pool_private).cast(),
+        );
+        let mut sz: sys::rte_mempool_objsz = std::mem::zeroed();
+        let total = sys::rte_mempool_calc_obj_size(elt, sys::RTE_MEMPOOL_F_NO_IOVA_CONTIG, &mut sz)
+            as usize;
+        const HUGE: usize = 2 << 20;
+        let len = (total * n as usize + HUGE).next_multiple_of(HUGE);
+        let addr = libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if addr == libc::MAP_FAILED {
+            return fail(mp, libc::ENOMEM);
+        }
+        libc::madvise(addr, len, libc::MADV_HUGEPAGE);
+        let r = sys::rte_mempool_populate_virt(
+            mp,
+            addr.cast(),
+            len,
+            4096,
+            Some(unmap_chunk),
+            len as *mut c_void,
+        );
+        if r < 0 || (*mp).populated_size != n {
+            if r < 0 {
+                libc::munmap(addr, len);
+            }
+            return fail(mp, if r < 0 { -r } else { libc::ENOMEM });
+        }
+        sys::rte_mempool_obj_iter(mp, Some(sys::rte_pktmbuf_init), ptr::null_mut());
+        mp
+    }
+}
+
 /// `Pkt`'s drop for a DPDK buffer.
 unsafe fn ext_free(elt: NonNull<u8>) {
     // SAFETY: the caller owns `elt`, an mbuf of one of our mempools, and gives it up.
@@ -781,16 +873,25 @@ impl DpdkPool {
         c.next_name += 1;
         let name = format!("wharf_{}_{}", std::process::id() % 100_000, c.next_name);
         let cname = CString::new(name.clone()).expect("no NUL in a generated name");
-        // SAFETY: the EAL runs (we hold an Eal); the arguments are in DPDK's ranges (checked above).
-        let mp = unsafe {
-            sys::rte_pktmbuf_pool_create(
-                cname.as_ptr(),
-                cfg.buffers,
-                cache,
-                META_SIZE as u16,
-                room as u16,
-                sys::SOCKET_ID_ANY,
-            )
+        // Without hugepages the EAL's memory is 4 KiB pages (a shared memfd, which transparent hugepages do not
+        // back), and a TLB miss per packet doubles the cost of a packet: when no PCI device needs DMA into the
+        // pool, it lives on wharf's own memory with transparent hugepages advised instead.
+        let own_memory = eal.config().no_huge && eal.config().pci.is_empty();
+        let mp = if own_memory {
+            // SAFETY: as below.
+            unsafe { pool_on_own_memory(&cname, cfg.buffers, cache, room) }
+        } else {
+            // SAFETY: the EAL runs (we hold an Eal); the arguments are in DPDK's ranges (checked above).
+            unsafe {
+                sys::rte_pktmbuf_pool_create(
+                    cname.as_ptr(),
+                    cfg.buffers,
+                    cache,
+                    META_SIZE as u16,
+                    room as u16,
+                    sys::SOCKET_ID_ANY,
+                )
+            }
         };
         let Some(mp) = NonNull::new(mp) else {
             let errno = rte_errno();
