@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Instructions per packet of the cross-connect loop (ring rx, snapshot load, pipeline, ring tx), counted by
+# Instructions per packet of each pipeline's loop (ring rx, snapshot load, pipeline, ring tx), counted by
 # callgrind: deterministic, unlike wall-clock time on a shared machine. Two runs of different packet counts;
 # the difference cancels start-up, so the figure is the steady-state cost per packet.
 #   perf/callgrind.sh [N1] [N2]     (defaults 200000 and 400000)
@@ -10,11 +10,16 @@ n2=${2:-400000}
 cargo build --release -q -p wharf-perf
 bin=${CARGO_TARGET_DIR:-target}/release/wharf-perf
 count() {
-  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" xconnect-inline --packets "$1" 2>&1 \
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$@" 2>&1 \
     | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
-i1=$(count "$n1")
-i2=$(count "$n2")
-ipp=$(( (i2 - i1) / (n2 - n1) ))
-echo "xconnect-inline: $i1 instructions for $n1 packets, $i2 for $n2"
-echo "xconnect (ring, burst 32, 60-byte frames): $ipp instructions per packet"
+per_packet() {
+  local name=$1
+  shift
+  local i1 i2
+  i1=$(count "$@" --packets "$n1")
+  i2=$(count "$@" --packets "$n2")
+  echo "$name: $(( (i2 - i1) / (n2 - n1) )) instructions per packet ($i1 for $n1 packets, $i2 for $n2)"
+}
+per_packet "xconnect (ring, burst 32, 60-byte frames)" xconnect-inline
+per_packet "bridge (ring, burst 32, 60-byte frames, 1024 MACs)" bridge-inline --flows 512

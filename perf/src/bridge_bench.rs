@@ -232,46 +232,16 @@ fn generate(
 
 /// The same loop on this thread for exactly `packets` packets (deterministic, for callgrind).
 pub fn inline(packets: u64, flows: usize, frame_len: usize, burst: usize) -> anyhow::Result<()> {
-    use dataplane::worker::{IdlePolicy, Worker, WorkerSpec};
-    let cfg = control::config::parse(&config(flows, 1, burst, false, false), "<bridge-inline>")?;
-    let pool = dataplane::Pool::new(&dataplane::PoolConfig {
-        buffers: 16384,
-        hugepages: false,
-        ..Default::default()
-    })?;
-    let opened = control::ports::open_ports(&cfg, &pool, 1)?;
-    let snap =
-        control::compile::compile(&cfg, 1, Default::default()).map_err(|e| anyhow::anyhow!(e))?;
+    let mut inline =
+        crate::inline::Inline::new(&config(flows, 1, burst, false, false), burst, 16384)?;
+    let snap = inline.snapshot();
+    let bd = snap.bridges.first().context("bridge br")?;
     for i in 0..flows {
-        snap.bridges[0].table.learn(&mac(1, i), 1, 0);
+        bd.table.learn(&mac(1, i), 1, 0);
     }
-    let a = opened.ring_port("a").context("ring port a")?;
-    for i in (0..1024).map(|k| k % flows.max(1)) {
-        let mut p = pool.alloc().context("pool empty")?;
-        p.set_frame(&frame(i, frame_len));
-        a.inject(0, p)
-            .map_err(|_| anyhow::anyhow!("ring full while seeding"))?;
-    }
-    let queues = opened
-        .ports
-        .iter()
-        .map(|p| p.open_queue(0))
-        .collect::<Result<Vec<_>, _>>()?;
-    let counters = std::sync::Arc::new(dataplane::WorkerCounters::default());
-    let spec = WorkerSpec {
-        core: None,
-        burst_size: burst,
-        idle: IdlePolicy::Poll,
-    };
-    let cell = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(snap));
-    let mut worker = Worker::new(0, spec, queues, cell, counters.clone());
-    while counters.rx_packets.get() < packets {
-        worker.poll_once();
-    }
-    println!(
-        "bridge-inline: {} packets, {flows} flows, {} drops",
-        counters.rx_packets.get(),
-        counters.drops.total()
-    );
+    drop(snap);
+    inline.seed("a", (0..1024).map(|k| frame(k % flows.max(1), frame_len)))?;
+    let (n, drops) = inline.run(packets);
+    println!("bridge-inline: {n} packets, {flows} flows, {drops} drops");
     Ok(())
 }

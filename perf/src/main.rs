@@ -18,6 +18,7 @@ mod afpacket_bench;
 mod bridge_bench;
 #[cfg(feature = "dpdk")]
 mod dpdk_bench;
+mod inline;
 
 #[derive(Parser)]
 #[command(name = "wharf-perf", about = "wharf benchmarks")]
@@ -191,51 +192,13 @@ fn xconnect_ring(a: &RingArgs) -> anyhow::Result<()> {
 }
 
 fn xconnect_inline(packets: u64, frame: usize, burst: usize) -> anyhow::Result<()> {
-    use dataplane::worker::{IdlePolicy, Worker, WorkerSpec};
-    let cfg = control::config::parse(&loop_config(burst, None), "<xconnect-inline>")?;
-    let pool = dataplane::Pool::new(&dataplane::PoolConfig {
-        buffers: 8192,
-        hugepages: false,
-        ..Default::default()
-    })?;
-    let opened = control::ports::open_ports(&cfg, &pool, 1)?;
-    let a_end = opened.ring_port("a").context("ring port a")?;
-    let snap =
-        control::compile::compile(&cfg, 1, Default::default()).map_err(|e| anyhow::anyhow!(e))?;
-    let queues = opened
-        .ports
-        .iter()
-        .map(|p| p.open_queue(0))
-        .collect::<Result<Vec<_>, _>>()?;
-    let counters = std::sync::Arc::new(dataplane::WorkerCounters::default());
-    let spec = WorkerSpec {
-        core: None,
-        burst_size: burst,
-        idle: IdlePolicy::Poll,
-    };
-    let mut worker = Worker::new(
-        0,
-        spec,
-        queues,
-        std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(snap)),
-        counters.clone(),
-    );
-    let template = udp4_frame(&Udp4Flow::default(), frame);
-    for _ in 0..1024 {
-        let mut p = pool.alloc().context("pool empty")?;
-        p.set_frame(&template);
-        a_end
-            .inject(0, p)
-            .map_err(|_| anyhow::anyhow!("ring full while seeding"))?;
-    }
-    while counters.rx_packets.get() < packets {
-        worker.poll_once();
-    }
-    println!(
-        "xconnect-inline: {} packets, {} drops",
-        counters.rx_packets.get(),
-        counters.drops.total()
-    );
+    let mut inline = inline::Inline::new(&loop_config(burst, None), burst, 8192)?;
+    inline.seed(
+        "a",
+        std::iter::repeat_n(udp4_frame(&Udp4Flow::default(), frame), 1024),
+    )?;
+    let (n, drops) = inline.run(packets);
+    println!("xconnect-inline: {n} packets, {drops} drops");
     Ok(())
 }
 
