@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-# The DPDK backend (feature `dpdk`, needs the system DPDK that install-deps.sh installs).
-cargo clippy -p wharf-dataplane --features dpdk --all-targets -- -D warnings
+# The DPDK backend and its benchmark (feature `dpdk`, needs the system DPDK that install-deps.sh installs).
+cargo clippy -p wharf-dataplane -p wharf-perf --features dpdk --all-targets -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace 2>&1 | tee "$log"
