@@ -377,32 +377,22 @@ impl Router {
 
     /// `show drops`: drops by reason, summed over workers and port backends.
     pub fn show_drops(&self) -> Value {
-        let mut m = serde_json::Map::new();
-        for r in DropReason::ALL {
-            let workers: u64 = self
-                .dp
-                .workers()
-                .iter()
-                .map(|w| w.counters.drops.get(*r))
-                .sum();
-            let ports: u64 = self
-                .dp
-                .ports()
-                .iter()
-                .map(|p| {
-                    p.counters()
-                        .drops
-                        .iter()
-                        .filter(|(n, _)| *n == r.name())
-                        .map(|(_, v)| v)
-                        .sum::<u64>()
-                })
-                .sum();
-            if workers + ports > 0 {
-                m.insert(r.name().to_string(), json!(workers + ports));
+        // In counter order; workers' sums from the dataplane, each port's counters read once.
+        let mut totals: Vec<(&'static str, u64)> =
+            DropReason::ALL.iter().map(|r| (r.name(), 0)).collect();
+        let port_drops = self.dp.ports().iter().flat_map(|p| p.counters().drops);
+        for (name, n) in self.dp.drops().into_iter().chain(port_drops) {
+            if let Some(t) = totals.iter_mut().find(|(k, _)| *k == name) {
+                t.1 += n;
             }
         }
-        Value::Object(m)
+        Value::Object(
+            totals
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(k, n)| (k.to_string(), json!(n)))
+                .collect(),
+        )
     }
 
     /// `show stats`: totals.
