@@ -90,10 +90,10 @@ pub fn process(
 ) {
     // Pass 1: classify, pop tags, prefetch.
     for pkt in burst.iter_mut() {
+        // `outer_tag` says `Truncated` for anything shorter than an Ethernet header.
         let domain = match vlan::outer_tag(pkt.data()) {
             Tag::Truncated => Err(DropReason::Truncated),
             Tag::Stacked => Err(DropReason::Qinq),
-            _ if pkt.len() < crate::ethernet::HEADER_LEN => Err(DropReason::Truncated),
             Tag::Untagged => ing.untagged.ok_or(DropReason::VlanFiltered),
             Tag::Vlan(0) => {
                 vlan::pop(pkt);
