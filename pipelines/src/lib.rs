@@ -6,10 +6,12 @@
 
 pub mod bridge;
 pub mod ethernet;
+pub mod fib;
 pub mod l2;
 pub mod macvlan;
 pub mod snapshot;
 pub mod vlan;
+pub mod wire;
 pub mod xconnect;
 
 pub use snapshot::Snapshot;
