@@ -76,6 +76,17 @@ drop_reasons! {
     NoEndpoint => "no_endpoint", "No endpoint has the destination MAC (macvlan, ipvlan).";
     HostIsolated => "host_isolated", "Traffic between an endpoint and the host, which the mode forbids.";
     NoLocalStack => "no_local_stack", "For the router itself, and no local stack handles it yet.";
+    BadIpHeader => "bad_ip_header", "IP version or header length impossible (IPv4 IHL < 5, version not 4 or 6).";
+    IpOptions => "ip_options", "IPv4 options, and the router is set to drop them.";
+    Fragment => "fragment", "A fragment for the router itself (it does not reassemble).";
+    MartianAddress => "martian", "Source or destination address that must not be routed (loopback, multicast source, ...).";
+    NotForUs => "not_for_us", "Unicast frame to another MAC, or ARP/ND for an address the router does not answer.";
+    NoNeighbor => "no_neighbor", "Next hop did not answer ARP/ND in time, or too many packets were waiting for it.";
+    MtuExceeded => "mtu_exceeded", "Larger than the output MTU and not fragmentable (DF or IPv6): ICMP sent back.";
+    BadArp => "bad_arp", "ARP packet with wrong sizes, types or operation.";
+    BadNd => "bad_nd", "Neighbor Discovery message with a bad hop limit, code or option.";
+    UnknownEthertype => "unknown_ethertype", "EtherType a routed interface does not handle.";
+    LocalPortUnreachable => "local_port_unreachable", "UDP or other protocol to the router with no listener (ICMP sent back).";
 }
 
 macro_rules! events {
@@ -105,6 +116,17 @@ events! {
     MacMoved => "mac_moved", "Station moves: a known MAC seen on another port.";
     MacLimit => "mac_limit", "MACs not learned because the bridge domain is at its limit.";
     MacTableFull => "mac_table_full", "MACs not learned because their slots in the table were taken.";
+    Routed => "routed", "IP packets forwarded by the router.";
+    ArpRequestsSent => "arp_requests_sent", "ARP requests the router sent to resolve a next hop.";
+    ArpRepliesSent => "arp_replies_sent", "ARP replies the router sent for its own (or proxied) addresses.";
+    NdSolicitsSent => "nd_solicits_sent", "Neighbor Solicitations the router sent.";
+    NdAdvertsSent => "nd_adverts_sent", "Neighbor Advertisements the router sent.";
+    NeighLearned => "neigh_learned", "Neighbour entries created or updated from ARP/ND.";
+    NeighQueued => "neigh_queued", "Packets held while their next hop was resolved.";
+    EchoReplies => "echo_replies", "ICMP and ICMPv6 echo replies the router sent.";
+    IcmpErrorsSent => "icmp_errors_sent", "ICMP/ICMPv6 errors sent (time exceeded, unreachable, too big).";
+    IcmpRateLimited => "icmp_rate_limited", "ICMP errors not sent because of the rate limit.";
+    Announced => "announced", "Gratuitous ARPs and unsolicited Neighbor Advertisements sent.";
 }
 
 /// One counter per event.

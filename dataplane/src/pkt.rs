@@ -288,6 +288,22 @@ impl Pkt {
         unsafe { std::slice::from_raw_parts_mut(self.buf_ptr().add(HEADROOM), room) }
     }
 
+    /// An empty buffer from the same pool as this packet (for a packet a stage originates in reply to it: an
+    /// ARP request, an ICMP error). `None` when the pool is empty.
+    #[inline]
+    pub fn alloc_sibling(&self) -> Option<Pkt> {
+        let m = self.meta();
+        #[cfg(feature = "dpdk")]
+        let c = if m.home.is_null() {
+            pool::alloc_external_like(self.elt)?
+        } else {
+            pool::alloc_from(m.home)?
+        };
+        #[cfg(not(feature = "dpdk"))]
+        let c = pool::alloc_from(m.home)?;
+        Some(c)
+    }
+
     /// A copy of this packet (frame at the same offset, and metadata) in a new buffer from the same pool, for
     /// flooding and replication. `None` when the pool is empty.
     #[inline]

@@ -52,6 +52,14 @@ pub trait Processor: Send + Sync + 'static {
         burst: &mut Burst,
         out: &mut TxBatches,
     );
+    /// Whether `state` holds deferred work (packets waiting for a neighbour, announcements to send) that
+    /// [`Processor::run_deferred`] should see even on a round with nothing received. Cheap: called every round.
+    #[inline]
+    fn has_deferred(&self, _state: &Self::State, _now_ns: u64) -> bool {
+        false
+    }
+    /// Runs deferred work; what it sends is transmitted with the round's batches.
+    fn run_deferred(&self, _state: &mut Self::State, _ctx: &BurstCtx, _out: &mut TxBatches) {}
 }
 
 /// Per-output-port batches of one worker, filled by the processor and flushed after each burst.
@@ -392,6 +400,19 @@ impl<P: Processor> Worker<P> {
                 self.rx.clear();
             }
             flush(&mut self.queues, &mut self.out, c);
+        }
+        {
+            let now_ns = monotonic_ns();
+            let snap = self.snapshot.load();
+            if snap.has_deferred(&self.state, now_ns) {
+                let ctx = BurstCtx {
+                    worker: self.id,
+                    in_port: u16::MAX,
+                    now_ns,
+                };
+                snap.run_deferred(&mut self.state, &ctx, &mut self.out);
+                flush(&mut self.queues, &mut self.out, c);
+            }
         }
         if got == 0 {
             c.empty_polls.inc();
