@@ -2,6 +2,7 @@
 # Installs the Debian packages wharf's tests and lab need, when they are missing. Idempotent; needs root.
 #   iproute2       `ip`: network namespaces and veth pairs (lab, end-to-end tests)
 #   iputils-ping   `ping`: the lab's reachability check
+#   traceroute     `traceroute`: the L3 test checks that wharf shows up as a hop
 #   tcpdump,tshark dissectors that check our frames on the wire
 #   valgrind       instruction counts per packet (perf/callgrind.sh)
 #   dpdk           DPDK's runtime (its tools; the PMD plugins memif, ring, null, pcap... come with libdpdk-dev)
@@ -10,7 +11,7 @@
 #   libclang-dev   libclang for bindgen (dataplane/dpdk-sys)
 #   pkg-config     finds libdpdk (dataplane/dpdk-sys)
 set -euo pipefail
-pkgs=(iproute2 iputils-ping tcpdump tshark valgrind dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config)
+pkgs=(iproute2 iputils-ping traceroute tcpdump tshark valgrind dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,6 +3,8 @@
 //! Compilation reads the config (and the previous snapshot, for learned state to carry over); it never
 //! touches ports or the running dataplane, so a failure here leaves the running snapshot as it was.
 
+mod l3;
+
 use crate::config::{Config, NetworkMode};
 use pipelines::bridge::mac_table::MacTable;
 use pipelines::bridge::{mac_key, BridgeDomain, Egress};
@@ -21,6 +23,8 @@ pub struct CompileEnv<'a> {
     /// Each port's own MAC (`None` when the backend has none), by port index: the host's MAC on a macvlan
     /// uplink.
     pub port_macs: &'a [Option<[u8; 6]>],
+    /// The packet pool, for packets the router originates without an input packet (announcements).
+    pub pool: Option<&'a dataplane::Pool>,
 }
 
 /// Compiles `cfg` into snapshot number `generation`. Port indices are the order of `[[ports]]` in the config.
@@ -97,6 +101,7 @@ pub fn compile(cfg: &Config, generation: u64, env: CompileEnv<'_>) -> Result<Sna
                     statics,
                     flood_unknown_unicast: b.flood_unknown_unicast,
                     gateway_mac: b.gateway_mac.map(|m| m.0),
+                    gateway_iface: None,
                     aging_s: b.aging_s,
                 });
             }
@@ -155,6 +160,15 @@ pub fn compile(cfg: &Config, generation: u64, env: CompileEnv<'_>) -> Result<Sna
             }
         }
     }
+    let l3 = l3::compile_l3(
+        cfg,
+        &index,
+        env.port_macs,
+        &mut bridges,
+        &mut roles,
+        env.previous,
+        env.pool,
+    )?;
     // Only now that everything compiled: entries on ports that left a domain would point nowhere.
     for bd in &bridges {
         bd.table
@@ -172,6 +186,7 @@ pub fn compile(cfg: &Config, generation: u64, env: CompileEnv<'_>) -> Result<Sna
         xconnect: Arc::new(xc),
         bridges: Arc::new(bridges),
         macvlans: Arc::new(macvlans),
+        l3: Arc::new(l3),
     })
 }
 

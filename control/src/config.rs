@@ -30,15 +30,17 @@ mod check;
 mod error;
 mod locate;
 mod raw;
+mod routing;
 mod values;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 pub use error::{ConfigError, Diagnostic};
-pub use values::{Ipv4Cidr, MacAddr, ParseCidrError, ParseMacError};
+pub use routing::*;
+pub use values::{IpCidr, Ipv4Cidr, Ipv6Cidr, MacAddr, ParseCidrError, ParseMacError};
 
 /// The default topology of `wharf lab`: endpoints `a`, `b`, `c` (10.77.0.1-3/24), each cabled to an AF_PACKET
 /// port of the same name, and one bridge network `br0` joining them. One unpinned worker that idles
@@ -138,6 +140,11 @@ pub struct Config {
     /// `[[endpoints]]`, in file order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<EndpointCfg>,
+    /// `[router]`: L3 settings.
+    pub router: RouterCfg,
+    /// `[[routes]]`: static routes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteCfg>,
     /// `[[links]]`: afpacket ports that `wharf lab` cables to each other (e.g. a trunk between two bridges).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<LinkCfg>,
@@ -238,6 +245,10 @@ pub struct PortCfg {
     /// `backend` and its options (written beside `name` in the same table).
     #[serde(flatten)]
     pub backend: BackendCfg,
+    /// `addresses`: the router's IPv4/IPv6 addresses on this port, which makes it a routed port (it is then in
+    /// no network).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<IpCidr>,
 }
 
 /// A port's backend and its options. Options left out are `None`; the dataplane picks its own defaults.
@@ -319,6 +330,9 @@ pub struct NetworkCfg {
     /// Macvlan options (`mode = "macvlan"` only).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub macvlan: Option<MacvlanCfg>,
+    /// `addresses`: the router's addresses on this network, i.e. the gateway of a bridge (bridge only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<IpCidr>,
 }
 
 /// Options of a `bridge` network: one bridge domain. `ports` are its access ports (untagged frames);
@@ -484,6 +498,12 @@ pub struct EndpointCfg {
     /// `gateway`: its default gateway, inside `address`'s subnet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway: Option<Ipv4Addr>,
+    /// `address6`: its IPv6 address and prefix length.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address6: Option<Ipv6Cidr>,
+    /// `gateway6`: its IPv6 default gateway (inside `address6`'s prefix).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 impl Config {

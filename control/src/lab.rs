@@ -20,7 +20,7 @@ use dataplane::netns::{self, NetnsGuard, VethGuard};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::Hasher;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,10 @@ pub struct LabHost {
     pub ns: NetnsGuard,
     /// Its address.
     pub addr: Ipv4Addr,
+    /// Its IPv6 address, if it has one.
+    pub addr6: Option<Ipv6Addr>,
+    /// It has a default gateway (IPv4 or IPv6): it reaches other networks through the router.
+    pub routed: bool,
     /// Its MAC.
     pub mac: [u8; 6],
     /// Wharf's side of its cable (the port's interface, in the host namespace).
@@ -145,6 +149,20 @@ pub fn build(cfg: &mut Config, prefix: &str) -> anyhow::Result<Topology> {
         if let Some(gw) = ep.gateway {
             netns::add_default_route4(Some(ns.name()), gw)?;
         }
+        if let Some(a6) = ep.address6 {
+            let cidr = a6.to_string();
+            netns::ip_in(
+                Some(ns.name()),
+                &["-6", "addr", "add", &cidr, "dev", "eth0", "nodad"],
+            )?;
+        }
+        if let Some(gw6) = ep.gateway6 {
+            let gw = gw6.to_string();
+            netns::ip_in(
+                Some(ns.name()),
+                &["-6", "route", "add", "default", "via", &gw, "dev", "eth0"],
+            )?;
+        }
         // Frames leave the namespace through wharf, not a kernel path that completes partial checksums.
         ns.run(|| netns::disable_tx_checksum_offload("eth0"))??;
         let host_if = veth.a().to_string();
@@ -154,6 +172,8 @@ pub fn build(cfg: &mut Config, prefix: &str) -> anyhow::Result<Topology> {
             network: ep.network.clone(),
             ns,
             addr: ep.address.addr(),
+            addr6: ep.address6.map(|a| a.addr()),
+            routed: ep.gateway.is_some() || ep.gateway6.is_some(),
             mac,
             host_if,
             _veth: veth,
@@ -206,6 +226,8 @@ pub struct CheckResult {
     pub from: String,
     /// Receiver.
     pub to: String,
+    /// `IPv4` or `IPv6`.
+    pub family: &'static str,
     /// `ping` result (`None` passed, `Some(why)` failed).
     pub ping: Option<String>,
     /// TCP transfer result.
@@ -221,32 +243,43 @@ impl CheckResult {
     }
 }
 
-/// Runs ping and a TCP transfer from every endpoint to every other endpoint on the same network.
+/// Runs ping and a TCP transfer from every endpoint to every other endpoint it can reach: on the same
+/// network, or through the router when both have a gateway. Over IPv4, and over IPv6 when both have an IPv6
+/// address.
 pub fn check(topo: &Topology) -> Vec<CheckResult> {
     let mut results = Vec::new();
     for (i, a) in topo.hosts.iter().enumerate() {
         for (j, b) in topo.hosts.iter().enumerate() {
-            if i == j || a.network != b.network {
+            if i == j || (a.network != b.network && !(a.routed && b.routed)) {
                 continue;
             }
-            let ping = ping(a, b).err().map(|e| format!("{e:#}"));
-            let (tcp, tcp_mbps) = match tcp_transfer(a, b, 5000 + (i * 100 + j) as u16) {
-                Ok(mbps) => (None, mbps),
-                Err(e) => (Some(format!("{e:#}")), 0.0),
-            };
-            results.push(CheckResult {
-                from: a.name.clone(),
-                to: b.name.clone(),
-                ping,
-                tcp,
-                tcp_mbps,
-            });
+            let mut targets = vec![("IPv4", IpAddr::V4(b.addr))];
+            if let (Some(_), Some(b6)) = (a.addr6, b.addr6) {
+                targets.push(("IPv6", IpAddr::V6(b6)));
+            }
+            for (k, (family, to)) in targets.into_iter().enumerate() {
+                let ping = ping(a, to).err().map(|e| format!("{e:#}"));
+                let port = 5000 + (i * 100 + j) as u16 * 2 + k as u16;
+                let (tcp, tcp_mbps) = match tcp_transfer(a, b, SocketAddr::new(to, port)) {
+                    Ok(mbps) => (None, mbps),
+                    Err(e) => (Some(format!("{e:#}")), 0.0),
+                };
+                results.push(CheckResult {
+                    from: a.name.clone(),
+                    to: b.name.clone(),
+                    family,
+                    ping,
+                    tcp,
+                    tcp_mbps,
+                });
+            }
         }
     }
     results
 }
 
-fn ping(a: &LabHost, b: &LabHost) -> anyhow::Result<()> {
+/// Pings `to` from `a`'s namespace (three echoes).
+pub fn ping(a: &LabHost, to: IpAddr) -> anyhow::Result<()> {
     let out = std::process::Command::new("ip")
         .args([
             "netns",
@@ -259,7 +292,7 @@ fn ping(a: &LabHost, b: &LabHost) -> anyhow::Result<()> {
             "0.2",
             "-W",
             "2",
-            &b.addr.to_string(),
+            &to.to_string(),
         ])
         .output()
         .context("cannot run ping (Debian package iputils-ping)")?;
@@ -274,8 +307,10 @@ fn ping(a: &LabHost, b: &LabHost) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sends [`TCP_CHECK_BYTES`] from `a` to `b` over TCP; both sides hash the bytes. Returns Mbit/s.
-fn tcp_transfer(a: &LabHost, b: &LabHost, port: u16) -> anyhow::Result<f64> {
+/// Sends [`TCP_CHECK_BYTES`] from `a` to `b` (listening on `addr`) over TCP; both sides hash the bytes.
+/// Returns Mbit/s.
+pub fn tcp_transfer(a: &LabHost, b: &LabHost, addr: SocketAddr) -> anyhow::Result<f64> {
+    let port = addr.port();
     let data: Vec<u8> = {
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ port as u64;
         (0..TCP_CHECK_BYTES)
@@ -290,7 +325,6 @@ fn tcp_transfer(a: &LabHost, b: &LabHost, port: u16) -> anyhow::Result<f64> {
     let mut h = DefaultHasher::new();
     h.write(&data);
     let sent_hash = h.finish();
-    let addr = SocketAddrV4::new(b.addr, port);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let b_ns = b.ns.name().to_string();
     let server = std::thread::spawn(move || -> anyhow::Result<(u64, usize)> {
@@ -325,7 +359,7 @@ fn tcp_transfer(a: &LabHost, b: &LabHost, port: u16) -> anyhow::Result<f64> {
         .context("the receiver did not start")?;
     let start = Instant::now();
     netns::run_in_netns(a.ns.name(), move || -> anyhow::Result<()> {
-        let mut s = TcpStream::connect_timeout(&addr.into(), Duration::from_secs(5))
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
             .with_context(|| format!("connect {addr}"))?;
         s.set_write_timeout(Some(Duration::from_secs(10)))?;
         s.write_all(&data).context("sending")?;
@@ -348,8 +382,8 @@ fn tcp_transfer(a: &LabHost, b: &LabHost, port: u16) -> anyhow::Result<f64> {
 /// Prints the results as a table and says whether all passed.
 pub fn print_results(results: &[CheckResult]) -> bool {
     println!(
-        "{:<12} {:<12} {:<6} {:<22} result",
-        "from", "to", "ping", "tcp (4 MiB, hashed)"
+        "{:<12} {:<12} {:<6} {:<6} {:<22} result",
+        "from", "to", "family", "ping", "tcp (4 MiB, hashed)"
     );
     for r in results {
         let tcp = match &r.tcp {
@@ -357,9 +391,10 @@ pub fn print_results(results: &[CheckResult]) -> bool {
             Some(_) => "FAIL".to_string(),
         };
         println!(
-            "{:<12} {:<12} {:<6} {:<22} {}",
+            "{:<12} {:<12} {:<6} {:<6} {:<22} {}",
             r.from,
             r.to,
+            r.family,
             if r.ping.is_none() { "ok" } else { "FAIL" },
             tcp,
             if r.passed() { "pass" } else { "FAIL" }
@@ -374,7 +409,7 @@ pub fn print_results(results: &[CheckResult]) -> bool {
         results.iter().filter(|r| r.passed()).count(),
         results.len(),
         if results.is_empty() {
-            " (no two endpoints share a network: nothing to check)"
+            " (no two endpoints reach each other: nothing to check)"
         } else {
             ""
         }

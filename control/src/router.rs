@@ -74,6 +74,7 @@ impl Router {
             CompileEnv {
                 previous: None,
                 port_macs: &port_macs,
+                pool: Some(&pool),
             },
         )
         .map_err(|e| anyhow::anyhow!(e))?;
@@ -200,6 +201,7 @@ impl Router {
         let env = CompileEnv {
             previous: Some(&current),
             port_macs: &port_macs,
+            pool: Some(&self.pool),
         };
         let snap = compile(&cfg, generation, env).map_err(ReloadError::Compile)?;
         // The one atomic step: from here on every new burst sees the new tables.
@@ -210,7 +212,8 @@ impl Router {
     }
 
     /// Periodic control-thread duties, called often (every loop of the control thread): ages the bridges'
-    /// learned MACs once a second. Aging runs here, off the fast path; workers never sweep.
+    /// learned MACs and the neighbour cache once a second. Aging runs here, off the fast path; workers never
+    /// sweep.
     pub fn tick(&mut self) {
         let now_s = now_s();
         if now_s == self.last_aging_s {
@@ -226,6 +229,10 @@ impl Router {
                 }
             }
         }
+        // Neighbours unconfirmed for `neighbor_stale_s` go; unanswered requests after 3 s.
+        snap.l3
+            .neigh
+            .age(now_s, self.cfg.router.neighbor_stale_s, 3);
     }
 
     fn bridges_named(&self, network: Option<&str>) -> Result<Vec<usize>, String> {

@@ -80,12 +80,14 @@ fn decode(v: u32) -> Domain {
     }
 }
 
-/// Runs the L2 stage over a burst that came in on a port carrying `ing`.
+/// Runs the L2 stage over a burst that came in on a port carrying `ing`. Frames for a bridge's gateway go to
+/// `to_l3` with their router interface in `Meta::scratch[l3::SCRATCH_IFACE]`.
 pub fn process(
     t: &L2Tables<'_>,
     ing: &L2Ingress,
     ctx: &BurstCtx,
     burst: &mut Burst,
+    to_l3: &mut Burst,
     out: &mut TxBatches,
 ) {
     // Pass 1: classify, pop tags, prefetch.
@@ -141,7 +143,15 @@ pub fn process(
         }
         match decode(m.scratch[0]) {
             Domain::Bridge(b) => match t.bridges.get(b as usize) {
-                Some(bd) => bd.forward(pkt, ctx.in_port, now_s, out),
+                Some(bd) => {
+                    if let Some(mut p) = bd.forward(pkt, ctx.in_port, now_s, out) {
+                        p.meta_mut().scratch[crate::l3::SCRATCH_IFACE] =
+                            bd.gateway_iface.unwrap_or(u16::MAX) as u32;
+                        if let Err(p) = to_l3.push(p) {
+                            out.drop_pkt(p, DropReason::TxFull);
+                        }
+                    }
+                }
                 None => out.drop_pkt(pkt, DropReason::NoRoute),
             },
             Domain::MacvlanUplink(n) => match t.macvlans.get(n as usize) {

@@ -6,6 +6,7 @@
 
 use crate::bridge::BridgeDomain;
 use crate::l2::{self, L2Ingress, L2Tables};
+use crate::l3::{self, L3Ctx, L3State, L3Tables};
 use crate::macvlan::MacvlanNet;
 use crate::xconnect::{self, XconnectTable};
 use dataplane::worker::{BurstCtx, Processor, TxBatches};
@@ -22,6 +23,8 @@ pub enum PortRole {
     Xconnect,
     /// L2 domains (bridges, macvlan networks), by VLAN.
     L2(Box<L2Ingress>),
+    /// A routed port: every frame goes to router interface `.0`.
+    L3(u16),
 }
 
 /// Everything a worker needs to process a burst, frozen.
@@ -39,13 +42,45 @@ pub struct Snapshot {
     pub bridges: Arc<Vec<BridgeDomain>>,
     /// Macvlan networks.
     pub macvlans: Arc<Vec<MacvlanNet>>,
+    /// Router interfaces, FIBs, adjacencies and the neighbour cache.
+    pub l3: Arc<L3Tables>,
 }
 
-/// Per-worker state that survives snapshot changes (learned tables arrive with the L3/NAT stages).
-#[derive(Debug, Default)]
+/// Per-worker state that survives snapshot changes.
+#[derive(Debug)]
 pub struct WorkerState {
+    /// Worker index.
+    pub worker: usize,
     /// Bursts this worker processed.
     pub bursts: u64,
+    /// Frames the L2 stage hands to the router (a bridge's gateway), reused every burst.
+    pub to_l3: Burst,
+    /// Packets waiting for a neighbour, the ICMP budget.
+    pub l3: L3State,
+}
+
+impl WorkerState {
+    /// State for worker `worker`.
+    pub fn new(worker: usize) -> WorkerState {
+        WorkerState {
+            worker,
+            bursts: 0,
+            to_l3: Burst::new(dataplane::MAX_BURST),
+            l3: L3State::default(),
+        }
+    }
+}
+
+impl Snapshot {
+    #[inline]
+    fn l3_ctx(&self, now_ns: u64) -> L3Ctx<'_> {
+        L3Ctx {
+            t: &self.l3,
+            bridges: &self.bridges,
+            generation: self.generation,
+            now_ns,
+        }
+    }
 }
 
 impl Processor for Snapshot {
@@ -55,8 +90,8 @@ impl Processor for Snapshot {
         self.generation
     }
 
-    fn new_state(&self, _worker: usize) -> WorkerState {
-        WorkerState::default()
+    fn new_state(&self, worker: usize) -> WorkerState {
+        WorkerState::new(worker)
     }
 
     #[inline]
@@ -75,12 +110,36 @@ impl Processor for Snapshot {
                     bridges: &self.bridges,
                     macvlans: &self.macvlans,
                 };
-                l2::process(&t, ing, ctx, burst, out)
+                l2::process(&t, ing, ctx, burst, &mut state.to_l3, out);
+                if !state.to_l3.is_empty() {
+                    l3::process(
+                        &self.l3_ctx(ctx.now_ns),
+                        &mut state.l3,
+                        &mut state.to_l3,
+                        out,
+                    );
+                }
+            }
+            Some(PortRole::L3(iface)) => {
+                for p in burst.iter_mut() {
+                    p.meta_mut().scratch[l3::SCRATCH_IFACE] = *iface as u32;
+                }
+                l3::process(&self.l3_ctx(ctx.now_ns), &mut state.l3, burst, out)
             }
             Some(PortRole::Unused) | None => {
                 out.count_drops(DropReason::NoRoute, burst.len() as u64);
                 burst.clear();
             }
         }
+    }
+
+    #[inline]
+    fn has_deferred(&self, state: &WorkerState, now_ns: u64) -> bool {
+        !self.l3.ifaces.is_empty()
+            && l3::has_deferred(&self.l3_ctx(now_ns), &state.l3, state.worker)
+    }
+
+    fn run_deferred(&self, state: &mut WorkerState, ctx: &BurstCtx, out: &mut TxBatches) {
+        l3::run_deferred(&self.l3_ctx(ctx.now_ns), &mut state.l3, state.worker, out)
     }
 }

@@ -6,10 +6,12 @@ use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
+mod routing;
+
 use super::error::did_you_mean;
 use super::raw::{
     RawConfig, RawControl, RawDataplane, RawEndpoint, RawLink, RawNetwork, RawPort, RawRewrite,
-    RawStaticMac,
+    RawRoute, RawRouter, RawStaticMac,
 };
 use super::*;
 
@@ -202,16 +204,36 @@ pub(crate) fn check(raw: &RawConfig, base: Option<&Path>) -> Result<Config, Vec<
     let networks = check_networks(&mut ck, raw);
     let endpoints = check_endpoints(&mut ck, raw);
     let links = check_links(&mut ck, raw);
+    let router = routing::check_router(&mut ck, raw.router.as_ref().unwrap_or(&RawRouter::default()));
+    let (port_addrs, net_addrs) = routing::check_addresses(&mut ck, raw);
+    let connected: Vec<IpCidr> = port_addrs
+        .iter()
+        .chain(net_addrs.iter())
+        .flatten()
+        .flatten()
+        .copied()
+        .collect();
+    let routes = routing::check_routes(&mut ck, raw, &connected);
     if !ck.problems.is_empty() {
         return Err(ck.problems);
     }
     let built = (|| {
+        let mut ports: Vec<PortCfg> = ports.into_iter().collect::<Option<_>>()?;
+        for (p, a) in ports.iter_mut().zip(port_addrs) {
+            p.addresses = a?;
+        }
+        let mut networks: Vec<NetworkCfg> = networks.into_iter().collect::<Option<_>>()?;
+        for (n, a) in networks.iter_mut().zip(net_addrs) {
+            n.addresses = a?;
+        }
         Some(Config {
             dataplane: dataplane?,
             control: control?,
-            ports: ports.into_iter().collect::<Option<_>>()?,
-            networks: networks.into_iter().collect::<Option<_>>()?,
+            ports,
+            networks,
             endpoints: endpoints.into_iter().collect::<Option<_>>()?,
+            router: router?,
+            routes: routes?,
             links: links?,
         })
     })();
@@ -486,6 +508,7 @@ fn check_ports(ck: &mut Checker, ports: &[RawPort], base: Option<&Path>) -> Vec<
             (true, Some(backend)) => Some(PortCfg {
                 name: name.to_string(),
                 backend,
+                addresses: Vec::new(),
             }),
             _ => None,
         });
@@ -904,6 +927,7 @@ fn check_networks(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<NetworkCfg>> 
                     rewrite,
                     bridge,
                     macvlan,
+                    addresses: Vec::new(),
                 })
             }
             _ => None,
@@ -1392,8 +1416,11 @@ fn check_endpoints(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<EndpointCfg>
             mac: raw_mac,
             address,
             gateway,
+            address6,
+            gateway6,
         } = e;
         let at = |f: &str| format!("endpoints[{i}].{f}");
+        let v6 = routing::check_endpoint_v6(ck, i, address6.as_deref(), gateway6.as_deref());
         let mut ok = true;
         match name.as_deref() {
             None => {
@@ -1571,15 +1598,19 @@ fn check_endpoints(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<EndpointCfg>
                 },
             },
         };
-        out.push(match (ok, mac_addr, cidr, gw) {
-            (true, Some(mac), Some(address), Some(gateway)) => Some(EndpointCfg {
-                name: name.clone().unwrap_or_default(),
-                network: network.clone().unwrap_or_default(),
-                port: port.clone().unwrap_or_default(),
-                mac,
-                address,
-                gateway,
-            }),
+        out.push(match (ok, mac_addr, cidr, gw, v6) {
+            (true, Some(mac), Some(address), Some(gateway), Some((address6, gateway6))) => {
+                Some(EndpointCfg {
+                    name: name.clone().unwrap_or_default(),
+                    network: network.clone().unwrap_or_default(),
+                    port: port.clone().unwrap_or_default(),
+                    mac,
+                    address,
+                    gateway,
+                    address6,
+                    gateway6,
+                })
+            }
             _ => None,
         });
     }
@@ -1676,6 +1707,7 @@ pub(crate) fn to_raw(c: &Config) -> RawConfig {
                         r.promiscuous = *promiscuous;
                     }
                 }
+                r.addresses = cidrs(&p.addresses);
                 r
             })
             .collect(),
@@ -1726,6 +1758,7 @@ pub(crate) fn to_raw(c: &Config) -> RawConfig {
                 uplink: n.macvlan.as_ref().map(|m| m.uplink.clone()),
                 max_macs: n.macvlan.as_ref().map(|m| num(m.max_macs)),
                 allow_host: n.macvlan.as_ref().map(|m| m.allow_host),
+                addresses: cidrs(&n.addresses),
             })
             .collect(),
         endpoints: c
@@ -1738,6 +1771,8 @@ pub(crate) fn to_raw(c: &Config) -> RawConfig {
                 mac: e.mac.map(|m| m.to_string()),
                 address: Some(e.address.to_string()),
                 gateway: e.gateway.map(|g| g.to_string()),
+                address6: e.address6.map(|a| a.to_string()),
+                gateway6: e.gateway6.map(|g| g.to_string()),
             })
             .collect(),
         links: c
@@ -1747,5 +1782,35 @@ pub(crate) fn to_raw(c: &Config) -> RawConfig {
                 ports: Some(l.ports.to_vec()),
             })
             .collect(),
+        router: Some(RawRouter {
+            mtu: Some(i64::from(c.router.mtu)),
+            icmp_rate: Some(i64::from(c.router.icmp_rate)),
+            drop_ip_options: Some(c.router.drop_ip_options),
+            neighbor_reachable_s: Some(i64::from(c.router.neighbor_reachable_s)),
+            neighbor_stale_s: Some(i64::from(c.router.neighbor_stale_s)),
+            neighbor_capacity: Some(num(c.router.neighbor_capacity)),
+            fib_tbl8_groups: Some(i64::from(c.router.fib_tbl8_groups)),
+        }),
+        routes: c
+            .routes
+            .iter()
+            .map(|r| RawRoute {
+                prefix: Some(r.prefix.to_string()),
+                via: (!r.via.is_empty()).then(|| r.via.iter().map(|v| v.to_string()).collect()),
+                kind: Some(
+                    match r.kind {
+                        RouteKind::Forward => "forward",
+                        RouteKind::Blackhole => "blackhole",
+                        RouteKind::Unreachable => "unreachable",
+                    }
+                    .to_string(),
+                ),
+            })
+            .collect(),
     }
+}
+
+/// Addresses back to their written form (`None` for none, as a file without the field).
+fn cidrs(list: &[IpCidr]) -> Option<Vec<String>> {
+    (!list.is_empty()).then(|| list.iter().map(|c| c.to_string()).collect())
 }

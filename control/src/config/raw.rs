@@ -17,6 +17,30 @@ pub(crate) struct RawConfig {
     pub endpoints: Vec<RawEndpoint>,
     #[serde(default)]
     pub links: Vec<RawLink>,
+    pub router: Option<RawRouter>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRouter {
+    pub mtu: Option<i64>,
+    pub icmp_rate: Option<i64>,
+    pub drop_ip_options: Option<bool>,
+    pub neighbor_reachable_s: Option<i64>,
+    pub neighbor_stale_s: Option<i64>,
+    pub neighbor_capacity: Option<i64>,
+    pub fib_tbl8_groups: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub prefix: Option<String>,
+    pub via: Option<Vec<String>>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -62,6 +86,8 @@ pub(crate) struct RawPort {
     pub rx: Option<String>,
     pub tx: Option<String>,
     pub replay: Option<i64>,
+    // routed port
+    pub addresses: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,6 +111,8 @@ pub(crate) struct RawNetwork {
     pub uplink: Option<String>,
     pub max_macs: Option<i64>,
     pub allow_host: Option<bool>,
+    // the router's addresses on the network (bridge)
+    pub addresses: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,4 +139,6 @@ pub(crate) struct RawEndpoint {
     pub mac: Option<String>,
     pub address: Option<String>,
     pub gateway: Option<String>,
+    pub address6: Option<String>,
+    pub gateway6: Option<String>,
 }

@@ -1,7 +1,7 @@
-//! Small value types of the configuration: [`MacAddr`] and [`Ipv4Cidr`].
+//! Small value types of the configuration: [`MacAddr`], [`Ipv4Cidr`], [`Ipv6Cidr`] and [`IpCidr`].
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -200,13 +200,14 @@ impl fmt::Display for Ipv4Cidr {
 /// `invalid IPv4 CIDR "10.77.0.1": expected ADDRESS/PREFIX, like 10.77.0.1/24`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseCidrError {
+    family: &'static str,
     input: String,
     why: String,
 }
 
 impl fmt::Display for ParseCidrError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid IPv4 CIDR {:?}: {}", self.input, self.why)
+        write!(f, "invalid {} CIDR {:?}: {}", self.family, self.input, self.why)
     }
 }
 
@@ -217,6 +218,7 @@ impl FromStr for Ipv4Cidr {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = |why: String| ParseCidrError {
+            family: "IPv4",
             input: s.to_string(),
             why,
         };
@@ -250,6 +252,190 @@ impl<'de> Deserialize<'de> for Ipv4Cidr {
         s.parse().map_err(serde::de::Error::custom)
     }
 }
+
+/// An IPv6 interface address with its prefix length, written `fd00:1::1/64` (host bits kept, like
+/// [`Ipv4Cidr`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ipv6Cidr {
+    addr: Ipv6Addr,
+    prefix: u8,
+}
+
+impl Ipv6Cidr {
+    /// `addr/prefix`; `None` when `prefix > 128`.
+    pub const fn new(addr: Ipv6Addr, prefix: u8) -> Option<Self> {
+        if prefix > 128 {
+            None
+        } else {
+            Some(Ipv6Cidr { addr, prefix })
+        }
+    }
+
+    /// The address, host bits included.
+    pub const fn addr(self) -> Ipv6Addr {
+        self.addr
+    }
+
+    /// The prefix length, 0..=128.
+    pub const fn prefix(self) -> u8 {
+        self.prefix
+    }
+
+    /// The network address: host bits cleared.
+    pub fn network(self) -> Ipv6Addr {
+        Ipv6Addr::from(u128::from(self.addr) & self.mask_bits())
+    }
+
+    /// True when `ip` is inside this prefix.
+    pub fn contains(self, ip: Ipv6Addr) -> bool {
+        u128::from(ip) & self.mask_bits() == u128::from(self.addr) & self.mask_bits()
+    }
+
+    fn mask_bits(self) -> u128 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from(self.prefix))
+        }
+    }
+}
+
+impl fmt::Display for Ipv6Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl FromStr for Ipv6Cidr {
+    type Err = ParseCidrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |why: String| ParseCidrError {
+            family: "IPv6",
+            input: s.to_string(),
+            why,
+        };
+        let Some((addr, prefix)) = s.split_once('/') else {
+            return Err(err("expected ADDRESS/PREFIX, like fd00:1::1/64".into()));
+        };
+        let addr: Ipv6Addr = addr
+            .parse()
+            .map_err(|_| err(format!("{addr:?} is not an IPv6 address")))?;
+        let prefix: u8 = match prefix.parse::<u8>() {
+            Ok(p) if p <= 128 && !prefix.starts_with('+') => p,
+            _ => {
+                return Err(err(format!(
+                    "prefix length {prefix:?} is not a number in 0..=128"
+                )))
+            }
+        };
+        Ok(Ipv6Cidr { addr, prefix })
+    }
+}
+
+/// An IPv4 or IPv6 address with its prefix length (interface addresses, route prefixes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IpCidr {
+    /// IPv4.
+    V4(Ipv4Cidr),
+    /// IPv6.
+    V6(Ipv6Cidr),
+}
+
+impl IpCidr {
+    /// The address, host bits included.
+    pub fn addr(self) -> IpAddr {
+        match self {
+            IpCidr::V4(c) => IpAddr::V4(c.addr()),
+            IpCidr::V6(c) => IpAddr::V6(c.addr()),
+        }
+    }
+
+    /// The prefix length.
+    pub fn prefix(self) -> u8 {
+        match self {
+            IpCidr::V4(c) => c.prefix(),
+            IpCidr::V6(c) => c.prefix(),
+        }
+    }
+
+    /// The network address (host bits cleared).
+    pub fn network(self) -> IpAddr {
+        match self {
+            IpCidr::V4(c) => IpAddr::V4(c.network()),
+            IpCidr::V6(c) => IpAddr::V6(c.network()),
+        }
+    }
+
+    /// True when `ip` (of the same family) is inside the prefix.
+    pub fn contains(self, ip: IpAddr) -> bool {
+        match (self, ip) {
+            (IpCidr::V4(c), IpAddr::V4(a)) => c.contains(a),
+            (IpCidr::V6(c), IpAddr::V6(a)) => c.contains(a),
+            _ => false,
+        }
+    }
+
+    /// True when both prefixes share an address.
+    pub fn overlaps(self, other: IpCidr) -> bool {
+        let (a, b) = if self.prefix() <= other.prefix() {
+            (self, other)
+        } else {
+            (other, self)
+        };
+        a.contains(b.network())
+    }
+
+    /// True for IPv4.
+    pub fn is_v4(self) -> bool {
+        matches!(self, IpCidr::V4(_))
+    }
+}
+
+impl fmt::Display for IpCidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IpCidr::V4(c) => c.fmt(f),
+            IpCidr::V6(c) => c.fmt(f),
+        }
+    }
+}
+
+impl FromStr for IpCidr {
+    type Err = ParseCidrError;
+
+    /// An IPv6 CIDR when the address part has a colon, else IPv4.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.split('/').next().is_some_and(|a| a.contains(':')) {
+            s.parse().map(IpCidr::V6)
+        } else {
+            s.parse().map(IpCidr::V4).map_err(|e: ParseCidrError| ParseCidrError {
+                family: "IP",
+                why: e.why.replace("like 10.77.0.1/24", "like 10.77.0.1/24 or fd00:1::1/64"),
+                ..e
+            })
+        }
+    }
+}
+
+macro_rules! serde_by_str {
+    ($($t:ty),*) => {$(
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+
+serde_by_str!(Ipv6Cidr, IpCidr);
 
 #[cfg(test)]
 mod tests {
@@ -322,5 +508,29 @@ mod tests {
         ] {
             assert!(bad.parse::<Ipv4Cidr>().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn ip_cidr() {
+        let c: IpCidr = "fd00:1::1/64".parse().unwrap();
+        assert!(!c.is_v4());
+        assert_eq!(c.network(), "fd00:1::".parse::<IpAddr>().unwrap());
+        assert!(c.contains("fd00:1::ffff".parse().unwrap()));
+        assert!(!c.contains("fd00:2::1".parse().unwrap()));
+        assert!(!c.contains("10.0.0.1".parse().unwrap()));
+        let v4: IpCidr = "10.1.0.1/24".parse().unwrap();
+        assert!(v4.is_v4() && v4.contains("10.1.0.200".parse().unwrap()));
+        assert!(v4.overlaps("10.0.0.0/8".parse().unwrap()));
+        assert!(!v4.overlaps("10.2.0.0/16".parse().unwrap()));
+        assert!(!v4.overlaps(c));
+        assert_eq!(c.to_string(), "fd00:1::1/64");
+        assert_eq!(
+            "fd00::1/129".parse::<IpCidr>().unwrap_err().to_string(),
+            "invalid IPv6 CIDR \"fd00::1/129\": prefix length \"129\" is not a number in 0..=128"
+        );
+        assert_eq!(
+            "10.0.0.1".parse::<IpCidr>().unwrap_err().to_string(),
+            "invalid IP CIDR \"10.0.0.1\": expected ADDRESS/PREFIX, like 10.77.0.1/24 or fd00:1::1/64"
+        );
     }
 }

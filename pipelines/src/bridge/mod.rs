@@ -39,8 +39,10 @@ pub struct BridgeDomain {
     pub statics: Vec<(u64, u16)>,
     /// Flood unknown unicast (else drop it).
     pub flood_unknown_unicast: bool,
-    /// The router's MAC on this domain: frames to it go to the local path.
+    /// The router's MAC on this domain: frames to it go to the L3 stage.
     pub gateway_mac: Option<Mac>,
+    /// The router interface that is this domain's gateway (its L3 side), when the network has addresses.
+    pub gateway_iface: Option<u16>,
     /// Seconds a learned MAC lives unseen (0: forever); applied by the control thread's aging sweep.
     pub aging_s: u32,
 }
@@ -87,13 +89,14 @@ impl BridgeDomain {
         }
     }
 
-    /// Switches one untagged frame that came in on `in_port`.
+    /// Switches one untagged frame that came in on `in_port`. Returns what the domain's gateway (the L3
+    /// stage) must see: a frame to the gateway MAC, or a copy of a broadcast ARP or multicast IPv6 frame.
     #[inline]
-    pub fn forward(&self, pkt: Pkt, in_port: u16, now_s: u32, out: &mut TxBatches) {
+    pub fn forward(&self, pkt: Pkt, in_port: u16, now_s: u32, out: &mut TxBatches) -> Option<Pkt> {
         let d = pkt.data();
         let (Some(dst), Some(src)) = (d.get(0..6), d.get(6..12)) else {
             out.drop_pkt(pkt, DropReason::Truncated);
-            return;
+            return None;
         };
         let mut dst_mac = [0u8; 6];
         dst_mac.copy_from_slice(dst);
@@ -101,7 +104,7 @@ impl BridgeDomain {
         src_mac.copy_from_slice(src);
         if is_multicast(&src_mac) || src_mac == [0; 6] {
             out.drop_pkt(pkt, DropReason::BadSourceMac);
-            return;
+            return None;
         }
         if self.static_port(&src_mac).is_none() {
             match self.table.learn(&src_mac, in_port, now_s) {
@@ -114,12 +117,20 @@ impl BridgeDomain {
             }
         }
         if is_multicast(&dst_mac) {
+            // The gateway answers ARP and Neighbor Discovery: it gets a copy of those.
+            let to_gw = match (self.gateway_iface, pkt.data().get(12..14)) {
+                (Some(_), Some(&[0x08, 0x06])) | (Some(_), Some(&[0x86, 0xdd])) => pkt.try_clone(),
+                _ => None,
+            };
             self.flood(pkt, in_port, out);
-            return;
+            return to_gw;
         }
         if self.gateway_mac == Some(dst_mac) {
+            if self.gateway_iface.is_some() {
+                return Some(pkt);
+            }
             out.drop_pkt(pkt, DropReason::NoLocalStack);
-            return;
+            return None;
         }
         match self.lookup(&dst_mac) {
             Some(p) if p == in_port => out.drop_pkt(pkt, DropReason::BridgeFiltered),
@@ -130,6 +141,26 @@ impl BridgeDomain {
             },
             None => self.unknown(pkt, in_port, out),
         }
+        None
+    }
+
+    /// Switches a frame the gateway (the router) sends into the domain: to the port that has `dst`, or flooded
+    /// to every member when `dst` is multicast or unknown.
+    #[inline]
+    pub fn from_gateway(&self, pkt: Pkt, dst: &Mac, out: &mut TxBatches) {
+        if !is_multicast(dst) {
+            if let Some(p) = self.lookup(dst) {
+                if let Some(e) = self.egress.get(p as usize).copied().flatten() {
+                    send(pkt, p, e, out);
+                    return;
+                }
+            }
+            if !self.flood_unknown_unicast {
+                out.drop_pkt(pkt, DropReason::UnknownUnicast);
+                return;
+            }
+        }
+        flood_to(pkt, self.members.iter().copied(), out);
     }
 
     fn unknown(&self, pkt: Pkt, in_port: u16, out: &mut TxBatches) {

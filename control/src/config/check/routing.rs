@@ -1,0 +1,373 @@
+//! Checks of the L3 part: `[router]`, `addresses` of ports and bridge networks, `[[routes]]`, and the IPv6
+//! fields of endpoints.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use super::super::raw::{RawConfig, RawRouter};
+use super::*;
+
+/// Why `c` cannot be a router interface address, if it cannot.
+fn bad_interface_address(c: IpCidr) -> Option<String> {
+    match c {
+        IpCidr::V4(v4) => super::bad_host_address(v4),
+        IpCidr::V6(v6) => {
+            let a = v6.addr();
+            if a.is_unspecified() || a.is_loopback() || a.is_multicast() {
+                Some(format!("{a} is not a unicast host address"))
+            } else if a.is_unicast_link_local() {
+                Some(format!(
+                    "{a} is link-local; every interface has its own (from its MAC), give a global or unique-local one"
+                ))
+            } else if v6.prefix() == 0 {
+                Some(format!("prefix length 0 in {c} leaves no subnet; use 1..=128"))
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// Parses a list of interface addresses at `field`, reporting every bad one.
+fn addresses(ck: &mut Checker, field: &str, list: &[String]) -> Option<Vec<IpCidr>> {
+    let mut out = Vec::with_capacity(list.len());
+    let mut ok = true;
+    for (j, s) in list.iter().enumerate() {
+        let at = format!("{field}[{j}]");
+        match s.parse::<IpCidr>() {
+            Err(e) => {
+                ck.err(at, e.to_string());
+                ok = false;
+            }
+            Ok(c) => match bad_interface_address(c) {
+                Some(why) => {
+                    ck.err(at, why);
+                    ok = false;
+                }
+                None => out.push(c),
+            },
+        }
+    }
+    ok.then_some(out)
+}
+
+/// The `addresses` of every port and network, checked together: each parses, is a host address, and no two
+/// interfaces share a subnet. Ports with addresses must be in no network; only bridge networks take addresses.
+/// Returns them by port and by network (`None` where something was wrong).
+pub(super) fn check_addresses(
+    ck: &mut Checker,
+    raw: &RawConfig,
+) -> (Vec<Option<Vec<IpCidr>>>, Vec<Option<Vec<IpCidr>>>) {
+    // Every subnet seen so far, with the field that owns it.
+    let mut seen: Vec<(IpCidr, String)> = Vec::new();
+    let mut claim = |ck: &mut Checker, field: &str, list: &[IpCidr]| {
+        for (j, c) in list.iter().enumerate() {
+            if let Some((_, owner)) = seen.iter().find(|(o, _)| o.overlaps(*c)) {
+                ck.err(
+                    format!("{field}[{j}]"),
+                    format!("{c} overlaps the subnet of {owner}; each router interface needs its own subnet"),
+                );
+            } else {
+                seen.push((*c, format!("{field}[{j}]")));
+            }
+        }
+    };
+    let mut ports = Vec::with_capacity(raw.ports.len());
+    for (i, p) in raw.ports.iter().enumerate() {
+        let field = format!("ports[{i}].addresses");
+        let Some(list) = &p.addresses else {
+            ports.push(Some(Vec::new()));
+            continue;
+        };
+        let parsed = addresses(ck, &field, list);
+        if let Some(name) = p.name.as_deref() {
+            if let Some(n) = raw
+                .networks
+                .iter()
+                .find(|n| n.ports.iter().flatten().chain(n.uplink.iter()).any(|x| x == name))
+            {
+                ck.err(
+                    field.clone(),
+                    format!(
+                        "port {name:?} is in network {:?}; a routed port (with addresses) is in no network — give the network the addresses instead",
+                        n.name.as_deref().unwrap_or("?")
+                    ),
+                );
+            }
+        }
+        if let Some(l) = &parsed {
+            claim(ck, &field, l);
+        }
+        ports.push(parsed);
+    }
+    let mut nets = Vec::with_capacity(raw.networks.len());
+    for (i, n) in raw.networks.iter().enumerate() {
+        let field = format!("networks[{i}].addresses");
+        let Some(list) = &n.addresses else {
+            nets.push(Some(Vec::new()));
+            continue;
+        };
+        if n.mode.as_deref().is_some_and(|m| m != "bridge") {
+            ck.err(
+                field,
+                format!(
+                    "addresses (the router's gateway addresses) are for bridge networks, not mode {:?}",
+                    n.mode.as_deref().unwrap_or("")
+                ),
+            );
+            nets.push(None);
+            continue;
+        }
+        let parsed = addresses(ck, &field, list);
+        if let Some(l) = &parsed {
+            claim(ck, &field, l);
+        }
+        nets.push(parsed);
+    }
+    (ports, nets)
+}
+
+/// `[router]`.
+pub(super) fn check_router(ck: &mut Checker, r: &RawRouter) -> Option<RouterCfg> {
+    let d = RouterCfg::default();
+    let mtu = ck.range_or("router.mtu", "mtu", r.mtu, i64_range(&MTU_RANGE), d.mtu);
+    let icmp_rate = ck.range_or(
+        "router.icmp_rate",
+        "icmp_rate",
+        r.icmp_rate,
+        i64_range(&ICMP_RATE_RANGE),
+        d.icmp_rate,
+    );
+    let reach = ck.range_or(
+        "router.neighbor_reachable_s",
+        "neighbor_reachable_s",
+        r.neighbor_reachable_s,
+        i64_range(&NEIGHBOR_S_RANGE),
+        d.neighbor_reachable_s,
+    );
+    let stale = ck.range_or(
+        "router.neighbor_stale_s",
+        "neighbor_stale_s",
+        r.neighbor_stale_s,
+        i64_range(&NEIGHBOR_S_RANGE),
+        d.neighbor_stale_s,
+    );
+    let cap = ck.range_or(
+        "router.neighbor_capacity",
+        "neighbor_capacity",
+        r.neighbor_capacity,
+        usize_range(&NEIGHBOR_CAPACITY_RANGE),
+        d.neighbor_capacity,
+    );
+    let groups = ck.range_or(
+        "router.fib_tbl8_groups",
+        "fib_tbl8_groups",
+        r.fib_tbl8_groups,
+        i64_range(&TBL8_GROUPS_RANGE),
+        d.fib_tbl8_groups,
+    );
+    if let (Some(reach), Some(stale)) = (reach, stale) {
+        if stale < reach {
+            ck.err(
+                "router.neighbor_stale_s",
+                format!("neighbor_stale_s = {stale} is shorter than neighbor_reachable_s = {reach}"),
+            );
+            return None;
+        }
+    }
+    Some(RouterCfg {
+        mtu: mtu?,
+        icmp_rate: icmp_rate?,
+        drop_ip_options: r.drop_ip_options.unwrap_or(d.drop_ip_options),
+        neighbor_reachable_s: reach?,
+        neighbor_stale_s: stale?,
+        neighbor_capacity: cap?,
+        fib_tbl8_groups: groups?,
+    })
+}
+
+/// `[[routes]]`, against the connected subnets (`connected`: every interface address).
+pub(super) fn check_routes(
+    ck: &mut Checker,
+    raw: &RawConfig,
+    connected: &[IpCidr],
+) -> Option<Vec<RouteCfg>> {
+    let mut out = Vec::with_capacity(raw.routes.len());
+    let mut ok = true;
+    let mut prefixes: Vec<(IpCidr, usize)> = Vec::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        let at = |f: &str| format!("routes[{i}].{f}");
+        let prefix = match r.prefix.as_deref() {
+            None => {
+                ck.err(at("prefix"), format!("{REQUIRED} (like 0.0.0.0/0 or 10.8.0.0/16)"));
+                None
+            }
+            Some(s) => match s.parse::<IpCidr>() {
+                Err(e) => {
+                    ck.err(at("prefix"), e.to_string());
+                    None
+                }
+                Ok(c) if c.addr() != c.network() => {
+                    ck.err(
+                        at("prefix"),
+                        format!(
+                            "{c} has host bits set; the prefix is {}/{}",
+                            c.network(),
+                            c.prefix()
+                        ),
+                    );
+                    None
+                }
+                Ok(c) => {
+                    if let Some((_, first)) = prefixes.iter().find(|(p, _)| *p == c) {
+                        ck.err(
+                            at("prefix"),
+                            format!("{c} is already routed by routes[{first}]"),
+                        );
+                        None
+                    } else {
+                        prefixes.push((c, i));
+                        Some(c)
+                    }
+                }
+            },
+        };
+        let kind = match r.kind.as_deref() {
+            None | Some("forward") => Some(RouteKind::Forward),
+            Some("blackhole") => Some(RouteKind::Blackhole),
+            Some("unreachable") => Some(RouteKind::Unreachable),
+            Some(other) => {
+                ck.err(
+                    at("type"),
+                    format!(
+                        "unknown route type {other:?} (expected one of: forward, blackhole, unreachable)"
+                    ),
+                );
+                None
+            }
+        };
+        let mut via = Vec::new();
+        match (kind, &r.via) {
+            (Some(RouteKind::Forward), None) => {
+                ck.err(
+                    at("via"),
+                    format!("{REQUIRED}: a forward route needs at least one gateway"),
+                );
+                ok = false;
+            }
+            (Some(RouteKind::Forward), Some(list)) if list.is_empty() => {
+                ck.err(at("via"), "a forward route needs at least one gateway");
+                ok = false;
+            }
+            (Some(k @ (RouteKind::Blackhole | RouteKind::Unreachable)), Some(_)) => {
+                ck.err(
+                    at("via"),
+                    format!(
+                        "a {} route has no gateway",
+                        if k == RouteKind::Blackhole { "blackhole" } else { "unreachable" }
+                    ),
+                );
+                ok = false;
+            }
+            (_, Some(list)) => {
+                for (j, g) in list.iter().enumerate() {
+                    let at = format!("routes[{i}].via[{j}]");
+                    let Ok(a) = g.parse::<IpAddr>() else {
+                        ck.err(at, format!("invalid IP address {g:?}"));
+                        ok = false;
+                        continue;
+                    };
+                    if prefix.is_some_and(|p| p.is_v4() != a.is_ipv4()) {
+                        ck.err(at, format!("gateway {a} is not of the prefix's address family"));
+                        ok = false;
+                    } else if connected.iter().any(|c| c.addr() == a) {
+                        ck.err(at, format!("gateway {a} is one of the router's own addresses"));
+                        ok = false;
+                    } else if !connected.iter().any(|c| c.contains(a)) {
+                        let nets: Vec<String> = connected
+                            .iter()
+                            .filter(|c| c.is_v4() == a.is_ipv4())
+                            .map(|c| format!("{}/{}", c.network(), c.prefix()))
+                            .collect();
+                        ck.err(
+                            at,
+                            format!(
+                                "gateway {a} is on no connected subnet (the router's subnets are: {})",
+                                if nets.is_empty() { "none".to_string() } else { nets.join(", ") }
+                            ),
+                        );
+                        ok = false;
+                    } else if via.contains(&a) {
+                        ck.err(at, format!("gateway {a} is listed twice"));
+                        ok = false;
+                    } else {
+                        via.push(a);
+                    }
+                }
+            }
+            _ => {}
+        }
+        match (prefix, kind) {
+            (Some(prefix), Some(kind)) => out.push(RouteCfg { prefix, via, kind }),
+            _ => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+/// An endpoint's `address6` and `gateway6`.
+pub(super) fn check_endpoint_v6(
+    ck: &mut Checker,
+    i: usize,
+    address6: Option<&str>,
+    gateway6: Option<&str>,
+) -> Option<(Option<Ipv6Cidr>, Option<Ipv6Addr>)> {
+    let at = |f: &str| format!("endpoints[{i}].{f}");
+    let addr = match address6 {
+        None => None,
+        Some(s) => match s.parse::<Ipv6Cidr>() {
+            Err(e) => {
+                ck.err(at("address6"), e.to_string());
+                return None;
+            }
+            Ok(c) => match bad_interface_address(IpCidr::V6(c)) {
+                Some(why) => {
+                    ck.err(at("address6"), why);
+                    return None;
+                }
+                None => Some(c),
+            },
+        },
+    };
+    let gw = match gateway6 {
+        None => None,
+        Some(s) => {
+            let Ok(g) = s.parse::<Ipv6Addr>() else {
+                ck.err(at("gateway6"), format!("invalid IPv6 address {s:?}"));
+                return None;
+            };
+            match addr {
+                None => {
+                    ck.err(at("gateway6"), "gateway6 needs address6");
+                    return None;
+                }
+                Some(c) if !c.contains(g) && !g.is_unicast_link_local() => {
+                    ck.err(
+                        at("gateway6"),
+                        format!(
+                            "gateway6 {g} is outside the prefix {}/{} of address6 {c} (and not link-local)",
+                            c.network(),
+                            c.prefix()
+                        ),
+                    );
+                    return None;
+                }
+                Some(c) if c.addr() == g => {
+                    ck.err(at("gateway6"), format!("gateway6 {g} is the endpoint's own address"));
+                    return None;
+                }
+                Some(_) => Some(g),
+            }
+        }
+    };
+    Some((addr, gw))
+}

@@ -1,0 +1,90 @@
+//! The L3 part of the model: `[router]` settings and `[[routes]]`. Interface addresses live on the ports
+//! (`addresses` on a port not in any network makes it a routed port) and on bridge networks (the addresses of
+//! the bridge's gateway).
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use super::IpCidr;
+
+/// Default IP MTU of router interfaces.
+pub const DEFAULT_MTU: u16 = 1500;
+/// Accepted IP MTUs (IPv6 needs 1280; jumbo frames up to the largest data room).
+pub const MTU_RANGE: std::ops::RangeInclusive<u16> = 1280..=9000;
+/// Default ICMP errors per second per worker.
+pub const DEFAULT_ICMP_RATE: u32 = 1000;
+/// Accepted `icmp_rate` (0: never send ICMP errors).
+pub const ICMP_RATE_RANGE: std::ops::RangeInclusive<u32> = 0..=1_000_000;
+/// Default seconds a neighbour is used before it is asked again.
+pub const DEFAULT_REACHABLE_S: u32 = 30;
+/// Default seconds an unconfirmed neighbour is kept.
+pub const DEFAULT_STALE_S: u32 = 600;
+/// Accepted neighbour timers.
+pub const NEIGHBOR_S_RANGE: std::ops::RangeInclusive<u32> = 1..=86_400;
+/// Default neighbour cache size.
+pub const DEFAULT_NEIGHBOR_CAPACITY: usize = 65_536;
+/// Accepted neighbour cache sizes.
+pub const NEIGHBOR_CAPACITY_RANGE: std::ops::RangeInclusive<usize> = 64..=(1 << 22);
+/// Default number of IPv4 FIB second-level groups (256 entries each; one per prefix longer than /24's /24).
+pub const DEFAULT_TBL8_GROUPS: u32 = 16_384;
+/// Accepted `fib_tbl8_groups`.
+pub const TBL8_GROUPS_RANGE: std::ops::RangeInclusive<u32> = 16..=(1 << 20);
+
+/// `[router]`: settings of the L3 stage.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RouterCfg {
+    /// `mtu`: IP MTU of every router interface.
+    pub mtu: u16,
+    /// `icmp_rate`: ICMP errors each worker may send per second.
+    pub icmp_rate: u32,
+    /// `drop_ip_options`: drop IPv4 packets with options instead of forwarding them.
+    pub drop_ip_options: bool,
+    /// `neighbor_reachable_s`: a resolved neighbour is asked again after this many seconds (and still used).
+    pub neighbor_reachable_s: u32,
+    /// `neighbor_stale_s`: a neighbour unconfirmed this long is forgotten.
+    pub neighbor_stale_s: u32,
+    /// `neighbor_capacity`: entries of the neighbour cache.
+    pub neighbor_capacity: usize,
+    /// `fib_tbl8_groups`: IPv4 FIB groups for prefixes longer than /24 (each 1 KiB).
+    pub fib_tbl8_groups: u32,
+}
+
+impl Default for RouterCfg {
+    fn default() -> Self {
+        RouterCfg {
+            mtu: DEFAULT_MTU,
+            icmp_rate: DEFAULT_ICMP_RATE,
+            drop_ip_options: false,
+            neighbor_reachable_s: DEFAULT_REACHABLE_S,
+            neighbor_stale_s: DEFAULT_STALE_S,
+            neighbor_capacity: DEFAULT_NEIGHBOR_CAPACITY,
+            fib_tbl8_groups: DEFAULT_TBL8_GROUPS,
+        }
+    }
+}
+
+/// What a route does with what it matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteKind {
+    /// Forward through the `via` gateways.
+    Forward,
+    /// Drop silently.
+    Blackhole,
+    /// Drop and answer ICMP destination unreachable.
+    Unreachable,
+}
+
+/// `[[routes]]`: a static route.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RouteCfg {
+    /// `prefix`: the destination prefix (host bits zero), IPv4 or IPv6.
+    pub prefix: IpCidr,
+    /// `via`: gateways, each on a connected subnet of the same family; several make an ECMP route.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub via: Vec<IpAddr>,
+    /// `type`: `forward` (default, needs `via`), `blackhole` or `unreachable` (no `via`).
+    #[serde(rename = "type")]
+    pub kind: RouteKind,
+}

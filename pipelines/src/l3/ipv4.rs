@@ -1,0 +1,142 @@
+//! IPv4 input: validation, local delivery, forwarding.
+
+use super::{icmp, resolve_adj, to_neighbor, Adjacency, L3Ctx, L3State, ETH_LEN};
+use crate::l3::neigh::NeighKey;
+use crate::wire::ipv4::{Ipv4Error, Ipv4Packet};
+use crate::wire::IPPROTO_ICMP;
+use crate::wire::IPPROTO_UDP;
+use dataplane::worker::TxBatches;
+use dataplane::{DropReason, Pkt};
+
+/// Maps a header error to its drop reason.
+fn reason(e: Ipv4Error) -> DropReason {
+    match e {
+        Ipv4Error::Truncated | Ipv4Error::BadTotalLen => DropReason::Truncated,
+        Ipv4Error::BadVersion | Ipv4Error::BadHeaderLen => DropReason::BadIpHeader,
+    }
+}
+
+/// Addresses that are never a packet's source on the wire: multicast, limited broadcast, loopback, "this
+/// network" (RFC 1812 5.3.7).
+#[inline]
+fn martian_src(a: u32) -> bool {
+    let top = a >> 24;
+    top == 127 || top == 0 || (a >> 28) == 0xe || a == u32::MAX
+}
+
+/// Destinations a router does not route: loopback, "this network", multicast and limited broadcast.
+#[inline]
+fn unroutable_dst(a: u32) -> bool {
+    let top = a >> 24;
+    top == 127 || top == 0 || (a >> 28) >= 0xe
+}
+
+pub(super) fn input(c: &L3Ctx<'_>, st: &mut L3State, iface: u16, mut pkt: Pkt, out: &mut TxBatches) {
+    let ifc = &c.t.ifaces[iface as usize];
+    let d = pkt.data();
+    if d[0..6] != ifc.mac {
+        // Broadcast and multicast IPv4 are not routed; unicast to another MAC is not ours.
+        out.drop_pkt(pkt, DropReason::NotForUs);
+        return;
+    }
+    let (src, dst, total, options, fragment) = match Ipv4Packet::new_checked(&d[ETH_LEN..]) {
+        Ok(ip) => {
+            if !ip.verify_checksum() {
+                out.drop_pkt(pkt, DropReason::BadChecksum);
+                return;
+            }
+            (
+                u32::from_be_bytes(ip.src()),
+                u32::from_be_bytes(ip.dst()),
+                ip.total_len() as usize,
+                ip.has_options(),
+                ip.is_fragment(),
+            )
+        }
+        Err(e) => {
+            out.drop_pkt(pkt, reason(e));
+            return;
+        }
+    };
+    if martian_src(src) || unroutable_dst(dst) {
+        out.drop_pkt(pkt, DropReason::MartianAddress);
+        return;
+    }
+    if options && c.t.drop_options {
+        out.drop_pkt(pkt, DropReason::IpOptions);
+        return;
+    }
+    // Ethernet padding after a short packet is not part of it.
+    if pkt.len() > ETH_LEN + total {
+        pkt.truncate(ETH_LEN + total);
+    }
+    let Some(nh) = c.t.fib4.lookup(dst) else {
+        icmp::unreachable4(c, st, iface, pkt, icmp::Unreach::Net, DropReason::NoRoute, out);
+        return;
+    };
+    let (oif, via) = match resolve_adj(c.t, nh, &pkt) {
+        Some(Adjacency::Local) => {
+            local(c, st, iface, pkt, fragment, out);
+            return;
+        }
+        Some(Adjacency::Attached { iface: o }) => (o, dst),
+        Some(Adjacency::Gateway { iface: o, via }) => (o, via as u32),
+        Some(Adjacency::Blackhole) => {
+            out.drop_pkt(pkt, DropReason::NoRoute);
+            return;
+        }
+        Some(Adjacency::Unreachable) | Some(Adjacency::Ecmp { .. }) | None => {
+            icmp::unreachable4(c, st, iface, pkt, icmp::Unreach::Host, DropReason::NoRoute, out);
+            return;
+        }
+    };
+    let Some(o) = c.t.ifaces.get(oif as usize) else {
+        out.drop_pkt(pkt, DropReason::NoPort);
+        return;
+    };
+    let mut ip = match Ipv4Packet::new_checked(&mut pkt.data_mut()[ETH_LEN..]) {
+        Ok(ip) => ip,
+        Err(e) => {
+            out.drop_pkt(pkt, reason(e));
+            return;
+        }
+    };
+    if ip.ttl() <= 1 {
+        icmp::time_exceeded4(c, st, iface, pkt, out);
+        return;
+    }
+    if total > o.mtu as usize {
+        if ip.dont_frag() {
+            let mtu = o.mtu;
+            icmp::frag_needed4(c, st, iface, pkt, mtu, out);
+        } else {
+            // Fragmentation is not done on the fast path: counted, never truncated.
+            out.drop_pkt(pkt, DropReason::MtuExceeded);
+        }
+        return;
+    }
+    ip.decrement_ttl();
+    to_neighbor(c, st, NeighKey::v4(oif, via), pkt, out);
+}
+
+/// A packet for one of the router's addresses.
+fn local(c: &L3Ctx<'_>, st: &mut L3State, iface: u16, pkt: Pkt, fragment: bool, out: &mut TxBatches) {
+    if fragment {
+        out.drop_pkt(pkt, DropReason::Fragment);
+        return;
+    }
+    let proto = pkt.data()[ETH_LEN + 9];
+    match proto {
+        IPPROTO_ICMP => icmp::echo4(c, iface, pkt, out),
+        IPPROTO_UDP => icmp::unreachable4(
+            c,
+            st,
+            iface,
+            pkt,
+            icmp::Unreach::Port,
+            DropReason::LocalPortUnreachable,
+            out,
+        ),
+        _ => out.drop_pkt(pkt, DropReason::NoLocalStack),
+    }
+}
