@@ -1,0 +1,116 @@
+//! The L3 pipeline end to end, in network namespaces (`configs/lab-routed.toml`: two bridge networks with the
+//! router as their gateway, IPv4 and IPv6): the Linux kernel in each namespace is the peer. Endpoints in two
+//! subnets ping and move hashed TCP streams through wharf over both families, the router's own addresses
+//! answer ping, `traceroute` shows the router as a hop, an unrouted destination gets "net unreachable" from
+//! the gateway, and the endpoints' neighbour tables hold the gateway at the router's MAC for both families.
+//!
+//! Needs root (namespaces, veth pairs); skipped loudly without it, and fails in CI.
+
+use control::lab::{self, LabHost};
+use dataplane::netns;
+use std::net::IpAddr;
+use std::process::Command;
+
+mod common;
+use common::{prefix, Lab};
+
+/// Runs `args` inside `h`'s namespace; stdout and stderr together, and whether it succeeded.
+fn run_in(h: &LabHost, args: &[&str]) -> (bool, String) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", h.ns.name()])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {args:?}: {e}"));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The hops `traceroute -n` printed, in order (`*` for a hop that did not answer).
+fn traceroute(h: &LabHost, family: &str, to: &str) -> Vec<String> {
+    let (_, out) = run_in(
+        h,
+        &["traceroute", family, "-n", "-q", "1", "-w", "2", "-m", "4", to],
+    );
+    out.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .collect()
+}
+
+/// The link-layer address `h`'s kernel holds for `ip`.
+fn neighbour_mac(h: &LabHost, ip: &str) -> String {
+    let (_, out) = run_in(h, &["ip", "neigh", "show", ip]);
+    let mut words = out.split_whitespace();
+    words
+        .by_ref()
+        .find(|w| *w == "lladdr")
+        .and_then(|_| words.next())
+        .unwrap_or_else(|| panic!("no neighbour entry for {ip}: {out:?}"))
+        .to_string()
+}
+
+#[test]
+fn routing_between_bridge_networks_over_both_families() {
+    if !netns::require_root("routing_between_bridge_networks_over_both_families") {
+        return;
+    }
+    let lab = Lab::start("lab-routed.toml", &prefix('r'), |_| {});
+    let (a, c) = (lab.host("a"), lab.host("c"));
+
+    // Every pair (same network or across the router), IPv4 and IPv6: ping and a hashed 4 MiB TCP stream.
+    let results = lab::check(lab.topo());
+    assert_eq!(results.len(), 12, "3 endpoints, 6 ordered pairs, 2 families");
+    for r in &results {
+        assert!(r.passed(), "{} -> {} over {}: {r:?}", r.from, r.to, r.family);
+    }
+    let routed_before = lab.event("routed");
+    assert!(routed_before > 0, "the cross-network pairs were routed");
+
+    // The router's own addresses answer, on the endpoint's network and on the other one.
+    for addr in ["10.81.1.1", "fd00:81:1::1", "10.81.2.1", "fd00:81:2::1"] {
+        let to: IpAddr = addr.parse().unwrap();
+        lab::ping(a, to).unwrap_or_else(|e| panic!("ping {addr} from a: {e:#}"));
+    }
+    assert!(lab.event("echo_replies") >= 12, "4 addresses x 3 echoes");
+
+    // traceroute: the gateway is hop 1 (time exceeded from wharf), the destination hop 2.
+    assert_eq!(
+        traceroute(a, "-4", "10.81.2.2"),
+        vec!["10.81.1.1", "10.81.2.2"]
+    );
+    assert_eq!(
+        traceroute(a, "-6", "fd00:81:2::2"),
+        vec!["fd00:81:1::1", "fd00:81:2::2"]
+    );
+    assert!(lab.drops("ttl_exceeded") >= 2);
+    assert!(lab.event("icmp_errors_sent") >= 2);
+
+    // No route: the gateway says so.
+    let (ok, out) = run_in(a, &["ping", "-c", "1", "-W", "2", "10.99.0.1"]);
+    assert!(!ok);
+    assert!(
+        out.contains("From 10.81.1.1") && out.contains("Destination Net Unreachable"),
+        "{out}"
+    );
+    assert!(lab.drops("no_route") >= 1);
+
+    // Both families resolved the gateway to the same router MAC, which no endpoint has.
+    let gw4 = neighbour_mac(a, "10.81.1.1");
+    let gw6 = neighbour_mac(a, "fd00:81:1::1");
+    assert_eq!(gw4, gw6);
+    for h in &lab.topo().hosts {
+        assert_ne!(gw4, netns::format_mac(h.mac), "the gateway MAC is an endpoint's");
+    }
+    // And c sees its own gateway the same way (resolved by ARP and ND from its side).
+    assert_eq!(
+        neighbour_mac(c, "10.81.2.1"),
+        neighbour_mac(c, "fd00:81:2::1")
+    );
+    lab.finish();
+}
