@@ -741,6 +741,11 @@ fn icmpv4_errors_parse_in_etherparse_and_smoltcp() {
             let mut out = [0u8; 1500];
             let n = ours4::write_error(&mut out, kind, &offending, me, 64).unwrap();
             let quoted = offending.len().min(576 - 28);
+            // The in-place form (headroom in front of the original) writes the same bytes.
+            let mut in_place = vec![0u8; ours4::ERROR_HEADERS_LEN];
+            in_place.extend_from_slice(&offending);
+            let m = ours4::write_error_in_place(&mut in_place, kind, me, 64).unwrap();
+            assert_eq!(&in_place[..m], &out[..n]);
             assert_eq!(n, 28 + quoted, "{kind:?} about {payload_len} bytes");
             assert!(n <= 576);
             let frame = eth(ETHERTYPE_IPV4, &out[..n]);
@@ -1106,6 +1111,10 @@ fn icmpv6_errors_parse_in_etherparse_and_smoltcp() {
             let mut out = [0u8; 2000];
             let n = ours6::write_error(&mut out, kind, &offending, me, 64).unwrap();
             let quoted = offending.len().min(1280 - 48);
+            let mut in_place = vec![0u8; ours6::ERROR_HEADERS_LEN];
+            in_place.extend_from_slice(&offending);
+            let m = ours6::write_error_in_place(&mut in_place, kind, me, 64).unwrap();
+            assert_eq!(&in_place[..m], &out[..n]);
             assert_eq!(n, 48 + quoted, "{kind:?} about {payload_len} bytes");
             let frame = eth(ETHERTYPE_IPV6, &out[..n]);
             let (h, icmp) = sliced_ipv6(&frame);
@@ -1495,36 +1504,104 @@ const OPT_PAD_TYPE: u8 = 14; // any type: the option is cut short before its len
 // ---------------------------------------------------------------------------------------------------------
 // No input makes anything panic.
 
-/// Bytes that are random, or random behind a header plausible enough to reach the deeper checks.
-fn hostile_strategy() -> impl Strategy<Value = Vec<u8>> {
-    (0u8..6, proptest::collection::vec(any::<u8>(), 0..700)).prop_map(|(shape, mut b)| {
-        let n = b.len();
-        match shape {
-            1 if n >= 20 => {
-                b[0] = 0x40 | (b[0] & 0x0f);
-                let total = (b[2] as usize).max(20).min(n) as u16;
-                b[2..4].copy_from_slice(&total.to_be_bytes());
-                if b[9] & 1 == 0 {
-                    b[9] = 1;
-                }
-            }
-            2 if n >= 40 => {
-                b[0] = 0x60;
-                b[4..6].copy_from_slice(&((n - 40) as u16).to_be_bytes());
-                if b[6] & 1 == 0 {
-                    b[6] = 58;
-                }
-            }
-            3 if n >= 28 => b[..6].copy_from_slice(&[0, 1, 8, 0, 6, 4]),
-            4 if n >= 24 => {
-                b[0] = if b[0] & 1 == 0 { 135 } else { 136 };
-                b[1] = 0;
-                b[8] = 0xfe;
-            }
-            _ => {}
+/// A valid message of one of the kinds the views read, built from `seed` bytes, for the hostile test to mutate.
+fn valid_message(kind: u8, seed: &[u8]) -> Vec<u8> {
+    let a4 = |i: usize| {
+        let mut a = [10, 0, 0, 1];
+        a[1..].copy_from_slice(&seed.get(i..i + 3).unwrap_or(&[1, 2, 3])[..3]);
+        a
+    };
+    let data = &seed[..seed.len().min(300)];
+    let mut v = Vec::new();
+    match kind {
+        0 => PacketBuilder::ipv4(a4(0), a4(3), 64)
+            .icmpv4_echo_request(1, 2)
+            .write(&mut v, data)
+            .unwrap(),
+        1 => PacketBuilder::ipv4(a4(0), a4(3), 1)
+            .udp(1, 2)
+            .write(&mut v, data)
+            .unwrap(),
+        2 => PacketBuilder::ipv6(v6("2001:db8::1").octets(), v6("2001:db8::2").octets(), 64)
+            .icmpv6_echo_request(1, 2)
+            .write(&mut v, data)
+            .unwrap(),
+        3 => PacketBuilder::ipv6(v6("2001:db8::1").octets(), v6("2001:db8::2").octets(), 1)
+            .udp(1, 2)
+            .write(&mut v, data)
+            .unwrap(),
+        4 => {
+            let mut f = [0u8; 60];
+            arp::write_request(&mut f, ROUTER_MAC, a4(0).into(), a4(3).into()).unwrap();
+            v.extend_from_slice(&f[14..]);
         }
-        b
-    })
+        _ => {
+            let mut f = [0u8; 86];
+            let n = ndisc::write_solicitation(&mut f, ROUTER_MAC, v6("fe80::1"), v6("fe80::2"))
+                .unwrap();
+            // The IPv6 packet, or the ICMPv6 message alone.
+            let from = if seed.first().is_some_and(|b| b & 1 == 0) {
+                14
+            } else {
+                54
+            };
+            v.extend_from_slice(&f[from..n]);
+        }
+    }
+    v
+}
+
+/// Bytes that are random, random behind a plausible header, or a valid message with a byte changed and/or cut
+/// short, so that every check, not only the first, meets bad input.
+fn hostile_strategy() -> impl Strategy<Value = Vec<u8>> {
+    (
+        0u8..12,
+        proptest::collection::vec(any::<u8>(), 0..700),
+        any::<prop::sample::Index>(),
+        any::<u8>(),
+        0u8..4,
+    )
+        .prop_map(|(shape, mut b, at, val, how)| {
+            let n = b.len();
+            match shape {
+                1 if n >= 20 => {
+                    b[0] = 0x40 | (b[0] & 0x0f);
+                    let total = (b[2] as usize).max(20).min(n) as u16;
+                    b[2..4].copy_from_slice(&total.to_be_bytes());
+                    if b[9] & 1 == 0 {
+                        b[9] = 1;
+                    }
+                }
+                2 if n >= 40 => {
+                    b[0] = 0x60;
+                    b[4..6].copy_from_slice(&((n - 40) as u16).to_be_bytes());
+                    if b[6] & 1 == 0 {
+                        b[6] = 58;
+                    }
+                }
+                3 if n >= 28 => {
+                    let op = 1 + (b[7] & 1);
+                    b[..8].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, op]);
+                }
+                4 if n >= 24 => {
+                    b[0] = if b[0] & 1 == 0 { 135 } else { 136 };
+                    b[1] = 0;
+                    b[8] = 0xfe;
+                }
+                6..=11 => {
+                    b = valid_message(shape - 6, &b);
+                    let m = b.len();
+                    if how & 1 == 1 {
+                        b[at.index(m)] = val; // one byte changed (maybe to itself)
+                    }
+                    if how & 2 == 2 {
+                        b.truncate(at.index(m + 1));
+                    }
+                }
+                _ => {}
+            }
+            b
+        })
 }
 
 fn exercise_ipv4(b: &[u8]) {
@@ -1566,7 +1643,7 @@ fn exercise_ipv4(b: &[u8]) {
         q.decrement_ttl();
         q.set_src(Ipv4Addr::new(1, 2, 3, 4));
         q.set_dst(Ipv4Addr::new(5, 6, 7, 8));
-        q.set_ttl_update(7);
+        q.update_ttl(7);
         // Incremental updates keep a good checksum good (and a bad one bad).
         assert_eq!(q.verify_checksum(), was);
         q.payload_mut().fill(0);
@@ -1587,6 +1664,28 @@ fn exercise_ipv4(b: &[u8]) {
             .unwrap()
             .verify_checksum());
     }
+    let mut m = vec![0u8; ours4::ERROR_HEADERS_LEN];
+    m.extend_from_slice(b);
+    let copied = ours4::write_error(
+        &mut vec![0u8; m.len()],
+        Icmpv4Error::HostUnreachable,
+        b,
+        Ipv4Addr::LOCALHOST,
+        9,
+    );
+    let in_place =
+        ours4::write_error_in_place(&mut m, Icmpv4Error::HostUnreachable, Ipv4Addr::LOCALHOST, 9);
+    assert_eq!(copied, in_place);
+    if let Ok(n) = in_place {
+        assert!(Ipv4Packet::new_checked(&m[..n]).unwrap().verify_checksum());
+    }
+    assert!(ours4::write_error_in_place(
+        &mut m[..27],
+        Icmpv4Error::TimeExceeded,
+        Ipv4Addr::LOCALHOST,
+        9
+    )
+    .is_err());
     let mut m = b.to_vec();
     if let Ok(n) = ours4::echo_reply_in_place(&mut m, 64) {
         let p = Ipv4Packet::new_checked(&m[..n]).unwrap();
@@ -1651,6 +1750,25 @@ fn exercise_ipv6(b: &[u8]) {
             assert!(m.verify_checksum(&p.src(), &p.dst()));
         }
     }
+    let mut m = vec![0u8; ours6::ERROR_HEADERS_LEN];
+    m.extend_from_slice(b);
+    let copied = ours6::write_error(
+        &mut vec![0u8; m.len()],
+        Icmpv6Error::NoRoute,
+        b,
+        Ipv6Addr::LOCALHOST,
+        9,
+    );
+    let in_place =
+        ours6::write_error_in_place(&mut m, Icmpv6Error::NoRoute, Ipv6Addr::LOCALHOST, 9);
+    assert_eq!(copied, in_place);
+    assert!(ours6::write_error_in_place(
+        &mut m[..47],
+        Icmpv6Error::NoRoute,
+        Ipv6Addr::LOCALHOST,
+        9
+    )
+    .is_err());
     let mut m = b.to_vec();
     if let Ok(n) = ours6::echo_reply_in_place(&mut m, 64) {
         let p = Ipv6Packet::new_checked(&m[..n]).unwrap();

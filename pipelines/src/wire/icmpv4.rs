@@ -227,7 +227,7 @@ pub fn echo_reply_in_place(ip: &mut [u8], ttl: u8) -> Result<usize, EchoError> {
         ip.swap(i, i + 4);
     }
     if let Ok(mut p) = Ipv4Packet::new_checked(&mut ip[..]) {
-        p.set_ttl_update(ttl);
+        p.update_ttl(ttl);
     }
     Ok(total)
 }
@@ -298,6 +298,9 @@ impl WriteError {
     }
 }
 
+/// Bytes in front of the quoted datagram: the IPv4 and ICMP headers.
+pub const ERROR_HEADERS_LEN: usize = ipv4::HEADER_LEN + HEADER_LEN;
+
 /// Writes an ICMP error about `offending` (the dropped datagram, from its IPv4 header on) into `out`: an IPv4
 /// header from `src` to the offending source (TTL `ttl`, TOS 0xc0, DF set, identification 0: an atomic
 /// datagram, RFC 6864), the ICMP header, and the quoted original: its IP header and as much of its payload as
@@ -314,21 +317,61 @@ pub fn write_error(
     ttl: u8,
 ) -> Result<usize, WriteError> {
     let orig = Ipv4Packet::new_checked(offending).map_err(WriteError::BadOriginal)?;
-    if refuse(&orig) {
+    let q = plan(&orig, out.len())?;
+    out[ERROR_HEADERS_LEN..ERROR_HEADERS_LEN + q.len].copy_from_slice(&orig.packet()[..q.len]);
+    Ok(finish(out, &q, kind, src, ttl))
+}
+
+/// [`write_error`] without a copy: `buf` holds the offending datagram at offset [`ERROR_HEADERS_LEN`] (the
+/// caller has prepended that much headroom in front of its IPv4 header), and the headers are written in front
+/// of it. Returns the length of the IPv4 packet, from the start of `buf`: the caller trims the rest.
+#[inline]
+pub fn write_error_in_place(
+    buf: &mut [u8],
+    kind: Icmpv4Error,
+    src: Ipv4Addr,
+    ttl: u8,
+) -> Result<usize, WriteError> {
+    let q = {
+        let Some(o) = buf.get(ERROR_HEADERS_LEN..) else {
+            return Err(WriteError::BadOriginal(Ipv4Error::Truncated));
+        };
+        let orig = Ipv4Packet::new_checked(o).map_err(WriteError::BadOriginal)?;
+        plan(&orig, buf.len())?
+    };
+    Ok(finish(buf, &q, kind, src, ttl))
+}
+
+/// What an error message will quote and to whom.
+struct Quote {
+    len: usize,
+    to: Ipv4Addr,
+}
+
+#[inline]
+fn plan<T: AsRef<[u8]>>(orig: &Ipv4Packet<T>, out_len: usize) -> Result<Quote, WriteError> {
+    if refuse(orig) {
         return Err(WriteError::MustNotAnswer);
     }
-    const HDRS: usize = ipv4::HEADER_LEN + HEADER_LEN;
-    let avail = out.len().min(MAX_ERROR_LEN);
+    let avail = out_len.min(MAX_ERROR_LEN);
     let orig_len = orig.total_len();
     let min_quote = orig_len.min(orig.header_len() + 8);
-    if avail < HDRS + min_quote {
+    if avail < ERROR_HEADERS_LEN + min_quote {
         return Err(WriteError::TooBig);
     }
-    let quote = orig_len.min(avail - HDRS);
-    out[HDRS..HDRS + quote].copy_from_slice(&orig.packet()[..quote]);
+    Ok(Quote {
+        len: orig_len.min(avail - ERROR_HEADERS_LEN),
+        to: orig.src_addr(),
+    })
+}
+
+/// Writes the headers in front of a quote already at `out[ERROR_HEADERS_LEN..]`; `plan` checked the room.
+#[inline]
+fn finish(out: &mut [u8], q: &Quote, kind: Icmpv4Error, src: Ipv4Addr, ttl: u8) -> usize {
+    let end = ERROR_HEADERS_LEN + q.len;
     let (t, c, rest) = kind.header();
     {
-        let m = &mut out[ipv4::HEADER_LEN..HDRS + quote];
+        let m = &mut out[ipv4::HEADER_LEN..end];
         m[TYPE] = t;
         m[CODE] = c;
         put16(m, CHECKSUM, 0);
@@ -336,22 +379,13 @@ pub fn write_error(
         let cs = checksum::checksum(m);
         put16(m, CHECKSUM, cs);
     }
-    ipv4::write_header(
-        out,
-        src,
-        orig.src_addr(),
-        IPPROTO_ICMP,
-        HEADER_LEN + quote,
-        ttl,
-        0,
-    )
-    .map_err(|_| WriteError::TooBig)?;
-    if let Ok(mut p) = Ipv4Packet::new_checked(&mut out[..HDRS + quote]) {
+    let _ = ipv4::write_header(out, src, q.to, IPPROTO_ICMP, HEADER_LEN + q.len, ttl, 0);
+    if let Ok(mut p) = Ipv4Packet::new_checked(&mut out[..end]) {
         p.set_dscp_ecn(ERROR_TOS);
         p.set_dont_frag(true);
         p.fill_checksum();
     }
-    Ok(HDRS + quote)
+    end
 }
 
 /// True if no ICMP error may be sent about `offending` (an IPv4 datagram from its header on), by RFC 1122
