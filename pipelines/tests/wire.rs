@@ -251,6 +251,48 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// The echo replies' incremental checksums equal etherparse's full computation, for identifiers, sequence
+    /// numbers and data that are often zero (the all-zero reply is RFC 1624's corner).
+    #[test]
+    fn echo_reply_checksums_equal_recomputation(
+        id in word_strategy(),
+        seq in word_strategy(),
+        data in proptest::collection::vec(prop_oneof![3 => Just(0u8), 1 => any::<u8>()], 0..40),
+    ) {
+        let mut v = Vec::new();
+        PacketBuilder::ipv4([10, 0, 0, 2], [10, 0, 0, 1], 64)
+            .icmpv4_echo_request(id, seq)
+            .write(&mut v, &data)
+            .unwrap();
+        let n = ours4::echo_reply_in_place(&mut v, 64).unwrap();
+        let p = Ipv4Packet::new_checked(&v[..n]).unwrap();
+        let m = Icmpv4Packet::new_checked(p.payload()).unwrap();
+        let full = Icmpv4Header::with_checksum(Icmpv4Type::EchoReply(IcmpEchoHeader { id, seq }), &data);
+        prop_assert_eq!(m.checksum(), full.checksum);
+        prop_assert!(m.verify_checksum());
+
+        let mut w = Vec::new();
+        PacketBuilder::ipv6(v6("fe80::2").octets(), v6("fe80::1").octets(), 64)
+            .icmpv6_echo_request(id, seq)
+            .write(&mut w, &data)
+            .unwrap();
+        let n = ours6::echo_reply_in_place(&mut w, 64).unwrap();
+        let p = Ipv6Packet::new_checked(&w[..n]).unwrap();
+        let m = Icmpv6Packet::new_checked(p.payload()).unwrap();
+        let full = Icmpv6Header::with_checksum(
+            Icmpv6Type::EchoReply(IcmpEchoHeader { id, seq }),
+            p.src(),
+            p.dst(),
+            &data,
+        )
+        .unwrap();
+        prop_assert_eq!(m.checksum(), full.checksum);
+    }
+}
+
 #[test]
 fn zero_checksum_corner_case_by_hand() {
     // A header whose checksum is 0x0000; decrementing the TTL must not produce 0xffff (RFC 1624 section 3).

@@ -211,17 +211,21 @@ pub fn echo_reply_in_place(ip: &mut [u8], ttl: u8) -> Result<usize, EchoError> {
         (p.header_len(), p.total_len())
     };
     // ICMP: type 8 -> 0 in the word (type, code).
-    let c = be16(ip, hl + CHECKSUM);
-    ip[hl + TYPE] = TYPE_ECHO_REPLY;
-    put16(
-        ip,
-        hl + CHECKSUM,
-        checksum::update16(
-            c,
-            u16::from_be_bytes([TYPE_ECHO_REQUEST, 0]),
-            u16::from_be_bytes([TYPE_ECHO_REPLY, 0]),
-        ),
+    let mut c = checksum::update16(
+        be16(ip, hl + CHECKSUM),
+        u16::from_be_bytes([TYPE_ECHO_REQUEST, 0]),
+        u16::from_be_bytes([TYPE_ECHO_REPLY, 0]),
     );
+    ip[hl + TYPE] = TYPE_ECHO_REPLY;
+    if c == 0 {
+        // RFC 1624's corner: a reply that is all zero (identifier, sequence number and data 0) sums to zero,
+        // and only 0xffff verifies. Rare enough to look.
+        let m = &ip[hl..total];
+        if m[..CHECKSUM].iter().chain(&m[REST..]).all(|&b| b == 0) {
+            c = 0xffff;
+        }
+    }
+    put16(ip, hl + CHECKSUM, c);
     // IP: swap the addresses (sum unchanged), then the TTL.
     for i in 12..16 {
         ip.swap(i, i + 4);
@@ -464,6 +468,32 @@ mod tests {
         assert_eq!(p.rest_of_header(), [0x12, 0x34, 0, 7]);
         assert_eq!(p.data(), b"hi");
         assert!(Icmpv4Packet::new_checked(&m[..7]).is_err());
+    }
+
+    #[test]
+    fn all_zero_echo_reply_gets_0xffff() {
+        // Echo request, identifier 0, sequence 0, no data: the reply is all zero but for its checksum.
+        let mut v = datagram(1, &[8, 0, 0, 0, 0, 0, 0, 0]);
+        let hl = 20;
+        let c = checksum::checksum(&v[hl..]);
+        v[hl + 2..hl + 4].copy_from_slice(&c.to_be_bytes());
+        // A unicast source.
+        assert_eq!(echo_reply_in_place(&mut v, 64), Ok(28));
+        let p = Ipv4Packet::new_checked(&v[..]).unwrap();
+        assert!(p.verify_checksum());
+        let m = Icmpv4Packet::new_checked(p.payload()).unwrap();
+        assert_eq!(m.checksum(), 0xffff);
+        assert!(m.verify_checksum());
+        // Non-zero data whose sum makes the checksum 0x0000 keep 0x0000, as a recomputation gives.
+        let mut w = datagram(1, &[8, 0, 0, 0, 0xff, 0xff, 0, 0]);
+        let c = checksum::checksum(&w[hl..]);
+        w[hl + 2..hl + 4].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(echo_reply_in_place(&mut w, 64), Ok(28));
+        let mut m = Icmpv4Packet::new_checked(&mut w[hl..]).unwrap();
+        assert_eq!(m.checksum(), 0x0000);
+        assert!(m.verify_checksum());
+        m.fill_checksum();
+        assert_eq!(m.checksum(), 0x0000);
     }
 
     #[test]
