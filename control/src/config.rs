@@ -1,11 +1,12 @@
 //! The configuration model: what a `wharf.toml` says, parsed, checked and typed.
 //!
-//! A file has five parts, all optional:
+//! A file has these parts, all optional:
 //!
 //! ```toml
 //! [dataplane]          # buffers, burst size, workers and how they idle      -> DataplaneCfg
 //! [control]            # the control socket                                  -> ControlCfg
-//! [[ports]]            # one per packet port: ring, pcap or afpacket backend  -> PortCfg
+//! [dpdk]               # the DPDK EAL and mempool, for dpdk ports            -> DpdkCfg
+//! [[ports]]            # one per packet port: ring, pcap, afpacket or dpdk   -> PortCfg
 //! [[networks]]         # a network mode joining ports (only xconnect for now) -> NetworkCfg
 //! [[endpoints]]        # the hosts cabled to the networks' ports             -> EndpointCfg
 //! ```
@@ -17,7 +18,7 @@
 //! offending value (or of the enclosing table's header when the value is missing):
 //!
 //! ```text
-//! configs/x.toml:12:11: ports[1].backend: unknown backend "afpackt" (expected one of: ring, pcap, afpacket)
+//! configs/x.toml:12:11: ports[1].backend: unknown backend "afpackt" (expected one of: ring, pcap, afpacket, dpdk)
 //! configs/x.toml:20:14: networks[0].ports[1]: no port named "c" (ports are: a, b)
 //! ```
 //!
@@ -27,6 +28,7 @@
 //! (`ports[1].interface`) is looked up in a `toml_edit` parse of the same text to find its line and column.
 
 mod check;
+mod dpdk;
 mod error;
 mod locate;
 mod raw;
@@ -38,6 +40,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub use dpdk::{
+    DpdkCfg, DpdkPortCfg, DEFAULT_DPDK_CACHE_SIZE, DEFAULT_DPDK_DESC, DEFAULT_DPDK_LOG_LEVEL,
+    DEFAULT_DPDK_MEMORY_MB, DPDK_DATA_ROOM_RANGE, DPDK_DESC_RANGE, DPDK_FRAME_OVERHEAD,
+    DPDK_MTU_RANGE, DPDK_SUPPORT, MAX_DPDK_CACHE_SIZE, MAX_DPDK_MEMORY_MB, MIN_NO_HUGE_MEMORY_MB,
+    NO_DPDK_SUPPORT,
+};
 pub use error::{ConfigError, Diagnostic};
 pub use routing::*;
 pub use values::{IpCidr, Ipv4Cidr, Ipv6Cidr, MacAddr, ParseCidrError, ParseMacError};
@@ -131,6 +139,9 @@ pub struct Config {
     pub dataplane: DataplaneCfg,
     /// `[control]`: the control socket.
     pub control: ControlCfg,
+    /// `[dpdk]`, when written (see [`Config::dpdk_or_default`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dpdk: Option<DpdkCfg>,
     /// `[[ports]]`, in file order; a port's index here is its port id.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortCfg>,
@@ -251,7 +262,8 @@ pub struct PortCfg {
     pub addresses: Vec<IpCidr>,
 }
 
-/// A port's backend and its options. Options left out are `None`; the dataplane picks its own defaults.
+/// A port's backend and its options. Options left out are `None`; the dataplane picks its own defaults (dpdk
+/// ports excepted: [`DpdkPortCfg`] has its defaults filled in).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "backend", rename_all = "lowercase")]
 pub enum BackendCfg {
@@ -296,11 +308,13 @@ pub enum BackendCfg {
         #[serde(skip_serializing_if = "Option::is_none")]
         promiscuous: Option<bool>,
     },
+    /// `backend = "dpdk"`: a DPDK ethdev (a NIC or a virtual device); needs the `dpdk` cargo feature to run.
+    Dpdk(DpdkPortCfg),
 }
 
 impl BackendCfg {
     /// Every backend name, in the order the documentation lists them.
-    pub const NAMES: [&'static str; 3] = ["ring", "pcap", "afpacket"];
+    pub const NAMES: [&'static str; 4] = ["ring", "pcap", "afpacket", "dpdk"];
 
     /// The backend's name as written in `backend = "..."`.
     pub const fn kind(&self) -> &'static str {
@@ -308,6 +322,7 @@ impl BackendCfg {
             BackendCfg::Ring { .. } => "ring",
             BackendCfg::Pcap { .. } => "pcap",
             BackendCfg::AfPacket { .. } => "afpacket",
+            BackendCfg::Dpdk(_) => "dpdk",
         }
     }
 }

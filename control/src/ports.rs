@@ -1,5 +1,7 @@
 //! Opening the configured ports on their backends.
 
+#[cfg(feature = "dpdk")]
+use crate::config::DpdkCfg;
 use crate::config::{BackendCfg, Config};
 use anyhow::Context;
 use dataplane::port::afpacket::{AfPacketConfig, AfPacketPort};
@@ -12,6 +14,8 @@ use std::sync::Arc;
 /// The opened ports (in config order) and, for `ring` ports, the far ends by their `peer` name, for the
 /// program that embeds the router (the traffic generator, tests).
 pub struct OpenedPorts {
+    /// What the dpdk ports run on (the EAL and their mempool), when there are any; keep it as long as the ports.
+    pub dpdk: Option<DpdkRuntime>,
     /// Ports by index.
     pub ports: Vec<Arc<dyn Port>>,
     /// Far ends of ring ports, by peer name.
@@ -27,8 +31,97 @@ impl OpenedPorts {
     }
 }
 
-/// Opens every port of `cfg` with `queues` queues (one per worker).
+/// The DPDK environment of the dpdk ports: the EAL and the one mempool they share. Ports hold their own handles
+/// of both, so dropping this before them is safe; [`DpdkRuntime::close`] also ends the EAL when it was started
+/// here.
+pub struct DpdkRuntime {
+    #[cfg(feature = "dpdk")]
+    eal: dataplane::port::dpdk::Eal,
+    #[cfg(feature = "dpdk")]
+    pool: dataplane::port::dpdk::DpdkPool,
+    /// True when [`open_ports`] initialised the EAL (rather than finding it running in this process).
+    #[cfg_attr(not(feature = "dpdk"), allow(dead_code))]
+    started_eal: bool,
+}
+
+impl DpdkRuntime {
+    /// Initialises the EAL from `cfg` (or takes the one already running in this process, e.g. started by a
+    /// test or an embedding program) and makes the mempool.
+    #[cfg(feature = "dpdk")]
+    fn start(cfg: &DpdkCfg) -> anyhow::Result<DpdkRuntime> {
+        use dataplane::port::dpdk::{DpdkPool, Eal};
+        let want = cfg.eal_config();
+        let (eal, started_eal) = match Eal::get() {
+            Some(eal) => {
+                if *eal.config() != want {
+                    tracing::warn!(
+                        running = %eal.args().join(" "),
+                        "DPDK EAL already running in this process with other options than [dpdk]; using it"
+                    );
+                }
+                (eal, false)
+            }
+            None => (
+                Eal::init(&want).context("starting DPDK (the [dpdk] section)")?,
+                true,
+            ),
+        };
+        let pool = DpdkPool::new(&eal, &cfg.pool_config())
+            .context("creating the DPDK mempool ([dpdk] buffers, data_room, cache_size)")?;
+        Ok(DpdkRuntime {
+            eal,
+            pool,
+            started_eal,
+        })
+    }
+
+    /// The EAL the ports run on.
+    #[cfg(feature = "dpdk")]
+    pub fn eal(&self) -> &dataplane::port::dpdk::Eal {
+        &self.eal
+    }
+
+    /// The mempool the ports receive into.
+    #[cfg(feature = "dpdk")]
+    pub fn pool(&self) -> &dataplane::port::dpdk::DpdkPool {
+        &self.pool
+    }
+
+    /// Releases the mempool and, when the EAL was started by [`open_ports`], ends it (`Eal::cleanup`, which also
+    /// removes its runtime directory) unless something else still uses it. Call it after the ports are closed.
+    pub fn close(self) {
+        #[cfg(feature = "dpdk")]
+        {
+            let DpdkRuntime {
+                eal,
+                pool,
+                started_eal,
+            } = self;
+            drop(pool);
+            if started_eal {
+                match eal.cleanup() {
+                    Ok(()) => tracing::info!("DPDK EAL cleaned up"),
+                    Err(e) => tracing::info!("DPDK EAL left running: {e}"),
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for DpdkRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("DpdkRuntime");
+        #[cfg(feature = "dpdk")]
+        d.field("eal", &self.eal).field("pool", &self.pool);
+        d.field("started_eal", &self.started_eal).finish()
+    }
+}
+
+/// Opens every port of `cfg` with `queues` queues (one per worker). With dpdk ports, DPDK is started first (once:
+/// see [`DpdkRuntime`]); without the `dpdk` feature they are refused.
 pub fn open_ports(cfg: &Config, pool: &Pool, queues: u16) -> anyhow::Result<OpenedPorts> {
+    #[cfg_attr(not(feature = "dpdk"), allow(unused_mut))]
+    let mut dpdk: Option<DpdkRuntime> = None;
     let mut ports: Vec<Arc<dyn Port>> = Vec::with_capacity(cfg.ports.len());
     let mut ring_peers = HashMap::new();
     let mut ring_ports = HashMap::new();
@@ -81,10 +174,29 @@ pub fn open_ports(cfg: &Config, pool: &Pool, queues: u16) -> anyhow::Result<Open
                 };
                 AfPacketPort::open(&p.name, &ac, pool)?
             }
+            #[cfg(feature = "dpdk")]
+            BackendCfg::Dpdk(d) => {
+                let rt = match &mut dpdk {
+                    Some(rt) => rt,
+                    None => dpdk.insert(DpdkRuntime::start(&cfg.dpdk_or_default())?),
+                };
+                let port = dataplane::port::dpdk::DpdkPort::open(
+                    &p.name,
+                    &d.port_config(queues),
+                    &rt.pool,
+                )
+                .with_context(|| format!("opening dpdk port {}", p.name))?;
+                Arc::new(port)
+            }
+            #[cfg(not(feature = "dpdk"))]
+            BackendCfg::Dpdk(_) => {
+                anyhow::bail!("port {}: {}", p.name, crate::config::NO_DPDK_SUPPORT)
+            }
         };
         ports.push(port);
     }
     Ok(OpenedPorts {
+        dpdk,
         ports,
         ring_peers,
         ring_ports,

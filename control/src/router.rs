@@ -3,7 +3,7 @@
 
 use crate::compile::{compile, CompileEnv};
 use crate::config::{self, Config};
-use crate::ports::{open_ports, OpenedPorts};
+use crate::ports::{open_ports, DpdkRuntime, OpenedPorts};
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use dataplane::port::ring::RingPort;
@@ -24,6 +24,8 @@ pub struct Router {
     dp: Dataplane<Snapshot>,
     ring_peers: HashMap<String, Arc<RingPort>>,
     ring_ports: HashMap<String, Arc<RingPort>>,
+    /// The EAL and mempool of the dpdk ports, if any.
+    dpdk: Option<DpdkRuntime>,
     generation: u64,
     started: Instant,
     reloads: u64,
@@ -63,6 +65,7 @@ impl Router {
         .context("creating the packet pool")?;
         let workers = cfg.workers();
         let OpenedPorts {
+            dpdk,
             ports,
             ring_peers,
             ring_ports,
@@ -108,6 +111,7 @@ impl Router {
             dp,
             ring_peers,
             ring_ports,
+            dpdk,
             generation: 1,
             started: Instant::now(),
             reloads: 0,
@@ -192,6 +196,11 @@ impl Router {
         if cfg.dataplane != self.cfg.dataplane {
             return Err(ReloadError::NeedsRestart(
                 "the [dataplane] section changed".into(),
+            ));
+        }
+        if cfg.dpdk != self.cfg.dpdk {
+            return Err(ReloadError::NeedsRestart(
+                "the [dpdk] section changed".into(),
             ));
         }
         let generation = self.generation + 1;
@@ -431,11 +440,15 @@ impl Router {
         })
     }
 
-    /// Stops the workers and closes the ports; every buffer goes home.
+    /// Stops the workers and closes the ports; every buffer goes home. DPDK, when this router started it, is
+    /// ended too.
     pub fn stop(self) {
-        let Router { dp, pool, .. } = self;
+        let Router { dp, pool, dpdk, .. } = self;
         dp.stop();
         drop(pool);
+        if let Some(dpdk) = dpdk {
+            dpdk.close();
+        }
     }
 }
 

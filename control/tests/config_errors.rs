@@ -44,10 +44,25 @@ fn every_shipped_config_parses_and_validates() {
         .collect();
     entries.sort();
     for path in entries {
-        let cfg = config::load(&path).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
-        cfg.validate()
-            .unwrap_or_else(|e| panic!("{} after parsing:\n{e}", path.display()));
-        assert!(!cfg.workers().is_empty());
+        let cfg = match config::load(&path) {
+            Ok(cfg) => Some(cfg),
+            // A DPDK config in a build without DPDK: that must be all that is wrong with it (it runs, and is
+            // checked in full, in the `--features dpdk` build).
+            Err(e)
+                if !config::DPDK_SUPPORT
+                    && e.diagnostics()
+                        .iter()
+                        .all(|d| d.reason == config::NO_DPDK_SUPPORT) =>
+            {
+                None
+            }
+            Err(e) => panic!("{}:\n{e}", path.display()),
+        };
+        if let Some(cfg) = &cfg {
+            cfg.validate()
+                .unwrap_or_else(|e| panic!("{} after parsing:\n{e}", path.display()));
+            assert!(!cfg.workers().is_empty());
+        }
         // Every field used is explained by a comment.
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(
@@ -186,12 +201,12 @@ fn unknown_backend() {
     assert_errors(
         &text,
         &[
-            r#"t.toml:8:11: ports[1].backend: unknown backend "afpackt" (expected one of: ring, pcap, afpacket)"#,
+            r#"t.toml:8:11: ports[1].backend: unknown backend "afpackt" (expected one of: ring, pcap, afpacket, dpdk)"#,
         ],
     );
     assert_errors(
         "[[ports]]\nname = \"a\"\n",
-        &["t.toml:1:1: ports[0].backend: required field is missing (one of: ring, pcap, afpacket)"],
+        &["t.toml:1:1: ports[0].backend: required field is missing (one of: ring, pcap, afpacket, dpdk)"],
     );
 }
 
@@ -217,7 +232,8 @@ interfce = "veth-a"
         "[[ports]]\nname = \"a\"\ncolour = \"red\"\n",
         &[
             "t.toml:3:1: ports[0].colour: unknown field \"colour\" (expected one of: name, backend, interface, \
-             block_size, block_count, frame_size, promiscuous, peer, depth, rx, tx, replay)",
+             block_size, block_count, frame_size, promiscuous, peer, depth, rx, tx, replay, device, rx_desc, \
+             tx_desc, mtu, rss)",
         ],
     );
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 mod routing;
 
+use super::dpdk;
 use super::error::did_you_mean;
 use super::raw::{
     RawConfig, RawControl, RawDataplane, RawEndpoint, RawLink, RawNetwork, RawPort, RawRewrite,
@@ -31,15 +32,15 @@ const MIN_FRAME_SIZE: i64 = 128;
 /// AF_PACKET frame sizes are multiples of this (`TPACKET_ALIGNMENT`).
 const FRAME_ALIGN: i64 = 16;
 
-const REQUIRED: &str = "required field is missing";
+pub(super) const REQUIRED: &str = "required field is missing";
 
 #[derive(Default)]
-struct Checker {
-    problems: Vec<Problem>,
+pub(super) struct Checker {
+    pub(super) problems: Vec<Problem>,
 }
 
 impl Checker {
-    fn err(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+    pub(super) fn err(&mut self, field: impl Into<String>, reason: impl Into<String>) {
         self.problems.push(Problem {
             field: field.into(),
             reason: reason.into(),
@@ -47,7 +48,7 @@ impl Checker {
     }
 
     /// `value` (named `name` in messages) when it is inside `range`; otherwise records a problem.
-    fn range<T: TryFrom<i64>>(
+    pub(super) fn range<T: TryFrom<i64>>(
         &mut self,
         field: &str,
         name: &str,
@@ -71,7 +72,7 @@ impl Checker {
     }
 
     /// Like [`Checker::range`] with a default for a value left out.
-    fn range_or<T: TryFrom<i64>>(
+    pub(super) fn range_or<T: TryFrom<i64>>(
         &mut self,
         field: &str,
         name: &str,
@@ -90,7 +91,7 @@ fn i64_range<T: Copy + Into<i64>>(r: &RangeInclusive<T>) -> RangeInclusive<i64> 
     (*r.start()).into()..=(*r.end()).into()
 }
 
-fn usize_range(r: &RangeInclusive<usize>) -> RangeInclusive<i64> {
+pub(super) fn usize_range(r: &RangeInclusive<usize>) -> RangeInclusive<i64> {
     let conv = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
     conv(*r.start())..=conv(*r.end())
 }
@@ -181,7 +182,7 @@ fn page_size() -> i64 {
     }
 }
 
-fn resolve(path: &str, base: Option<&Path>) -> PathBuf {
+pub(super) fn resolve(path: &str, base: Option<&Path>) -> PathBuf {
     let p = Path::new(path);
     match base {
         Some(base) if p.is_relative() && !base.as_os_str().is_empty() => base.join(p),
@@ -201,6 +202,7 @@ pub(crate) fn check(raw: &RawConfig, base: Option<&Path>) -> Result<Config, Vec<
         raw.control.as_ref().unwrap_or(&RawControl::default()),
     );
     let ports = check_ports(&mut ck, &raw.ports, base);
+    let dpdk = dpdk::check(&mut ck, raw, base);
     let networks = check_networks(&mut ck, raw);
     let endpoints = check_endpoints(&mut ck, raw);
     let links = check_links(&mut ck, raw);
@@ -229,6 +231,7 @@ pub(crate) fn check(raw: &RawConfig, base: Option<&Path>) -> Result<Config, Vec<
         Some(Config {
             dataplane: dataplane?,
             control: control?,
+            dpdk: dpdk?,
             ports,
             networks,
             endpoints: endpoints.into_iter().collect::<Option<_>>()?,
@@ -390,6 +393,12 @@ const AFPACKET_OPTIONS: [&str; 5] = [
     "frame_size",
     "promiscuous",
 ];
+const BACKEND_OPTIONS: [(&str, &[&str]); 4] = [
+    ("ring", &RING_OPTIONS),
+    ("pcap", &PCAP_OPTIONS),
+    ("afpacket", &AFPACKET_OPTIONS),
+    ("dpdk", &dpdk::PORT_OPTIONS),
+];
 
 fn options_set(p: &RawPort) -> Vec<&'static str> {
     let set = [
@@ -403,6 +412,11 @@ fn options_set(p: &RawPort) -> Vec<&'static str> {
         ("rx", p.rx.is_some()),
         ("tx", p.tx.is_some()),
         ("replay", p.replay.is_some()),
+        ("device", p.device.is_some()),
+        ("rx_desc", p.rx_desc.is_some()),
+        ("tx_desc", p.tx_desc.is_some()),
+        ("mtu", p.mtu.is_some()),
+        ("rss", p.rss.is_some()),
     ];
     set.into_iter()
         .filter(|(_, s)| *s)
@@ -410,13 +424,17 @@ fn options_set(p: &RawPort) -> Vec<&'static str> {
         .collect()
 }
 
-fn owner_of(option: &str) -> &'static str {
-    if RING_OPTIONS.contains(&option) {
-        "ring"
-    } else if PCAP_OPTIONS.contains(&option) {
-        "pcap"
-    } else {
-        "afpacket"
+/// `the ring backend`, or `the afpacket and dpdk backends` for an option of several.
+fn owners_of(option: &str) -> String {
+    let owners: Vec<&str> = BACKEND_OPTIONS
+        .iter()
+        .filter(|(_, opts)| opts.contains(&option))
+        .map(|(b, _)| *b)
+        .collect();
+    match owners.as_slice() {
+        [one] => format!("the {one} backend"),
+        [rest @ .., last] => format!("the {} and {last} backends", rest.join(", ")),
+        [] => "no backend".into(),
     }
 }
 
@@ -481,18 +499,17 @@ fn check_ports(ck: &mut Checker, ports: &[RawPort], base: Option<&Path>) -> Vec<
             out.push(None);
             continue;
         };
-        let allowed: &[&str] = match kind {
-            "ring" => &RING_OPTIONS,
-            "pcap" => &PCAP_OPTIONS,
-            _ => &AFPACKET_OPTIONS,
-        };
+        let allowed: &[&str] = BACKEND_OPTIONS
+            .iter()
+            .find(|(b, _)| *b == kind)
+            .map_or(&[], |(_, opts)| opts);
         for opt in options_set(p) {
             if !allowed.contains(&opt) {
                 ck.err(
                     at(opt),
                     format!(
-                        "{opt} is an option of the {} backend, not of {kind} (options of {kind}: {})",
-                        owner_of(opt),
+                        "{opt} is an option of {}, not of {kind} (options of {kind}: {})",
+                        owners_of(opt),
                         allowed.join(", ")
                     ),
                 );
@@ -502,6 +519,7 @@ fn check_ports(ck: &mut Checker, ports: &[RawPort], base: Option<&Path>) -> Vec<
         let backend = match kind {
             "ring" => check_ring(ck, i, name, p, &by_name),
             "pcap" => check_pcap(ck, i, p, base, &mut tx_files),
+            "dpdk" => dpdk::check_port(ck, i, p, base, &mut tx_files),
             _ => check_afpacket(ck, i, p, &mut interfaces),
         };
         out.push(match (ok, backend) {
@@ -1674,6 +1692,7 @@ pub(crate) fn to_raw(c: &Config) -> RawConfig {
         control: Some(RawControl {
             socket: Some(path(&c.control.socket)),
         }),
+        dpdk: c.dpdk.as_ref().map(dpdk::section_to_raw),
         ports: c
             .ports
             .iter()
@@ -1706,6 +1725,7 @@ pub(crate) fn to_raw(c: &Config) -> RawConfig {
                         r.frame_size = frame_size.map(num);
                         r.promiscuous = *promiscuous;
                     }
+                    BackendCfg::Dpdk(d) => dpdk::port_to_raw(d, &mut r),
                 }
                 r.addresses = cidrs(&p.addresses);
                 r

@@ -9,6 +9,7 @@ use serde::Deserialize;
 pub(crate) struct RawConfig {
     pub dataplane: Option<RawDataplane>,
     pub control: Option<RawControl>,
+    pub dpdk: Option<super::dpdk::RawDpdk>,
     #[serde(default)]
     pub ports: Vec<RawPort>,
     #[serde(default)]
@@ -86,6 +87,12 @@ pub(crate) struct RawPort {
     pub rx: Option<String>,
     pub tx: Option<String>,
     pub replay: Option<i64>,
+    // dpdk (and `promiscuous` above)
+    pub device: Option<String>,
+    pub rx_desc: Option<i64>,
+    pub tx_desc: Option<i64>,
+    pub mtu: Option<i64>,
+    pub rss: Option<bool>,
     // routed port
     pub addresses: Option<Vec<String>>,
 }

@@ -6,8 +6,11 @@
 //! field holds its complement ([`checksum`]).
 //!
 //! Incremental updates use RFC 1624 eqn. 3, `HC' = ~(~HC + ~m + m')`, which (unlike eqn. 2) gives the same
-//! value as a full recomputation, including when the result is `0x0000`; a result of `0xffff` appears only if
-//! the covered data sum to zero, which no IPv4 header (version 4) or ICMP message with a pseudo-header does.
+//! value as a full recomputation, including when that is `0x0000`, with one exception: if the updated data
+//! are all zero, the checksum must be `0xffff` (the only value that verifies) and eqn. 3 gives `0x0000`. No
+//! IPv4 header (version 4) and no message covered by a pseudo-header (non-zero protocol) is all zero; an ICMPv4
+//! message can be (an echo reply with identifier, sequence number and data all zero), and
+//! [`super::icmpv4::echo_reply_in_place`] handles it.
 //! UDP's "no checksum" zero is the caller's business: a UDP checksum that computes to `0x0000` is sent as
 //! `0xffff` (RFC 768).
 

@@ -211,23 +211,27 @@ pub fn echo_reply_in_place(ip: &mut [u8], ttl: u8) -> Result<usize, EchoError> {
         (p.header_len(), p.total_len())
     };
     // ICMP: type 8 -> 0 in the word (type, code).
-    let c = be16(ip, hl + CHECKSUM);
-    ip[hl + TYPE] = TYPE_ECHO_REPLY;
-    put16(
-        ip,
-        hl + CHECKSUM,
-        checksum::update16(
-            c,
-            u16::from_be_bytes([TYPE_ECHO_REQUEST, 0]),
-            u16::from_be_bytes([TYPE_ECHO_REPLY, 0]),
-        ),
+    let mut c = checksum::update16(
+        be16(ip, hl + CHECKSUM),
+        u16::from_be_bytes([TYPE_ECHO_REQUEST, 0]),
+        u16::from_be_bytes([TYPE_ECHO_REPLY, 0]),
     );
+    ip[hl + TYPE] = TYPE_ECHO_REPLY;
+    if c == 0 {
+        // RFC 1624's corner: a reply that is all zero (identifier, sequence number and data 0) sums to zero,
+        // and only 0xffff verifies. Rare enough to look.
+        let m = &ip[hl..total];
+        if m[..CHECKSUM].iter().chain(&m[REST..]).all(|&b| b == 0) {
+            c = 0xffff;
+        }
+    }
+    put16(ip, hl + CHECKSUM, c);
     // IP: swap the addresses (sum unchanged), then the TTL.
     for i in 12..16 {
         ip.swap(i, i + 4);
     }
     if let Ok(mut p) = Ipv4Packet::new_checked(&mut ip[..]) {
-        p.set_ttl_update(ttl);
+        p.update_ttl(ttl);
     }
     Ok(total)
 }
@@ -298,6 +302,9 @@ impl WriteError {
     }
 }
 
+/// Bytes in front of the quoted datagram: the IPv4 and ICMP headers.
+pub const ERROR_HEADERS_LEN: usize = ipv4::HEADER_LEN + HEADER_LEN;
+
 /// Writes an ICMP error about `offending` (the dropped datagram, from its IPv4 header on) into `out`: an IPv4
 /// header from `src` to the offending source (TTL `ttl`, TOS 0xc0, DF set, identification 0: an atomic
 /// datagram, RFC 6864), the ICMP header, and the quoted original: its IP header and as much of its payload as
@@ -314,21 +321,61 @@ pub fn write_error(
     ttl: u8,
 ) -> Result<usize, WriteError> {
     let orig = Ipv4Packet::new_checked(offending).map_err(WriteError::BadOriginal)?;
-    if refuse(&orig) {
+    let q = plan(&orig, out.len())?;
+    out[ERROR_HEADERS_LEN..ERROR_HEADERS_LEN + q.len].copy_from_slice(&orig.packet()[..q.len]);
+    Ok(finish(out, &q, kind, src, ttl))
+}
+
+/// [`write_error`] without a copy: `buf` holds the offending datagram at offset [`ERROR_HEADERS_LEN`] (the
+/// caller has prepended that much headroom in front of its IPv4 header), and the headers are written in front
+/// of it. Returns the length of the IPv4 packet, from the start of `buf`: the caller trims the rest.
+#[inline]
+pub fn write_error_in_place(
+    buf: &mut [u8],
+    kind: Icmpv4Error,
+    src: Ipv4Addr,
+    ttl: u8,
+) -> Result<usize, WriteError> {
+    let q = {
+        let Some(o) = buf.get(ERROR_HEADERS_LEN..) else {
+            return Err(WriteError::BadOriginal(Ipv4Error::Truncated));
+        };
+        let orig = Ipv4Packet::new_checked(o).map_err(WriteError::BadOriginal)?;
+        plan(&orig, buf.len())?
+    };
+    Ok(finish(buf, &q, kind, src, ttl))
+}
+
+/// What an error message will quote and to whom.
+struct Quote {
+    len: usize,
+    to: Ipv4Addr,
+}
+
+#[inline]
+fn plan<T: AsRef<[u8]>>(orig: &Ipv4Packet<T>, out_len: usize) -> Result<Quote, WriteError> {
+    if refuse(orig) {
         return Err(WriteError::MustNotAnswer);
     }
-    const HDRS: usize = ipv4::HEADER_LEN + HEADER_LEN;
-    let avail = out.len().min(MAX_ERROR_LEN);
+    let avail = out_len.min(MAX_ERROR_LEN);
     let orig_len = orig.total_len();
     let min_quote = orig_len.min(orig.header_len() + 8);
-    if avail < HDRS + min_quote {
+    if avail < ERROR_HEADERS_LEN + min_quote {
         return Err(WriteError::TooBig);
     }
-    let quote = orig_len.min(avail - HDRS);
-    out[HDRS..HDRS + quote].copy_from_slice(&orig.packet()[..quote]);
+    Ok(Quote {
+        len: orig_len.min(avail - ERROR_HEADERS_LEN),
+        to: orig.src_addr(),
+    })
+}
+
+/// Writes the headers in front of a quote already at `out[ERROR_HEADERS_LEN..]`; `plan` checked the room.
+#[inline]
+fn finish(out: &mut [u8], q: &Quote, kind: Icmpv4Error, src: Ipv4Addr, ttl: u8) -> usize {
+    let end = ERROR_HEADERS_LEN + q.len;
     let (t, c, rest) = kind.header();
     {
-        let m = &mut out[ipv4::HEADER_LEN..HDRS + quote];
+        let m = &mut out[ipv4::HEADER_LEN..end];
         m[TYPE] = t;
         m[CODE] = c;
         put16(m, CHECKSUM, 0);
@@ -336,22 +383,13 @@ pub fn write_error(
         let cs = checksum::checksum(m);
         put16(m, CHECKSUM, cs);
     }
-    ipv4::write_header(
-        out,
-        src,
-        orig.src_addr(),
-        IPPROTO_ICMP,
-        HEADER_LEN + quote,
-        ttl,
-        0,
-    )
-    .map_err(|_| WriteError::TooBig)?;
-    if let Ok(mut p) = Ipv4Packet::new_checked(&mut out[..HDRS + quote]) {
+    let _ = ipv4::write_header(out, src, q.to, IPPROTO_ICMP, HEADER_LEN + q.len, ttl, 0);
+    if let Ok(mut p) = Ipv4Packet::new_checked(&mut out[..end]) {
         p.set_dscp_ecn(ERROR_TOS);
         p.set_dont_frag(true);
         p.fill_checksum();
     }
-    Ok(HDRS + quote)
+    end
 }
 
 /// True if no ICMP error may be sent about `offending` (an IPv4 datagram from its header on), by RFC 1122
@@ -430,6 +468,32 @@ mod tests {
         assert_eq!(p.rest_of_header(), [0x12, 0x34, 0, 7]);
         assert_eq!(p.data(), b"hi");
         assert!(Icmpv4Packet::new_checked(&m[..7]).is_err());
+    }
+
+    #[test]
+    fn all_zero_echo_reply_gets_0xffff() {
+        // Echo request, identifier 0, sequence 0, no data: the reply is all zero but for its checksum.
+        let mut v = datagram(1, &[8, 0, 0, 0, 0, 0, 0, 0]);
+        let hl = 20;
+        let c = checksum::checksum(&v[hl..]);
+        v[hl + 2..hl + 4].copy_from_slice(&c.to_be_bytes());
+        // A unicast source.
+        assert_eq!(echo_reply_in_place(&mut v, 64), Ok(28));
+        let p = Ipv4Packet::new_checked(&v[..]).unwrap();
+        assert!(p.verify_checksum());
+        let m = Icmpv4Packet::new_checked(p.payload()).unwrap();
+        assert_eq!(m.checksum(), 0xffff);
+        assert!(m.verify_checksum());
+        // Non-zero data whose sum makes the checksum 0x0000 keep 0x0000, as a recomputation gives.
+        let mut w = datagram(1, &[8, 0, 0, 0, 0xff, 0xff, 0, 0]);
+        let c = checksum::checksum(&w[hl..]);
+        w[hl + 2..hl + 4].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(echo_reply_in_place(&mut w, 64), Ok(28));
+        let mut m = Icmpv4Packet::new_checked(&mut w[hl..]).unwrap();
+        assert_eq!(m.checksum(), 0x0000);
+        assert!(m.verify_checksum());
+        m.fill_checksum();
+        assert_eq!(m.checksum(), 0x0000);
     }
 
     #[test]

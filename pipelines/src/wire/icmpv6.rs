@@ -299,6 +299,9 @@ impl WriteError {
     }
 }
 
+/// Bytes in front of the quoted packet: the IPv6 and ICMPv6 headers.
+pub const ERROR_HEADERS_LEN: usize = ipv6::HEADER_LEN + HEADER_LEN;
+
 /// Writes an ICMPv6 error about `offending` (the dropped packet, from its IPv6 header on) into `out`: an IPv6
 /// header from `src` to the offending source (hop limit `hop_limit`), the ICMPv6 header, and as much of the
 /// original packet as fits in [`MIN_MTU`] bytes in all (RFC 4443 section 2.4(c)) and in `out`, never beyond
@@ -314,39 +317,81 @@ pub fn write_error(
     hop_limit: u8,
 ) -> Result<usize, WriteError> {
     let orig = Ipv6Packet::new_checked(offending).map_err(WriteError::BadOriginal)?;
-    if refuse(&orig, kind) {
+    let q = plan(&orig, kind, out.len())?;
+    out[ERROR_HEADERS_LEN..ERROR_HEADERS_LEN + q.len].copy_from_slice(&orig.packet()[..q.len]);
+    Ok(finish(out, &q, kind, src, hop_limit))
+}
+
+/// [`write_error`] without a copy: `buf` holds the offending packet at offset [`ERROR_HEADERS_LEN`] (the caller
+/// has prepended that much headroom in front of its IPv6 header), and the headers are written in front of it.
+/// Returns the length of the IPv6 packet, from the start of `buf`: the caller trims the rest.
+#[inline]
+pub fn write_error_in_place(
+    buf: &mut [u8],
+    kind: Icmpv6Error,
+    src: Ipv6Addr,
+    hop_limit: u8,
+) -> Result<usize, WriteError> {
+    let q = {
+        let Some(o) = buf.get(ERROR_HEADERS_LEN..) else {
+            return Err(WriteError::BadOriginal(Ipv6Error::Truncated));
+        };
+        let orig = Ipv6Packet::new_checked(o).map_err(WriteError::BadOriginal)?;
+        plan(&orig, kind, buf.len())?
+    };
+    Ok(finish(buf, &q, kind, src, hop_limit))
+}
+
+/// What an error message will quote and to whom.
+struct Quote {
+    len: usize,
+    to: [u8; 16],
+}
+
+#[inline]
+fn plan<T: AsRef<[u8]>>(
+    orig: &Ipv6Packet<T>,
+    kind: Icmpv6Error,
+    out_len: usize,
+) -> Result<Quote, WriteError> {
+    if refuse(orig, kind) {
         return Err(WriteError::MustNotAnswer);
     }
-    const HDRS: usize = ipv6::HEADER_LEN + HEADER_LEN;
-    let avail = out.len().min(MIN_MTU);
+    let avail = out_len.min(MIN_MTU);
     let orig_len = ipv6::HEADER_LEN + orig.payload_len();
     let min_quote = orig_len.min(ipv6::HEADER_LEN + 8);
-    if avail < HDRS + min_quote {
+    if avail < ERROR_HEADERS_LEN + min_quote {
         return Err(WriteError::TooBig);
     }
-    let quote = orig_len.min(avail - HDRS);
-    out[HDRS..HDRS + quote].copy_from_slice(&orig.packet()[..quote]);
-    let dst = orig.src();
+    Ok(Quote {
+        len: orig_len.min(avail - ERROR_HEADERS_LEN),
+        to: orig.src(),
+    })
+}
+
+/// Writes the headers in front of a quote already at `out[ERROR_HEADERS_LEN..]`; `plan` checked the room.
+#[inline]
+fn finish(out: &mut [u8], q: &Quote, kind: Icmpv6Error, src: Ipv6Addr, hop_limit: u8) -> usize {
+    let end = ERROR_HEADERS_LEN + q.len;
     let (t, c, rest) = kind.header();
     {
-        let m = &mut out[ipv6::HEADER_LEN..HDRS + quote];
+        let m = &mut out[ipv6::HEADER_LEN..end];
         m[TYPE] = t;
         m[CODE] = c;
         put16(m, CHECKSUM, 0);
         m[REST..REST + 4].copy_from_slice(&rest);
-        let cs = message_checksum(m, &src.octets(), &dst);
+        let cs = message_checksum(m, &src.octets(), &q.to);
         put16(m, CHECKSUM, cs);
     }
-    ipv6::write_header(
+    let _ = ipv6::write_header(
         out,
         src,
-        Ipv6Addr::from(dst),
+        Ipv6Addr::from(q.to),
         IPPROTO_ICMPV6,
-        HEADER_LEN + quote,
+        HEADER_LEN + q.len,
         hop_limit,
-    )
-    .map_err(|_| WriteError::TooBig)?;
-    Ok(HDRS + quote)
+    );
+    end
 }
 
 /// True if no ICMPv6 error of `kind` may be sent about `offending` (an IPv6 packet from its header on), by

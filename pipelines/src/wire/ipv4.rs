@@ -285,7 +285,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
 
     /// Sets the TTL, updating the checksum incrementally.
     #[inline]
-    pub fn set_ttl_update(&mut self, ttl: u8) {
+    pub fn update_ttl(&mut self, ttl: u8) {
         let b = self.buffer.as_mut();
         let proto = b[PROTOCOL];
         let old = u16::from_be_bytes([b[TTL], proto]);
