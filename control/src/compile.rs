@@ -152,6 +152,8 @@ pub fn compile(cfg: &Config, generation: u64, env: CompileEnv<'_>) -> Result<Sna
                     allow_host: m.allow_host,
                 });
             }
+            // Routed: compiled with the router's interfaces.
+            NetworkMode::PointToPoint => {}
             mode => {
                 return Err(format!(
                     "network {}: mode {mode} is not implemented yet",

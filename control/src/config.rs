@@ -457,7 +457,10 @@ impl NetworkMode {
     pub const fn is_implemented(self) -> bool {
         matches!(
             self,
-            NetworkMode::Xconnect | NetworkMode::Bridge | NetworkMode::Macvlan
+            NetworkMode::Xconnect
+                | NetworkMode::Bridge
+                | NetworkMode::Macvlan
+                | NetworkMode::PointToPoint
         )
     }
 }

@@ -147,7 +147,16 @@ pub fn build(cfg: &mut Config, prefix: &str) -> anyhow::Result<Topology> {
         )?;
         netns::set_up(Some(ns.name()), "eth0")?;
         if let Some(gw) = ep.gateway {
-            netns::add_default_route4(Some(ns.name()), gw)?;
+            if ep.address.contains(gw) {
+                netns::add_default_route4(Some(ns.name()), gw)?;
+            } else {
+                // A point-to-point endpoint's gateway is link-local, outside its /32: reached on-link.
+                let gw = gw.to_string();
+                netns::ip_in(
+                    Some(ns.name()),
+                    &["route", "add", "default", "via", &gw, "dev", "eth0", "onlink"],
+                )?;
+            }
         }
         if let Some(a6) = ep.address6 {
             let cidr = a6.to_string();

@@ -114,3 +114,31 @@ fn routing_between_bridge_networks_over_both_families() {
     );
     lab.finish();
 }
+
+#[test]
+fn point_to_point_links_route_host_addresses_to_a_bridge() {
+    if !netns::require_root("point_to_point_links_route_host_addresses_to_a_bridge") {
+        return;
+    }
+    let lab = Lab::start("lab-p2p.toml", &prefix('p'), |_| {});
+    let results = lab::check(lab.topo());
+    assert_eq!(results.len(), 12, "3 endpoints, 6 ordered pairs, 2 families");
+    for r in &results {
+        assert!(r.passed(), "{} -> {} over {}: {r:?}", r.from, r.to, r.family);
+    }
+    // Each endpoint reached its link-local gateway at wharf's MAC for that link (the port's interface in
+    // the host namespace), for both families.
+    for name in ["a", "b"] {
+        let h = lab.host(name);
+        let port_mac = netns::format_mac(
+            netns::link_mac(Some(lab.host_ns()), &h.host_if).expect("the port interface's MAC"),
+        );
+        assert_eq!(neighbour_mac(h, "169.254.1.1"), port_mac, "{name}");
+        assert_eq!(neighbour_mac(h, "fe80::1"), port_mac, "{name}");
+    }
+    // The router answers on its link address too.
+    lab::ping(lab.host("a"), "169.254.1.1".parse().unwrap()).expect("ping 169.254.1.1");
+    // The endpoints' own addresses were never answered by the router (proxy ARP skips the asker's own).
+    assert_eq!(lab.drops("no_route"), 0);
+    lab.finish();
+}

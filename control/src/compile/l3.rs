@@ -1,7 +1,7 @@
 //! Compilation of the L3 part: router interfaces (a bridge's gateway, routed ports), the adjacencies, and the
 //! IPv4 and IPv6 FIBs (connected, local and static routes).
 
-use crate::config::{Config, IpCidr, NetworkMode, RouteKind};
+use crate::config::{Config, IpCidr, NetworkMode, RouteKind, P2P_GATEWAY4, P2P_GATEWAY6};
 use pipelines::bridge::BridgeDomain;
 use pipelines::bridge::Egress;
 use pipelines::fib::{Lpm4, Lpm6};
@@ -172,6 +172,42 @@ pub(super) fn compile_l3(
         addrs.push(p.addresses.clone());
     }
 
+    // Point-to-point: every port its own routed link, the router at 169.254.1.1 and fe80::1 on each, the
+    // endpoint behind it a host route.
+    let mut host_routes: Vec<(IpCidr, u16)> = Vec::new();
+    for net in cfg.networks.iter().filter(|n| n.mode == NetworkMode::PointToPoint) {
+        for p in &net.ports {
+            let port = port_index(p)?;
+            let mac = port_macs
+                .get(port as usize)
+                .copied()
+                .flatten()
+                .unwrap_or_else(|| router_mac(p));
+            let iface = ifaces.len() as u16;
+            roles[port as usize] = PortRole::L3(iface);
+            ifaces.push(Interface {
+                name: p.clone(),
+                mac,
+                attach: Attach::Port {
+                    port,
+                    egress: Egress::Untagged,
+                },
+                mtu: r.mtu,
+                v4: vec![(P2P_GATEWAY4, 32)],
+                v6: Vec::new(),
+                link_local: P2P_GATEWAY6,
+                proxy_arp: true,
+            });
+            addrs.push(Vec::new());
+            for e in cfg.endpoints.iter().filter(|e| e.port == *p && e.network == net.name) {
+                host_routes.push((IpCidr::V4(e.address), iface));
+                if let Some(a6) = e.address6 {
+                    host_routes.push((IpCidr::V6(a6), iface));
+                }
+            }
+        }
+    }
+
     let mut adj = Adjacencies::default();
     let mut routes4: Vec<(Ipv4Addr, u8, u32)> = Vec::new();
     let mut routes6: Vec<(Ipv6Addr, u8, u32)> = Vec::new();
@@ -192,6 +228,16 @@ pub(super) fn compile_l3(
             }
         }
         routes6.push((ifaces[i].link_local, 128, local));
+    }
+    if host_routes.iter().any(|(c, _)| c.is_v4()) {
+        routes4.push((P2P_GATEWAY4, 32, local));
+    }
+    for (c, iface) in &host_routes {
+        let attached = adj.one(AdjOne::Attached(*iface));
+        match c {
+            IpCidr::V4(c) => routes4.push((c.addr(), 32, attached)),
+            IpCidr::V6(c) => routes6.push((c.addr(), 128, attached)),
+        }
     }
     // Static routes: each gateway resolved on the interface whose subnet holds it.
     let iface_of = |a: IpAddr| -> Option<u16> {

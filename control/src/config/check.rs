@@ -1571,11 +1571,21 @@ fn check_endpoints(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<EndpointCfg>
                 },
             },
         };
+        let p2p = net.is_some_and(|n| n.mode.as_deref() == Some("point-to-point"));
         let gw = match gateway.as_deref() {
             None => Some(None),
             Some(s) => match s.parse::<Ipv4Addr>() {
                 Err(_) => {
                     ck.err(at("gateway"), format!("invalid IPv4 address {s:?}"));
+                    None
+                }
+                // A point-to-point endpoint reaches the router's link-local gateway on-link.
+                Ok(g) if p2p && g == P2P_GATEWAY4 => Some(Some(g)),
+                Ok(g) if p2p => {
+                    ck.err(
+                        at("gateway"),
+                        format!("on a point-to-point network the gateway is the router's {P2P_GATEWAY4} (or none), not {g}"),
+                    );
                     None
                 }
                 Ok(g) => match cidr {
@@ -1616,6 +1626,24 @@ fn check_endpoints(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<EndpointCfg>
                 },
             },
         };
+        if p2p {
+            if let Some(c) = cidr.filter(|c| c.prefix() != 32) {
+                ck.err(
+                    at("address"),
+                    format!("{c}: an endpoint on a point-to-point network has a /32 (the router routes it as a host; it reaches {P2P_GATEWAY4} on-link)"),
+                );
+                ok = false;
+            }
+            if let Some((Some(c), _)) = v6 {
+                if c.prefix() != 128 {
+                    ck.err(
+                        at("address6"),
+                        format!("{c}: an endpoint on a point-to-point network has a /128 (its gateway is {P2P_GATEWAY6})"),
+                    );
+                    ok = false;
+                }
+            }
+        }
         out.push(match (ok, mac_addr, cidr, gw, v6) {
             (true, Some(mac), Some(address), Some(gateway), Some((address6, gateway6))) => {
                 Some(EndpointCfg {

@@ -2,11 +2,17 @@
 //! (`addresses` on a port not in any network makes it a routed port) and on bridge networks (the addresses of
 //! the bridge's gateway).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::Serialize;
 
 use super::IpCidr;
+
+/// The router's IPv4 address on every point-to-point link: a link-local gateway the endpoint reaches
+/// `onlink` (Calico's 169.254.1.1), so endpoints need no subnet of their own.
+pub const P2P_GATEWAY4: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+/// The router's IPv6 link-local address on every point-to-point link.
+pub const P2P_GATEWAY6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
 
 /// Default IP MTU of router interfaces.
 pub const DEFAULT_MTU: u16 = 1500;
