@@ -153,7 +153,7 @@ pub fn compile(cfg: &Config, generation: u64, env: CompileEnv<'_>) -> Result<Sna
                 });
             }
             // Routed: compiled with the router's interfaces.
-            NetworkMode::PointToPoint => {}
+            NetworkMode::PointToPoint | NetworkMode::Ipvlan => {}
             mode => {
                 return Err(format!(
                     "network {}: mode {mode} is not implemented yet",

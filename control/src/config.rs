@@ -345,6 +345,9 @@ pub struct NetworkCfg {
     /// Macvlan options (`mode = "macvlan"` only).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub macvlan: Option<MacvlanCfg>,
+    /// Ipvlan options (`mode = "ipvlan"` only).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub ipvlan: Option<IpvlanCfg>,
     /// `addresses`: the router's addresses on this network, i.e. the gateway of a bridge (bridge only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<IpCidr>,
@@ -461,6 +464,7 @@ impl NetworkMode {
                 | NetworkMode::Bridge
                 | NetworkMode::Macvlan
                 | NetworkMode::PointToPoint
+                | NetworkMode::Ipvlan
         )
     }
 }
@@ -522,6 +526,25 @@ pub struct EndpointCfg {
     /// `gateway6`: its IPv6 default gateway (inside `address6`'s prefix).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway6: Option<Ipv6Addr>,
+    /// `routes`: more routes in the endpoint's own table, written `PREFIX via GATEWAY` (what a host outside
+    /// needs to reach networks behind the router, e.g. ipvlan L3 endpoints).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<EndpointRoute>,
+}
+
+/// An endpoint's route: `prefix` via `via`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct EndpointRoute {
+    /// Destination prefix (host bits zero).
+    pub prefix: IpCidr,
+    /// Gateway, on the endpoint's subnet, of the same family.
+    pub via: std::net::IpAddr,
+}
+
+impl std::fmt::Display for EndpointRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} via {}", self.prefix, self.via)
+    }
 }
 
 impl Config {

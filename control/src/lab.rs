@@ -154,7 +154,9 @@ pub fn build(cfg: &mut Config, prefix: &str) -> anyhow::Result<Topology> {
                 let gw = gw.to_string();
                 netns::ip_in(
                     Some(ns.name()),
-                    &["route", "add", "default", "via", &gw, "dev", "eth0", "onlink"],
+                    &[
+                        "route", "add", "default", "via", &gw, "dev", "eth0", "onlink",
+                    ],
                 )?;
             }
         }
@@ -172,6 +174,17 @@ pub fn build(cfg: &mut Config, prefix: &str) -> anyhow::Result<Topology> {
                 &["-6", "route", "add", "default", "via", &gw, "dev", "eth0"],
             )?;
         }
+        for r in &ep.routes {
+            let (family, prefix, via) = (
+                if r.prefix.is_v4() { "-4" } else { "-6" },
+                format!("{}/{}", r.prefix.network(), r.prefix.prefix()),
+                r.via.to_string(),
+            );
+            netns::ip_in(
+                Some(ns.name()),
+                &[family, "route", "add", &prefix, "via", &via, "dev", "eth0"],
+            )?;
+        }
         // Frames leave the namespace through wharf, not a kernel path that completes partial checksums.
         ns.run(|| netns::disable_tx_checksum_offload("eth0"))??;
         let host_if = veth.a().to_string();
@@ -182,7 +195,7 @@ pub fn build(cfg: &mut Config, prefix: &str) -> anyhow::Result<Topology> {
             ns,
             addr: ep.address.addr(),
             addr6: ep.address6.map(|a| a.addr()),
-            routed: ep.gateway.is_some() || ep.gateway6.is_some(),
+            routed: ep.gateway.is_some() || ep.gateway6.is_some() || !ep.routes.is_empty(),
             mac,
             host_if,
             _veth: veth,

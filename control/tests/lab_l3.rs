@@ -35,7 +35,18 @@ fn run_in(h: &LabHost, args: &[&str]) -> (bool, String) {
 fn traceroute(h: &LabHost, family: &str, to: &str) -> Vec<String> {
     let (_, out) = run_in(
         h,
-        &["traceroute", family, "-n", "-q", "1", "-w", "2", "-m", "4", to],
+        &[
+            "traceroute",
+            family,
+            "-n",
+            "-q",
+            "1",
+            "-w",
+            "2",
+            "-m",
+            "4",
+            to,
+        ],
     );
     out.lines()
         .skip(1)
@@ -65,9 +76,19 @@ fn routing_between_bridge_networks_over_both_families() {
 
     // Every pair (same network or across the router), IPv4 and IPv6: ping and a hashed 4 MiB TCP stream.
     let results = lab::check(lab.topo());
-    assert_eq!(results.len(), 12, "3 endpoints, 6 ordered pairs, 2 families");
+    assert_eq!(
+        results.len(),
+        12,
+        "3 endpoints, 6 ordered pairs, 2 families"
+    );
     for r in &results {
-        assert!(r.passed(), "{} -> {} over {}: {r:?}", r.from, r.to, r.family);
+        assert!(
+            r.passed(),
+            "{} -> {} over {}: {r:?}",
+            r.from,
+            r.to,
+            r.family
+        );
     }
     let routed_before = lab.event("routed");
     assert!(routed_before > 0, "the cross-network pairs were routed");
@@ -105,7 +126,11 @@ fn routing_between_bridge_networks_over_both_families() {
     let gw6 = neighbour_mac(a, "fd00:81:1::1");
     assert_eq!(gw4, gw6);
     for h in &lab.topo().hosts {
-        assert_ne!(gw4, netns::format_mac(h.mac), "the gateway MAC is an endpoint's");
+        assert_ne!(
+            gw4,
+            netns::format_mac(h.mac),
+            "the gateway MAC is an endpoint's"
+        );
     }
     // And c sees its own gateway the same way (resolved by ARP and ND from its side).
     assert_eq!(
@@ -122,9 +147,19 @@ fn point_to_point_links_route_host_addresses_to_a_bridge() {
     }
     let lab = Lab::start("lab-p2p.toml", &prefix('p'), |_| {});
     let results = lab::check(lab.topo());
-    assert_eq!(results.len(), 12, "3 endpoints, 6 ordered pairs, 2 families");
+    assert_eq!(
+        results.len(),
+        12,
+        "3 endpoints, 6 ordered pairs, 2 families"
+    );
     for r in &results {
-        assert!(r.passed(), "{} -> {} over {}: {r:?}", r.from, r.to, r.family);
+        assert!(
+            r.passed(),
+            "{} -> {} over {}: {r:?}",
+            r.from,
+            r.to,
+            r.family
+        );
     }
     // Each endpoint reached its link-local gateway at wharf's MAC for that link (the port's interface in
     // the host namespace), for both families.
@@ -140,5 +175,64 @@ fn point_to_point_links_route_host_addresses_to_a_bridge() {
     lab::ping(lab.host("a"), "169.254.1.1".parse().unwrap()).expect("ping 169.254.1.1");
     // The endpoints' own addresses were never answered by the router (proxy ARP skips the asker's own).
     assert_eq!(lab.drops("no_route"), 0);
+    lab.finish();
+}
+
+#[test]
+fn ipvlan_l3_endpoints_share_the_uplink_mac_and_are_reached_by_static_routes() {
+    if !netns::require_root(
+        "ipvlan_l3_endpoints_share_the_uplink_mac_and_are_reached_by_static_routes",
+    ) {
+        return;
+    }
+    let lab = Lab::start("lab-ipvlan.toml", &prefix('i'), |_| {});
+    // The outside host reaches both endpoints through its static routes, and they reach it and each other.
+    let results = lab::check(lab.topo());
+    assert_eq!(
+        results.len(),
+        12,
+        "3 endpoints, 6 ordered pairs, 2 families"
+    );
+    for r in &results {
+        assert!(
+            r.passed(),
+            "{} -> {} over {}: {r:?}",
+            r.from,
+            r.to,
+            r.family
+        );
+    }
+    // One MAC for all: the uplink's, as the outside sees the router and as each endpoint sees its gateway.
+    let outside = lab.host("outside");
+    let uplink_mac = netns::format_mac(
+        netns::link_mac(Some(lab.host_ns()), &outside.host_if).expect("the uplink interface's MAC"),
+    );
+    assert_eq!(neighbour_mac(outside, "10.80.0.1"), uplink_mac);
+    assert_eq!(neighbour_mac(outside, "fd00:80::1"), uplink_mac);
+    assert_eq!(neighbour_mac(lab.host("a"), "10.83.0.1"), uplink_mac);
+    assert_eq!(neighbour_mac(lab.host("a"), "fd00:83::1"), uplink_mac);
+    assert_eq!(neighbour_mac(lab.host("b"), "10.83.1.1"), uplink_mac);
+    // No broadcast reaches the endpoints: a broadcast ping on the outside LAN leaves ports a and b silent.
+    let tx = |p: &str| lab.port(p)["tx_packets"].as_u64().unwrap();
+    let (a0, b0) = (tx("a"), tx("b"));
+    let _ = run_in(
+        outside,
+        &[
+            "ping",
+            "-b",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-W",
+            "1",
+            "10.80.0.255",
+        ],
+    );
+    assert_eq!(
+        (tx("a"), tx("b")),
+        (a0, b0),
+        "a broadcast reached an ipvlan endpoint"
+    );
     lab.finish();
 }

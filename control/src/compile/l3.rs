@@ -175,7 +175,11 @@ pub(super) fn compile_l3(
     // Point-to-point: every port its own routed link, the router at 169.254.1.1 and fe80::1 on each, the
     // endpoint behind it a host route.
     let mut host_routes: Vec<(IpCidr, u16)> = Vec::new();
-    for net in cfg.networks.iter().filter(|n| n.mode == NetworkMode::PointToPoint) {
+    for net in cfg
+        .networks
+        .iter()
+        .filter(|n| n.mode == NetworkMode::PointToPoint)
+    {
         for p in &net.ports {
             let port = port_index(p)?;
             let mac = port_macs
@@ -199,7 +203,63 @@ pub(super) fn compile_l3(
                 proxy_arp: true,
             });
             addrs.push(Vec::new());
-            for e in cfg.endpoints.iter().filter(|e| e.port == *p && e.network == net.name) {
+            for e in cfg
+                .endpoints
+                .iter()
+                .filter(|e| e.port == *p && e.network == net.name)
+            {
+                host_routes.push((IpCidr::V4(e.address), iface));
+                if let Some(a6) = e.address6 {
+                    host_routes.push((IpCidr::V6(a6), iface));
+                }
+            }
+        }
+    }
+
+    // Ipvlan L3: each endpoint port a routed link that shares the uplink's MAC and addresses, answering ARP
+    // and ND for anything (the endpoint's gateway can be any address), its endpoint a host route.
+    for net in cfg
+        .networks
+        .iter()
+        .filter(|n| n.mode == NetworkMode::Ipvlan)
+    {
+        let v = net
+            .ipvlan
+            .as_ref()
+            .ok_or_else(|| format!("network {}: ipvlan options missing", net.name))?;
+        let up = ifaces
+            .iter()
+            .find(|i| i.name == v.uplink)
+            .cloned()
+            .ok_or_else(|| {
+                format!(
+                    "network {}: uplink {} is not a routed port",
+                    net.name, v.uplink
+                )
+            })?;
+        for p in &net.ports {
+            let port = port_index(p)?;
+            let iface = ifaces.len() as u16;
+            roles[port as usize] = PortRole::L3(iface);
+            ifaces.push(Interface {
+                name: p.clone(),
+                mac: up.mac,
+                attach: Attach::Port {
+                    port,
+                    egress: Egress::Untagged,
+                },
+                mtu: r.mtu,
+                v4: up.v4.iter().map(|(a, _)| (*a, 32)).collect(),
+                v6: up.v6.iter().map(|(a, _)| (*a, 128)).collect(),
+                link_local: up.link_local,
+                proxy_arp: true,
+            });
+            addrs.push(Vec::new());
+            for e in cfg
+                .endpoints
+                .iter()
+                .filter(|e| e.port == *p && e.network == net.name)
+            {
                 host_routes.push((IpCidr::V4(e.address), iface));
                 if let Some(a6) = e.address6 {
                     host_routes.push((IpCidr::V6(a6), iface));
@@ -253,8 +313,9 @@ pub(super) fn compile_l3(
             RouteKind::Forward => {
                 let mut members = Vec::new();
                 for v in &rt.via {
-                    let iface = iface_of(*v)
-                        .ok_or_else(|| format!("route {}: gateway {v} is on no connected subnet", rt.prefix))?;
+                    let iface = iface_of(*v).ok_or_else(|| {
+                        format!("route {}: gateway {v} is on no connected subnet", rt.prefix)
+                    })?;
                     let via = match v {
                         IpAddr::V4(a) => mapped(*a),
                         IpAddr::V6(a) => u128::from(*a),
@@ -276,7 +337,11 @@ pub(super) fn compile_l3(
     let neigh = previous
         .filter(|p| {
             p.l3.neigh.capacity() == r.neighbor_capacity.next_power_of_two().max(64)
-                && p.l3.ifaces.iter().map(|i| i.name.as_str()).eq(names.iter().copied())
+                && p.l3
+                    .ifaces
+                    .iter()
+                    .map(|i| i.name.as_str())
+                    .eq(names.iter().copied())
         })
         .map(|p| p.l3.neigh.clone())
         .unwrap_or_else(|| Arc::new(NeighTable::new(r.neighbor_capacity)));

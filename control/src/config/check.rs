@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
+mod ipvlan;
 mod routing;
 
 use super::dpdk;
@@ -206,7 +207,10 @@ pub(crate) fn check(raw: &RawConfig, base: Option<&Path>) -> Result<Config, Vec<
     let networks = check_networks(&mut ck, raw);
     let endpoints = check_endpoints(&mut ck, raw);
     let links = check_links(&mut ck, raw);
-    let router = routing::check_router(&mut ck, raw.router.as_ref().unwrap_or(&RawRouter::default()));
+    let router = routing::check_router(
+        &mut ck,
+        raw.router.as_ref().unwrap_or(&RawRouter::default()),
+    );
     let (port_addrs, net_addrs) = routing::check_addresses(&mut ck, raw);
     let connected: Vec<IpCidr> = port_addrs
         .iter()
@@ -936,18 +940,25 @@ fn check_networks(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<NetworkCfg>> 
         };
         let rewrite = check_rewrites(ck, i, n, mode);
         let l2 = check_l2(ck, i, n, mode, &port_names, &mut tagged);
-        out.push(match (ok, mode, ports, rewrite, l2) {
-            (true, Some(mode), Some(ports), Some(rewrite), Some((bridge, macvlan))) => {
-                Some(NetworkCfg {
-                    name: name.to_string(),
-                    mode,
-                    ports,
-                    rewrite,
-                    bridge,
-                    macvlan,
-                    addresses: Vec::new(),
-                })
-            }
+        let ipvlan = ipvlan::check_ipvlan(ck, i, n, mode, raw);
+        out.push(match (ok, mode, ports, rewrite, l2, ipvlan) {
+            (
+                true,
+                Some(mode),
+                Some(ports),
+                Some(rewrite),
+                Some((bridge, macvlan)),
+                Some(ipvlan),
+            ) => Some(NetworkCfg {
+                name: name.to_string(),
+                mode,
+                ports,
+                rewrite,
+                bridge,
+                macvlan,
+                ipvlan,
+                addresses: Vec::new(),
+            }),
             _ => None,
         });
     }
@@ -1000,7 +1011,12 @@ fn mode_options(n: &RawNetwork) -> Vec<(&'static str, bool, NetworkMode)> {
         ),
         ("gateway_mac", n.gateway_mac.is_some(), Bridge),
         ("static_macs", !n.static_macs.is_empty(), Bridge),
-        ("uplink", n.uplink.is_some(), Macvlan),
+        // An ipvlan network has an uplink too (checked with its mode).
+        (
+            "uplink",
+            n.uplink.is_some() && n.mode.as_deref() != Some("ipvlan"),
+            Macvlan,
+        ),
         ("max_macs", n.max_macs.is_some(), Macvlan),
         ("allow_host", n.allow_host.is_some(), Macvlan),
     ]
@@ -1436,7 +1452,9 @@ fn check_endpoints(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<EndpointCfg>
             gateway,
             address6,
             gateway6,
+            routes,
         } = e;
+        let routes = ipvlan::check_endpoint_routes(ck, i, routes.as_deref());
         let at = |f: &str| format!("endpoints[{i}].{f}");
         let v6 = routing::check_endpoint_v6(ck, i, address6.as_deref(), gateway6.as_deref());
         let mut ok = true;
@@ -1461,9 +1479,21 @@ fn check_endpoints(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<EndpointCfg>
                 }
             }
         }
+        // A host cabled to a routed port is on no network: the port's subnet is its LAN.
+        let routed_port = port.as_deref().is_some_and(|p| {
+            raw.ports.iter().any(|x| {
+                x.name.as_deref() == Some(p) && x.addresses.as_ref().is_some_and(|a| !a.is_empty())
+            })
+        });
         let net = match network.as_deref() {
+            None if routed_port => None,
             None => {
-                ck.err(at("network"), REQUIRED);
+                ck.err(
+                    at("network"),
+                    format!(
+                        "{REQUIRED} (only a host on a routed port, one with `addresses`, has none)"
+                    ),
+                );
                 ok = false;
                 None
             }
@@ -1644,19 +1674,25 @@ fn check_endpoints(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<EndpointCfg>
                 }
             }
         }
-        out.push(match (ok, mac_addr, cidr, gw, v6) {
-            (true, Some(mac), Some(address), Some(gateway), Some((address6, gateway6))) => {
-                Some(EndpointCfg {
-                    name: name.clone().unwrap_or_default(),
-                    network: network.clone().unwrap_or_default(),
-                    port: port.clone().unwrap_or_default(),
-                    mac,
-                    address,
-                    gateway,
-                    address6,
-                    gateway6,
-                })
-            }
+        out.push(match (ok, mac_addr, cidr, gw, v6, routes) {
+            (
+                true,
+                Some(mac),
+                Some(address),
+                Some(gateway),
+                Some((address6, gateway6)),
+                Some(routes),
+            ) => Some(EndpointCfg {
+                name: name.clone().unwrap_or_default(),
+                network: network.clone().unwrap_or_default(),
+                port: port.clone().unwrap_or_default(),
+                mac,
+                address,
+                gateway,
+                address6,
+                gateway6,
+                routes,
+            }),
             _ => None,
         });
     }
@@ -1803,7 +1839,18 @@ pub(crate) fn to_raw(c: &Config) -> RawConfig {
                         port: Some(sm.port.clone()),
                     })
                     .collect(),
-                uplink: n.macvlan.as_ref().map(|m| m.uplink.clone()),
+                uplink: n
+                    .macvlan
+                    .as_ref()
+                    .map(|m| m.uplink.clone())
+                    .or(n.ipvlan.as_ref().map(|v| v.uplink.clone())),
+                ipvlan_mode: n.ipvlan.as_ref().map(|v| {
+                    match v.ipvlan_mode {
+                        IpvlanMode::L2 => "l2",
+                        IpvlanMode::L3 => "l3",
+                    }
+                    .to_string()
+                }),
                 max_macs: n.macvlan.as_ref().map(|m| num(m.max_macs)),
                 allow_host: n.macvlan.as_ref().map(|m| m.allow_host),
                 addresses: cidrs(&n.addresses),
@@ -1814,13 +1861,15 @@ pub(crate) fn to_raw(c: &Config) -> RawConfig {
             .iter()
             .map(|e| RawEndpoint {
                 name: Some(e.name.clone()),
-                network: Some(e.network.clone()),
+                network: (!e.network.is_empty()).then(|| e.network.clone()),
                 port: Some(e.port.clone()),
                 mac: e.mac.map(|m| m.to_string()),
                 address: Some(e.address.to_string()),
                 gateway: e.gateway.map(|g| g.to_string()),
                 address6: e.address6.map(|a| a.to_string()),
                 gateway6: e.gateway6.map(|g| g.to_string()),
+                routes: (!e.routes.is_empty())
+                    .then(|| e.routes.iter().map(|r| r.to_string()).collect()),
             })
             .collect(),
         links: c

@@ -118,6 +118,8 @@ pub(crate) struct RawNetwork {
     pub uplink: Option<String>,
     pub max_macs: Option<i64>,
     pub allow_host: Option<bool>,
+    // ipvlan (and `uplink` above)
+    pub ipvlan_mode: Option<String>,
     // the router's addresses on the network (bridge)
     pub addresses: Option<Vec<String>>,
 }
@@ -148,4 +150,5 @@ pub(crate) struct RawEndpoint {
     pub gateway: Option<String>,
     pub address6: Option<String>,
     pub gateway6: Option<String>,
+    pub routes: Option<Vec<String>>,
 }

@@ -94,3 +94,22 @@ pub struct RouteCfg {
     #[serde(rename = "type")]
     pub kind: RouteKind,
 }
+
+/// How an ipvlan network treats its endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpvlanMode {
+    /// `l2`: endpoints on the uplink's LAN, demultiplexed by destination IP (not implemented yet).
+    L2,
+    /// `l3`: endpoints on their own subnets, routed; each a host route; no broadcast or multicast in.
+    L3,
+}
+
+/// Options of an `ipvlan` network: the endpoints share the MAC of `uplink`, a routed port.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct IpvlanCfg {
+    /// `uplink`: a routed port (one with `addresses`) whose MAC the endpoints share.
+    pub uplink: String,
+    /// `ipvlan_mode`: `l3` (default `l3`; `l2` is not implemented yet).
+    pub ipvlan_mode: IpvlanMode,
+}

@@ -207,7 +207,11 @@ pub struct ParseCidrError {
 
 impl fmt::Display for ParseCidrError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid {} CIDR {:?}: {}", self.family, self.input, self.why)
+        write!(
+            f,
+            "invalid {} CIDR {:?}: {}",
+            self.family, self.input, self.why
+        )
     }
 }
 
@@ -409,11 +413,15 @@ impl FromStr for IpCidr {
         if s.split('/').next().is_some_and(|a| a.contains(':')) {
             s.parse().map(IpCidr::V6)
         } else {
-            s.parse().map(IpCidr::V4).map_err(|e: ParseCidrError| ParseCidrError {
-                family: "IP",
-                why: e.why.replace("like 10.77.0.1/24", "like 10.77.0.1/24 or fd00:1::1/64"),
-                ..e
-            })
+            s.parse()
+                .map(IpCidr::V4)
+                .map_err(|e: ParseCidrError| ParseCidrError {
+                    family: "IP",
+                    why: e
+                        .why
+                        .replace("like 10.77.0.1/24", "like 10.77.0.1/24 or fd00:1::1/64"),
+                    ..e
+                })
         }
     }
 }

@@ -19,7 +19,9 @@ fn bad_interface_address(c: IpCidr) -> Option<String> {
                     "{a} is link-local; every interface has its own (from its MAC), give a global or unique-local one"
                 ))
             } else if v6.prefix() == 0 {
-                Some(format!("prefix length 0 in {c} leaves no subnet; use 1..=128"))
+                Some(format!(
+                    "prefix length 0 in {c} leaves no subnet; use 1..=128"
+                ))
             } else {
                 None
             }
@@ -80,11 +82,14 @@ pub(super) fn check_addresses(
         };
         let parsed = addresses(ck, &field, list);
         if let Some(name) = p.name.as_deref() {
-            if let Some(n) = raw
-                .networks
-                .iter()
-                .find(|n| n.ports.iter().flatten().chain(n.uplink.iter()).any(|x| x == name))
-            {
+            if let Some(n) = raw.networks.iter().find(|n| {
+                // An ipvlan network's uplink is a routed port: that is where its addresses go.
+                let uplink = n
+                    .uplink
+                    .iter()
+                    .filter(|_| n.mode.as_deref() != Some("ipvlan"));
+                n.ports.iter().flatten().chain(uplink).any(|x| x == name)
+            }) {
                 ck.err(
                     field.clone(),
                     format!(
@@ -169,7 +174,9 @@ pub(super) fn check_router(ck: &mut Checker, r: &RawRouter) -> Option<RouterCfg>
         if stale < reach {
             ck.err(
                 "router.neighbor_stale_s",
-                format!("neighbor_stale_s = {stale} is shorter than neighbor_reachable_s = {reach}"),
+                format!(
+                    "neighbor_stale_s = {stale} is shorter than neighbor_reachable_s = {reach}"
+                ),
             );
             return None;
         }
@@ -198,7 +205,10 @@ pub(super) fn check_routes(
         let at = |f: &str| format!("routes[{i}].{f}");
         let prefix = match r.prefix.as_deref() {
             None => {
-                ck.err(at("prefix"), format!("{REQUIRED} (like 0.0.0.0/0 or 10.8.0.0/16)"));
+                ck.err(
+                    at("prefix"),
+                    format!("{REQUIRED} (like 0.0.0.0/0 or 10.8.0.0/16)"),
+                );
                 None
             }
             Some(s) => match s.parse::<IpCidr>() {
@@ -263,7 +273,11 @@ pub(super) fn check_routes(
                     at("via"),
                     format!(
                         "a {} route has no gateway",
-                        if k == RouteKind::Blackhole { "blackhole" } else { "unreachable" }
+                        if k == RouteKind::Blackhole {
+                            "blackhole"
+                        } else {
+                            "unreachable"
+                        }
                     ),
                 );
                 ok = false;
@@ -277,10 +291,16 @@ pub(super) fn check_routes(
                         continue;
                     };
                     if prefix.is_some_and(|p| p.is_v4() != a.is_ipv4()) {
-                        ck.err(at, format!("gateway {a} is not of the prefix's address family"));
+                        ck.err(
+                            at,
+                            format!("gateway {a} is not of the prefix's address family"),
+                        );
                         ok = false;
                     } else if connected.iter().any(|c| c.addr() == a) {
-                        ck.err(at, format!("gateway {a} is one of the router's own addresses"));
+                        ck.err(
+                            at,
+                            format!("gateway {a} is one of the router's own addresses"),
+                        );
                         ok = false;
                     } else if !connected.iter().any(|c| c.contains(a)) {
                         let nets: Vec<String> = connected
@@ -362,7 +382,10 @@ pub(super) fn check_endpoint_v6(
                     return None;
                 }
                 Some(c) if c.addr() == g => {
-                    ck.err(at("gateway6"), format!("gateway6 {g} is the endpoint's own address"));
+                    ck.err(
+                        at("gateway6"),
+                        format!("gateway6 {g} is the endpoint's own address"),
+                    );
                     return None;
                 }
                 Some(_) => Some(g),
