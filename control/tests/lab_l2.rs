@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 mod common;
 use common::{prefix, quiet_ipv6, Lab, RawSender};
 
-
 // ---- traffic -----------------------------------------------------------------------------------------------------
 
 /// `ping -c 2` from namespace `ns` to `to`: `Ok` when replies came back, `Err(output)` otherwise.
@@ -203,7 +202,6 @@ impl Drop for Capture {
         self.stop();
     }
 }
-
 
 /// An Ethernet frame: `dst`, `src`, the given type/tag bytes, then `payload_len` bytes of filler.
 fn frame(dst: [u8; 6], src: [u8; 6], types: &[u16], payload_len: usize) -> Vec<u8> {
