@@ -2,12 +2,15 @@
 //!
 //! Requests: `{"cmd":"show","what":"ports|workers|stats|drops|bridges"}`,
 //! `{"cmd":"show","what":"mac","network":"br0"}` (network optional), `{"cmd":"clear-mac","network":"br0"}`,
-//! `{"cmd":"reload"}`, `{"cmd":"ping"}`.
+//! `{"cmd":"reload"}`, `{"cmd":"ping"}`, `{"cmd":"show","what":"routes|neighbors"}`,
+//! `{"cmd":"route-add","prefix":"10.9.0.0/16","via":["10.1.0.254"]}` (`"type":"blackhole"` or
+//! `"unreachable"` without `via`), `{"cmd":"route-del","prefix":"10.9.0.0/16"}`.
 //! Responses: `{"ok":true,"data":...}` or `{"ok":false,"error":"..."}`.
 //!
 //! The server is polled by the control thread between other duties (signals), so requests are handled one at
 //! a time on the thread that owns the [`Router`]: no lock anywhere.
 
+use crate::config::{IpCidr, RouteCfg, RouteKind};
 use crate::router::Router;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -44,6 +47,24 @@ pub enum Request {
     },
     /// Re-read the config file and apply it atomically.
     Reload,
+    /// Add (or replace) a static route, in place.
+    #[serde(rename = "route-add")]
+    RouteAdd {
+        /// Destination prefix.
+        prefix: String,
+        /// Gateways (several: ECMP); none for a blackhole or unreachable route.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        via: Vec<String>,
+        /// `forward` (default), `blackhole` or `unreachable`.
+        #[serde(default, skip_serializing_if = "Option::is_none", rename = "type")]
+        kind: Option<String>,
+    },
+    /// Remove a static route.
+    #[serde(rename = "route-del")]
+    RouteDel {
+        /// Destination prefix.
+        prefix: String,
+    },
 }
 
 /// The tables `show` knows.
@@ -62,6 +83,10 @@ pub enum Show {
     Bridges,
     /// MAC tables of bridge networks.
     Mac,
+    /// The FIB: every IPv4 and IPv6 route with its next hop.
+    Routes,
+    /// The neighbour cache (ARP and ND).
+    Neighbors,
 }
 
 /// Answers one request.
@@ -76,15 +101,54 @@ pub fn handle(router: &mut Router, req: &Request) -> Value {
                 Show::Drops => Ok(router.show_drops()),
                 Show::Bridges => Ok(router.show_bridges()),
                 Show::Mac => router.show_mac(network.as_deref()),
+                Show::Routes => Ok(router.show_routes()),
+                Show::Neighbors => Ok(router.show_neighbors()),
             };
             reply(data)
         }
         Request::ClearMac { network } => reply(router.clear_mac(network.as_deref())),
+        Request::RouteAdd { prefix, via, kind } => {
+            reply(parse_route(prefix, via, kind.as_deref()).and_then(|r| router.route_add(r)))
+        }
+        Request::RouteDel { prefix } => reply(
+            prefix
+                .parse::<IpCidr>()
+                .map_err(|e| e.to_string())
+                .and_then(|p| router.route_del(p)),
+        ),
         Request::Reload => match router.reload() {
             Ok(g) => json!({"ok": true, "data": {"generation": g}}),
             Err(e) => json!({"ok": false, "error": e.to_string()}),
         },
     }
+}
+
+/// A route from its written parts, with the messages the config file would give.
+fn parse_route(prefix: &str, via: &[String], kind: Option<&str>) -> Result<RouteCfg, String> {
+    let prefix: IpCidr = prefix
+        .parse()
+        .map_err(|e: crate::config::ParseCidrError| e.to_string())?;
+    let kind = match kind {
+        None | Some("forward") => RouteKind::Forward,
+        Some("blackhole") => RouteKind::Blackhole,
+        Some("unreachable") => RouteKind::Unreachable,
+        Some(other) => {
+            return Err(format!(
+                "unknown route type {other:?} (expected one of: forward, blackhole, unreachable)"
+            ))
+        }
+    };
+    if kind != RouteKind::Forward && !via.is_empty() {
+        return Err("a blackhole or unreachable route has no gateway".into());
+    }
+    let via = via
+        .iter()
+        .map(|v| {
+            v.parse::<std::net::IpAddr>()
+                .map_err(|_| format!("invalid IP address {v:?}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RouteCfg { prefix, via, kind })
 }
 
 fn reply(r: Result<Value, String>) -> Value {

@@ -70,7 +70,7 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum CtlCmd {
-    /// Show a table: ports, workers, stats, drops, bridges, or mac [NETWORK].
+    /// Show a table: ports, workers, stats, drops, bridges, mac [NETWORK], routes or neighbors.
     Show {
         /// Which table.
         #[arg(value_enum)]
@@ -86,10 +86,53 @@ enum CtlCmd {
         /// Only this bridge network.
         network: Option<String>,
     },
+    /// Change static routes in place: `route add PREFIX via GW [GW...]` (several: ECMP),
+    /// `route add PREFIX blackhole|unreachable`, `route del PREFIX`.
+    Route {
+        #[command(subcommand)]
+        op: RouteOp,
+    },
     /// Re-read the config file and apply it atomically (a bad config is refused; the old one keeps running).
     Reload,
     /// Check the router answers.
     Ping,
+}
+
+#[derive(Subcommand)]
+enum RouteOp {
+    /// `add PREFIX via GW [GW...]` or `add PREFIX blackhole|unreachable`.
+    Add {
+        /// Destination prefix, like 10.9.0.0/16 or fd00:9::/48.
+        prefix: String,
+        /// `via GW [GW...]`, `blackhole` or `unreachable`.
+        #[arg(num_args = 1.., required = true)]
+        target: Vec<String>,
+    },
+    /// `del PREFIX`.
+    Del {
+        /// Destination prefix.
+        prefix: String,
+    },
+}
+
+/// The request for `route add PREFIX TARGET...`.
+fn route_add_request(prefix: String, target: Vec<String>) -> anyhow::Result<Request> {
+    match target.split_first() {
+        Some((w, gws)) if w == "via" && !gws.is_empty() => Ok(Request::RouteAdd {
+            prefix,
+            via: gws.to_vec(),
+            kind: None,
+        }),
+        Some((w, [])) if w == "blackhole" || w == "unreachable" => Ok(Request::RouteAdd {
+            prefix,
+            via: Vec::new(),
+            kind: Some(w.clone()),
+        }),
+        _ => anyhow::bail!(
+            "expected `via GW [GW...]`, `blackhole` or `unreachable` after the prefix, got {:?}",
+            target.join(" ")
+        ),
+    }
 }
 
 fn main() -> ExitCode {
@@ -158,6 +201,12 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let req = match action {
                 CtlCmd::Show { what, network } => Request::Show { what, network },
                 CtlCmd::Clear { network, .. } => Request::ClearMac { network },
+                CtlCmd::Route {
+                    op: RouteOp::Add { prefix, target },
+                } => route_add_request(prefix, target)?,
+                CtlCmd::Route {
+                    op: RouteOp::Del { prefix },
+                } => Request::RouteDel { prefix },
                 CtlCmd::Reload => Request::Reload,
                 CtlCmd::Ping => Request::Ping,
             };

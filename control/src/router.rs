@@ -1,6 +1,8 @@
 //! The running router: pool, ports, workers and the published snapshot, plus the control operations on them
 //! (reload, show). Owned by the control thread; the workers only ever see the published snapshot.
 
+mod routes;
+
 use crate::compile::{compile, CompileEnv};
 use crate::config::{self, Config};
 use crate::ports::{open_ports, DpdkRuntime, OpenedPorts};
@@ -33,6 +35,8 @@ pub struct Router {
     /// Learned MACs aged out, by bridge name.
     aged: HashMap<String, u64>,
     last_aging_s: u32,
+    /// Routes added with `route add`, kept across reloads (see [`routes`]).
+    ctl_routes: Vec<config::RouteCfg>,
 }
 
 /// Why a reload was refused. The running config is untouched in every case.
@@ -118,6 +122,7 @@ impl Router {
             reload_failures: 0,
             aged: HashMap::new(),
             last_aging_s: 0,
+            ctl_routes: Vec::new(),
         })
     }
 
@@ -212,7 +217,24 @@ impl Router {
             port_macs: &port_macs,
             pool: Some(&self.pool),
         };
-        let snap = compile(&cfg, generation, env).map_err(ReloadError::Compile)?;
+        // Routes added at run time stay, unless the file routes the prefix itself or their gateway is no
+        // longer on a connected subnet.
+        let connected: Vec<config::IpCidr> = cfg
+            .ports
+            .iter()
+            .flat_map(|p| p.addresses.iter())
+            .chain(cfg.networks.iter().flat_map(|n| n.addresses.iter()))
+            .copied()
+            .collect();
+        let mut effective = cfg.clone();
+        self.ctl_routes.retain(|r| {
+            !cfg.routes.iter().any(|x| x.prefix == r.prefix)
+                && r.via
+                    .iter()
+                    .all(|v| connected.iter().any(|c| c.contains(*v)))
+        });
+        effective.routes.extend(self.ctl_routes.iter().cloned());
+        let snap = compile(&effective, generation, env).map_err(ReloadError::Compile)?;
         // The one atomic step: from here on every new burst sees the new tables.
         self.dp.snapshot().store(Arc::new(snap));
         self.generation = generation;

@@ -269,6 +269,31 @@ impl<P: Processor> Dataplane<P> {
         &self.snapshot
     }
 
+    /// Waits until every worker has finished the poll round it was in when called (its round counter moved),
+    /// so nothing a worker read before the call is still in use: a grace period, like RCU's quiescent
+    /// states. The control thread calls it between publishing a table change and what must not happen before
+    /// every worker saw it (inserting a route that needs the new adjacencies, reusing freed FIB groups).
+    /// Returns false when a worker did not move within `timeout` (stopped or stuck).
+    pub fn wait_quiescent(&self, timeout: Duration) -> bool {
+        let rounds = |w: &WorkerInfo| w.counters.bursts.get() + w.counters.empty_polls.get();
+        let start: Vec<u64> = self.workers().iter().map(rounds).collect();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self
+                .workers()
+                .iter()
+                .zip(&start)
+                .all(|(w, s)| rounds(w) != *s)
+            {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_micros(20));
+        }
+    }
+
     /// Total drops by reason over all workers: `(name, count)`, non-zero only.
     pub fn drops(&self) -> Vec<(&'static str, u64)> {
         DropReason::ALL

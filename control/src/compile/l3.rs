@@ -345,7 +345,17 @@ pub(super) fn compile_l3(
         })
         .map(|p| p.l3.neigh.clone())
         .unwrap_or_else(|| Arc::new(NeighTable::new(r.neighbor_capacity)));
+    // What peers must hear about: every interface's MAC and addresses (never 0, the "nothing yet" value).
+    let announce_id = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for i in &ifaces {
+            (&i.name, i.mac, &i.v4, &i.v6).hash(&mut h);
+        }
+        h.finish() | 1
+    };
     Ok(L3Tables {
+        announce_id,
         ifaces,
         fib4: Arc::new(fib4),
         fib6: Arc::new(fib6),

@@ -347,6 +347,14 @@ pub enum IpCidr {
 }
 
 impl IpCidr {
+    /// `addr/prefix` of either family; `None` when the prefix is too long for the family.
+    pub fn from_parts(addr: IpAddr, prefix: u8) -> Option<IpCidr> {
+        match addr {
+            IpAddr::V4(a) => Ipv4Cidr::new(a, prefix).map(IpCidr::V4),
+            IpAddr::V6(a) => Ipv6Cidr::new(a, prefix).map(IpCidr::V6),
+        }
+    }
+
     /// The address, host bits included.
     pub fn addr(self) -> IpAddr {
         match self {

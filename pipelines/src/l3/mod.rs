@@ -185,6 +185,9 @@ pub struct L3Tables {
     pub reachable_s: u32,
     /// Where router-originated packets (gratuitous ARP at start) come from.
     pub pool: Option<Pool>,
+    /// Identity of the interfaces' addresses and MACs: worker 0 announces them when it changes (not on every
+    /// new snapshot: a route change does not).
+    pub announce_id: u64,
 }
 
 impl Default for L3Tables {
@@ -200,6 +203,7 @@ impl Default for L3Tables {
             icmp_rate: 1000,
             reachable_s: 30,
             pool: None,
+            announce_id: 0,
         }
     }
 }
@@ -242,7 +246,7 @@ pub struct L3State {
     pub pending: Pending,
     /// ICMP error budget.
     pub icmp: TokenBucket,
-    /// The snapshot generation whose addresses this worker last announced (worker 0 only announces).
+    /// The [`L3Tables::announce_id`] this worker last announced (worker 0 only announces).
     pub announced: u64,
 }
 
@@ -389,17 +393,17 @@ pub fn release_pending(c: &L3Ctx<'_>, st: &mut L3State, out: &mut TxBatches) {
 /// Whether worker state has deferred L3 work (waiting packets due, or addresses to announce).
 #[inline]
 pub fn has_deferred(c: &L3Ctx<'_>, st: &L3State, worker: usize) -> bool {
-    st.pending.due(&c.t.neigh, c.now_ns) || (worker == 0 && st.announced != c.generation)
+    st.pending.due(&c.t.neigh, c.now_ns) || (worker == 0 && st.announced != c.t.announce_id)
 }
 
-/// Runs deferred L3 work: releases waiting packets and, on worker 0 after a new snapshot, announces every
-/// interface address (gratuitous ARP, unsolicited Neighbor Advertisement) so peers update their caches.
+/// Runs deferred L3 work: releases waiting packets and, on worker 0 when the interfaces changed, announces
+/// every interface address (gratuitous ARP, unsolicited Neighbor Advertisement) so peers update their caches.
 pub fn run_deferred(c: &L3Ctx<'_>, st: &mut L3State, worker: usize, out: &mut TxBatches) {
     if st.pending.due(&c.t.neigh, c.now_ns) {
         release_pending(c, st, out);
     }
-    if worker == 0 && st.announced != c.generation {
-        st.announced = c.generation;
+    if worker == 0 && st.announced != c.t.announce_id {
+        st.announced = c.t.announce_id;
         announce(c, out);
     }
 }
