@@ -5,9 +5,10 @@
 
 mod l3;
 
-use crate::config::{Config, NetworkMode};
+use crate::config::{Config, IpvlanMode, NetworkMode};
 use pipelines::bridge::mac_table::MacTable;
 use pipelines::bridge::{mac_key, BridgeDomain, Egress};
+use pipelines::ipvlan::IpvlanNet;
 use pipelines::l2::{Domain, L2Ingress};
 use pipelines::macvlan::MacvlanNet;
 use pipelines::snapshot::PortRole;
@@ -42,6 +43,7 @@ pub fn compile(cfg: &Config, generation: u64, env: CompileEnv<'_>) -> Result<Sna
     let mut xc = XconnectTable::new(names.len());
     let mut bridges = Vec::new();
     let mut macvlans = Vec::new();
+    let mut ipvlans = Vec::new();
     for net in &cfg.networks {
         match net.mode {
             NetworkMode::Xconnect => {
@@ -152,6 +154,61 @@ pub fn compile(cfg: &Config, generation: u64, env: CompileEnv<'_>) -> Result<Sna
                     allow_host: m.allow_host,
                 });
             }
+            NetworkMode::Ipvlan
+                if net
+                    .ipvlan
+                    .as_ref()
+                    .is_some_and(|v| v.ipvlan_mode == IpvlanMode::L2) =>
+            {
+                let Some(v) = net.ipvlan.as_ref() else {
+                    return Err(format!("network {}: ipvlan options missing", net.name));
+                };
+                let net_index = ipvlans.len() as u16;
+                let uplink = index(&v.uplink)?;
+                l2_ports[uplink as usize].add(None, Domain::IpvlanUplink(net_index));
+                let mut endpoints = Vec::new();
+                let (mut v4, mut v6) = (Vec::new(), Vec::new());
+                for (ep, p) in net.ports.iter().enumerate() {
+                    let i = index(p)?;
+                    let e = cfg
+                        .endpoints
+                        .iter()
+                        .find(|e| e.port == *p && e.network == net.name);
+                    let mac = e
+                        .map(|e| e.effective_mac())
+                        .unwrap_or_else(|| crate::config::endpoint_mac(&net.name, p));
+                    if let Some(e) = e {
+                        v4.push((u32::from(e.address.addr()), ep as u16));
+                        if let Some(a6) = e.address6 {
+                            v6.push((u128::from(a6.addr()), ep as u16));
+                        }
+                    }
+                    endpoints.push((i, mac.0));
+                    l2_ports[i as usize].add(
+                        None,
+                        Domain::IpvlanEndpoint {
+                            net: net_index,
+                            ep: ep as u16,
+                        },
+                    );
+                }
+                v4.sort_unstable();
+                v6.sort_unstable();
+                let mac = env
+                    .port_macs
+                    .get(uplink as usize)
+                    .copied()
+                    .flatten()
+                    .unwrap_or_else(|| crate::config::endpoint_mac("router", &v.uplink).0);
+                ipvlans.push(IpvlanNet {
+                    name: net.name.clone(),
+                    uplink,
+                    mac,
+                    endpoints,
+                    v4,
+                    v6,
+                });
+            }
             // Routed: compiled with the router's interfaces.
             NetworkMode::PointToPoint | NetworkMode::Ipvlan => {}
             mode => {
@@ -188,6 +245,7 @@ pub fn compile(cfg: &Config, generation: u64, env: CompileEnv<'_>) -> Result<Sna
         xconnect: Arc::new(xc),
         bridges: Arc::new(bridges),
         macvlans: Arc::new(macvlans),
+        ipvlans: Arc::new(ipvlans),
         l3: Arc::new(l3),
     })
 }

@@ -236,3 +236,36 @@ fn ipvlan_l3_endpoints_share_the_uplink_mac_and_are_reached_by_static_routes() {
     );
     lab.finish();
 }
+
+#[test]
+fn ipvlan_l2_endpoints_share_one_mac_on_the_lan() {
+    if !netns::require_root("ipvlan_l2_endpoints_share_one_mac_on_the_lan") {
+        return;
+    }
+    let lab = Lab::start("lab-ipvlan-l2.toml", &prefix('l'), |_| {});
+    let results = lab::check(lab.topo());
+    assert_eq!(results.len(), 12, "3 hosts, 6 ordered pairs, 2 families");
+    for r in &results {
+        assert!(
+            r.passed(),
+            "{} -> {} over {}: {r:?}",
+            r.from,
+            r.to,
+            r.family
+        );
+    }
+    // The LAN host holds both endpoints, over both families, at one MAC: the uplink's.
+    let lan = lab.host("lan");
+    let uplink_mac = netns::format_mac(
+        netns::link_mac(Some(lab.host_ns()), &lan.host_if).expect("the uplink interface's MAC"),
+    );
+    for ip in ["10.84.0.2", "10.84.0.3", "fd00:84::2", "fd00:84::3"] {
+        assert_eq!(neighbour_mac(lan, ip), uplink_mac, "{ip}");
+    }
+    // ...which is neither endpoint's own MAC.
+    for name in ["a", "b"] {
+        assert_ne!(netns::format_mac(lab.host(name).mac), uplink_mac);
+    }
+    assert!(lab.event("arp_replies_sent") >= 2 && lab.event("nd_adverts_sent") >= 2);
+    lab.finish();
+}

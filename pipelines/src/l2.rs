@@ -3,6 +3,7 @@
 //! classify (and prefetch the MAC-table lines the frame will need), then forward.
 
 use crate::bridge::BridgeDomain;
+use crate::ipvlan::IpvlanNet;
 use crate::macvlan::MacvlanNet;
 use crate::vlan::{self, Tag};
 use dataplane::worker::{BurstCtx, TxBatches};
@@ -17,6 +18,15 @@ pub enum Domain {
     MacvlanUplink(u16),
     /// Endpoint `ep` of macvlan network `net`.
     MacvlanEndpoint {
+        /// Network index.
+        net: u16,
+        /// Endpoint index in the network.
+        ep: u16,
+    },
+    /// The uplink side of an ipvlan L2 network.
+    IpvlanUplink(u16),
+    /// Endpoint `ep` of ipvlan L2 network `net`.
+    IpvlanEndpoint {
         /// Network index.
         net: u16,
         /// Endpoint index in the network.
@@ -56,27 +66,33 @@ pub struct L2Tables<'a> {
     pub bridges: &'a [BridgeDomain],
     /// Macvlan networks.
     pub macvlans: &'a [MacvlanNet],
+    /// Ipvlan L2 networks.
+    pub ipvlans: &'a [IpvlanNet],
 }
 
 /// Classification result kept in `Meta::scratch[0]` between the passes.
 const NONE: u32 = u32::MAX;
 
+/// Kind in the top 3 bits, endpoint index in the next 13, network index in the low 16.
 fn encode(d: Domain) -> u32 {
-    match d {
-        Domain::Bridge(i) => i as u32,
-        Domain::MacvlanUplink(i) => (1 << 30) | i as u32,
-        Domain::MacvlanEndpoint { net, ep } => (2 << 30) | ((ep as u32) << 16) | net as u32,
-    }
+    let (kind, ep, net) = match d {
+        Domain::Bridge(i) => (0, 0, i),
+        Domain::MacvlanUplink(i) => (1, 0, i),
+        Domain::MacvlanEndpoint { net, ep } => (2, ep, net),
+        Domain::IpvlanUplink(i) => (3, 0, i),
+        Domain::IpvlanEndpoint { net, ep } => (4, ep, net),
+    };
+    (kind << 29) | (((ep as u32) & 0x1fff) << 16) | net as u32
 }
 
 fn decode(v: u32) -> Domain {
-    match v >> 30 {
-        0 => Domain::Bridge(v as u16),
-        1 => Domain::MacvlanUplink(v as u16),
-        _ => Domain::MacvlanEndpoint {
-            net: v as u16,
-            ep: ((v >> 16) & 0x3fff) as u16,
-        },
+    let (net, ep) = (v as u16, ((v >> 16) & 0x1fff) as u16);
+    match v >> 29 {
+        0 => Domain::Bridge(net),
+        1 => Domain::MacvlanUplink(net),
+        2 => Domain::MacvlanEndpoint { net, ep },
+        3 => Domain::IpvlanUplink(net),
+        _ => Domain::IpvlanEndpoint { net, ep },
     }
 }
 
@@ -162,6 +178,16 @@ pub fn process(
                 Some(mv) => mv.from_endpoint(ep as usize, pkt, out),
                 None => out.drop_pkt(pkt, DropReason::NoRoute),
             },
+            Domain::IpvlanUplink(n) => match t.ipvlans.get(n as usize) {
+                Some(iv) => iv.from_uplink(pkt, out),
+                None => out.drop_pkt(pkt, DropReason::NoRoute),
+            },
+            Domain::IpvlanEndpoint { net, ep } => match t.ipvlans.get(net as usize) {
+                Some(iv) if (ep as usize) < iv.endpoints.len() => {
+                    iv.from_endpoint(ep as usize, pkt, out)
+                }
+                _ => out.drop_pkt(pkt, DropReason::NoRoute),
+            },
         }
     }
 }
@@ -179,8 +205,10 @@ mod tests {
             Domain::MacvlanEndpoint { net: 3, ep: 511 },
             Domain::MacvlanEndpoint {
                 net: 65535,
-                ep: 0x3fff,
+                ep: 0x1fff,
             },
+            Domain::IpvlanUplink(9),
+            Domain::IpvlanEndpoint { net: 2, ep: 8000 },
         ] {
             assert_eq!(decode(encode(d)), d);
             assert_ne!(encode(d), NONE);

@@ -5,6 +5,7 @@
 //! shares every unchanged table; learned state (MAC tables) is shared by every snapshot that has the domain.
 
 use crate::bridge::BridgeDomain;
+use crate::ipvlan::IpvlanNet;
 use crate::l2::{self, L2Ingress, L2Tables};
 use crate::l3::{self, L3Ctx, L3State, L3Tables};
 use crate::macvlan::MacvlanNet;
@@ -42,6 +43,8 @@ pub struct Snapshot {
     pub bridges: Arc<Vec<BridgeDomain>>,
     /// Macvlan networks.
     pub macvlans: Arc<Vec<MacvlanNet>>,
+    /// Ipvlan L2 networks.
+    pub ipvlans: Arc<Vec<IpvlanNet>>,
     /// Router interfaces, FIBs, adjacencies and the neighbour cache.
     pub l3: Arc<L3Tables>,
 }
@@ -109,6 +112,7 @@ impl Processor for Snapshot {
                 let t = L2Tables {
                     bridges: &self.bridges,
                     macvlans: &self.macvlans,
+                    ipvlans: &self.ipvlans,
                 };
                 l2::process(&t, ing, ctx, burst, &mut state.to_l3, out);
                 if !state.to_l3.is_empty() {

@@ -1,7 +1,9 @@
 //! Compilation of the L3 part: router interfaces (a bridge's gateway, routed ports), the adjacencies, and the
 //! IPv4 and IPv6 FIBs (connected, local and static routes).
 
-use crate::config::{Config, IpCidr, NetworkMode, RouteKind, P2P_GATEWAY4, P2P_GATEWAY6};
+use crate::config::{
+    Config, IpCidr, IpvlanMode, NetworkMode, RouteKind, P2P_GATEWAY4, P2P_GATEWAY6,
+};
 use pipelines::bridge::BridgeDomain;
 use pipelines::bridge::Egress;
 use pipelines::fib::{Lpm4, Lpm6};
@@ -218,11 +220,12 @@ pub(super) fn compile_l3(
 
     // Ipvlan L3: each endpoint port a routed link that shares the uplink's MAC and addresses, answering ARP
     // and ND for anything (the endpoint's gateway can be any address), its endpoint a host route.
-    for net in cfg
-        .networks
-        .iter()
-        .filter(|n| n.mode == NetworkMode::Ipvlan)
-    {
+    for net in cfg.networks.iter().filter(|n| {
+        n.mode == NetworkMode::Ipvlan
+            && n.ipvlan
+                .as_ref()
+                .is_some_and(|v| v.ipvlan_mode == IpvlanMode::L3)
+    }) {
         let v = net
             .ipvlan
             .as_ref()

@@ -1521,11 +1521,11 @@ fn check_endpoints(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<EndpointCfg>
                         .iter()
                         .flatten()
                         .map(String::as_str)
-                        .chain(
-                            net.uplink
-                                .as_deref()
-                                .filter(|_| net.mode.as_deref() == Some("macvlan")),
-                        )
+                        .chain(net.uplink.as_deref().filter(|_| {
+                            net.mode.as_deref() == Some("macvlan")
+                                || (net.mode.as_deref() == Some("ipvlan")
+                                    && net.ipvlan_mode.as_deref() == Some("l2"))
+                        }))
                         .collect();
                     if net.ports.is_some() && !members.contains(&p) {
                         ck.err(

@@ -99,7 +99,7 @@ pub struct RouteCfg {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IpvlanMode {
-    /// `l2`: endpoints on the uplink's LAN, demultiplexed by destination IP (not implemented yet).
+    /// `l2`: endpoints on the uplink's LAN sharing its MAC, demultiplexed by destination IP.
     L2,
     /// `l3`: endpoints on their own subnets, routed; each a host route; no broadcast or multicast in.
     L3,
@@ -108,8 +108,9 @@ pub enum IpvlanMode {
 /// Options of an `ipvlan` network: the endpoints share the MAC of `uplink`, a routed port.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct IpvlanCfg {
-    /// `uplink`: a routed port (one with `addresses`) whose MAC the endpoints share.
+    /// `uplink`: the port whose MAC the endpoints share: a routed port (with `addresses`) in L3 mode, a plain
+    /// port on the LAN in L2 mode.
     pub uplink: String,
-    /// `ipvlan_mode`: `l3` (default `l3`; `l2` is not implemented yet).
+    /// `ipvlan_mode`: `l3` (default) or `l2`.
     pub ipvlan_mode: IpvlanMode,
 }

@@ -30,13 +30,7 @@ pub(super) fn check_ipvlan(
     }
     let ipvlan_mode = match n.ipvlan_mode.as_deref() {
         None | Some("l3") => Some(IpvlanMode::L3),
-        Some("l2") => {
-            ck.err(
-                at("ipvlan_mode"),
-                "ipvlan_mode `l2` is not implemented yet (use `l3`, or a macvlan network)",
-            );
-            None
-        }
+        Some("l2") => Some(IpvlanMode::L2),
         Some(other) => {
             ck.err(
                 at("ipvlan_mode"),
@@ -66,12 +60,45 @@ pub(super) fn check_ipvlan(
                 ck.err(at("uplink"), no_such("port", u, &names));
                 None
             }
-            Some(p) if p.addresses.as_ref().is_none_or(Vec::is_empty) => {
+            Some(p)
+                if ipvlan_mode == Some(IpvlanMode::L3)
+                    && p.addresses.as_ref().is_none_or(Vec::is_empty) =>
+            {
                 ck.err(
                     at("uplink"),
                     format!("port {u:?} has no `addresses`: an ipvlan L3 uplink is a routed port"),
                 );
                 None
+            }
+            Some(p)
+                if ipvlan_mode == Some(IpvlanMode::L2)
+                    && p.addresses.as_ref().is_some_and(|a| !a.is_empty()) =>
+            {
+                ck.err(
+                    at("uplink"),
+                    format!("port {u:?} is a routed port (it has `addresses`); an ipvlan L2 uplink is a plain port on the LAN"),
+                );
+                None
+            }
+            Some(_) if ipvlan_mode == Some(IpvlanMode::L2) => {
+                // The uplink of an L2 network belongs to it alone.
+                match raw.networks.iter().enumerate().find(|(j, o)| {
+                    *j != i
+                        && (o.ports.iter().flatten().any(|p| p == u)
+                            || o.uplink.as_deref() == Some(u))
+                }) {
+                    Some((j, o)) => {
+                        ck.err(
+                            at("uplink"),
+                            format!(
+                                "port {u:?} is already used by network {:?} (networks[{j}])",
+                                o.name.as_deref().unwrap_or("?")
+                            ),
+                        );
+                        None
+                    }
+                    None => Some(u.to_string()),
+                }
             }
             Some(_) => Some(u.to_string()),
         },
