@@ -9,22 +9,59 @@ use super::*;
 /// Why `c` cannot be a router interface address, if it cannot.
 fn bad_interface_address(c: IpCidr) -> Option<String> {
     match c {
-        IpCidr::V4(v4) => super::bad_host_address(v4),
-        IpCidr::V6(v6) => {
-            let a = v6.addr();
-            if a.is_unspecified() || a.is_loopback() || a.is_multicast() {
-                Some(format!("{a} is not a unicast host address"))
-            } else if a.is_unicast_link_local() {
-                Some(format!(
-                    "{a} is link-local; every interface has its own (from its MAC), give a global or unique-local one"
-                ))
-            } else if v6.prefix() == 0 {
-                Some(format!("prefix length 0 in {c} leaves no subnet; use 1..=128"))
-            } else {
-                None
-            }
-        }
+        IpCidr::V4(v4) => super::bad_host_address(v4).or_else(|| {
+            // RFC 3927: a router forwards nothing from or to 169.254.0.0/16.
+            let a = v4.addr();
+            a.is_link_local().then(|| {
+                format!(
+                    "{a} is link-local (169.254.0.0/16), which routers do not forward; give a private or global address"
+                )
+            })
+        }),
+        IpCidr::V6(v6) => bad_v6_host_address(v6),
     }
+}
+
+/// Why `c` cannot be an IPv6 interface address (the router's or an endpoint's `address6`), if it cannot. Same
+/// order and wording as the IPv4 checks of [`super::bad_host_address`].
+fn bad_v6_host_address(c: Ipv6Cidr) -> Option<String> {
+    let a = c.addr();
+    if c.prefix() == 0 {
+        return Some(format!(
+            "prefix length 0 in {c} leaves no subnet; use 1..=128"
+        ));
+    }
+    let what = if a.is_unspecified() {
+        Some("unspecified")
+    } else if a.is_loopback() {
+        Some("the loopback address")
+    } else if a.is_multicast() {
+        Some("a multicast address")
+    } else {
+        None
+    };
+    if let Some(what) = what {
+        return Some(format!("{a} is {what}, not a host address"));
+    }
+    if a.is_unicast_link_local() {
+        return Some(format!(
+            "{a} is link-local; every interface has its own (from its MAC), give a global or unique-local one"
+        ));
+    }
+    if let Some(v4) = a.to_ipv4_mapped() {
+        return Some(format!(
+            "{a} is an IPv4-mapped address (::ffff:0:0/96), not an IPv6 host address; write {v4} as an IPv4 address"
+        ));
+    }
+    // RFC 4291 2.6.1: the all-zero host part is the subnet-router anycast address (except on /127, RFC 6164).
+    if c.prefix() <= 126 && a == c.network() {
+        return Some(format!(
+            "{a} is the subnet-router anycast address of {}/{} (host part all zero), not a host address",
+            c.network(),
+            c.prefix()
+        ));
+    }
+    None
 }
 
 /// Parses a list of interface addresses at `field`, reporting every bad one.
@@ -80,11 +117,13 @@ pub(super) fn check_addresses(
         };
         let parsed = addresses(ck, &field, list);
         if let Some(name) = p.name.as_deref() {
-            if let Some(n) = raw
-                .networks
-                .iter()
-                .find(|n| n.ports.iter().flatten().chain(n.uplink.iter()).any(|x| x == name))
-            {
+            if let Some(n) = raw.networks.iter().find(|n| {
+                n.ports
+                    .iter()
+                    .flatten()
+                    .chain(n.uplink.iter())
+                    .any(|x| x == name)
+            }) {
                 ck.err(
                     field.clone(),
                     format!(
@@ -169,7 +208,9 @@ pub(super) fn check_router(ck: &mut Checker, r: &RawRouter) -> Option<RouterCfg>
         if stale < reach {
             ck.err(
                 "router.neighbor_stale_s",
-                format!("neighbor_stale_s = {stale} is shorter than neighbor_reachable_s = {reach}"),
+                format!(
+                    "neighbor_stale_s = {stale} is shorter than neighbor_reachable_s = {reach}"
+                ),
             );
             return None;
         }
@@ -198,7 +239,10 @@ pub(super) fn check_routes(
         let at = |f: &str| format!("routes[{i}].{f}");
         let prefix = match r.prefix.as_deref() {
             None => {
-                ck.err(at("prefix"), format!("{REQUIRED} (like 0.0.0.0/0 or 10.8.0.0/16)"));
+                ck.err(
+                    at("prefix"),
+                    format!("{REQUIRED} (like 0.0.0.0/0 or 10.8.0.0/16)"),
+                );
                 None
             }
             Some(s) => match s.parse::<IpCidr>() {
@@ -263,7 +307,11 @@ pub(super) fn check_routes(
                     at("via"),
                     format!(
                         "a {} route has no gateway",
-                        if k == RouteKind::Blackhole { "blackhole" } else { "unreachable" }
+                        if k == RouteKind::Blackhole {
+                            "blackhole"
+                        } else {
+                            "unreachable"
+                        }
                     ),
                 );
                 ok = false;
@@ -277,10 +325,16 @@ pub(super) fn check_routes(
                         continue;
                     };
                     if prefix.is_some_and(|p| p.is_v4() != a.is_ipv4()) {
-                        ck.err(at, format!("gateway {a} is not of the prefix's address family"));
+                        ck.err(
+                            at,
+                            format!("gateway {a} is not of the prefix's address family"),
+                        );
                         ok = false;
                     } else if connected.iter().any(|c| c.addr() == a) {
-                        ck.err(at, format!("gateway {a} is one of the router's own addresses"));
+                        ck.err(
+                            at,
+                            format!("gateway {a} is one of the router's own addresses"),
+                        );
                         ok = false;
                     } else if !connected.iter().any(|c| c.contains(a)) {
                         let nets: Vec<String> = connected
@@ -329,7 +383,7 @@ pub(super) fn check_endpoint_v6(
                 ck.err(at("address6"), e.to_string());
                 return None;
             }
-            Ok(c) => match bad_interface_address(IpCidr::V6(c)) {
+            Ok(c) => match bad_v6_host_address(c) {
                 Some(why) => {
                     ck.err(at("address6"), why);
                     return None;
@@ -362,7 +416,10 @@ pub(super) fn check_endpoint_v6(
                     return None;
                 }
                 Some(c) if c.addr() == g => {
-                    ck.err(at("gateway6"), format!("gateway6 {g} is the endpoint's own address"));
+                    ck.err(
+                        at("gateway6"),
+                        format!("gateway6 {g} is the endpoint's own address"),
+                    );
                     return None;
                 }
                 Some(_) => Some(g),
