@@ -64,49 +64,58 @@ fn bad_v6_host_address(c: Ipv6Cidr) -> Option<String> {
     None
 }
 
-/// Parses a list of interface addresses at `field`, reporting every bad one.
-fn addresses(ck: &mut Checker, field: &str, list: &[String]) -> Option<Vec<IpCidr>> {
+/// Parses a list of interface addresses at `field`, reporting every bad one (when `report`); returns the good
+/// ones with their index in the list, so that later checks (overlaps, gateways) still see them.
+fn addresses(ck: &mut Checker, field: &str, list: &[String], report: bool) -> Vec<(usize, IpCidr)> {
     let mut out = Vec::with_capacity(list.len());
-    let mut ok = true;
     for (j, s) in list.iter().enumerate() {
         let at = format!("{field}[{j}]");
-        match s.parse::<IpCidr>() {
-            Err(e) => {
-                ck.err(at, e.to_string());
-                ok = false;
-            }
+        let why = match s.parse::<IpCidr>() {
+            Err(e) => e.to_string(),
             Ok(c) => match bad_interface_address(c) {
-                Some(why) => {
-                    ck.err(at, why);
-                    ok = false;
+                Some(why) => why,
+                None => {
+                    out.push((j, c));
+                    continue;
                 }
-                None => out.push(c),
             },
+        };
+        if report {
+            ck.err(at, why);
         }
     }
-    ok.then_some(out)
+    out
 }
+
+/// The valid addresses of each port, or of each network, in file order.
+type AddressesOf = Vec<Option<Vec<IpCidr>>>;
 
 /// The `addresses` of every port and network, checked together: each parses, is a host address, and no two
 /// interfaces share a subnet. Ports with addresses must be in no network; only bridge networks take addresses.
-/// Returns them by port and by network (`None` where something was wrong).
-pub(super) fn check_addresses(
-    ck: &mut Checker,
-    raw: &RawConfig,
-) -> (Vec<Option<Vec<IpCidr>>>, Vec<Option<Vec<IpCidr>>>) {
-    // Every subnet seen so far, with the field that owns it.
-    let mut seen: Vec<(IpCidr, String)> = Vec::new();
-    let mut claim = |ck: &mut Checker, field: &str, list: &[IpCidr]| {
-        for (j, c) in list.iter().enumerate() {
-            if let Some((_, owner)) = seen.iter().find(|(o, _)| o.overlaps(*c)) {
-                ck.err(
-                    format!("{field}[{j}]"),
-                    format!("{c} overlaps the subnet of {owner}; each router interface needs its own subnet"),
-                );
-            } else {
-                seen.push((*c, format!("{field}[{j}]")));
+///
+/// Returns the valid addresses by port and by network: the bad ones are reported and left out, so that routes
+/// through the good ones are not reported as well.
+pub(super) fn check_addresses(ck: &mut Checker, raw: &RawConfig) -> (AddressesOf, AddressesOf) {
+    // Every subnet claimed so far: the address, its field, and the field of its interface's list.
+    let mut seen: Vec<(IpCidr, String, String)> = Vec::new();
+    let mut claim = |ck: &mut Checker, field: &str, good: Vec<(usize, IpCidr)>| -> Vec<IpCidr> {
+        for &(j, c) in &good {
+            let at = format!("{field}[{j}]");
+            match seen.iter().find(|(o, ..)| o.overlaps(c)) {
+                Some((o, owner, iface)) if iface == field => ck.err(
+                    at,
+                    format!(
+                        "{c} overlaps {o} ({owner}) on the same interface; give an interface one address per subnet"
+                    ),
+                ),
+                Some((o, owner, _)) => ck.err(
+                    at,
+                    format!("{c} overlaps {o} ({owner}); each router interface needs its own subnet"),
+                ),
+                None => seen.push((c, at, field.to_string())),
             }
         }
+        good.into_iter().map(|(_, c)| c).collect()
     };
     let mut ports = Vec::with_capacity(raw.ports.len());
     for (i, p) in raw.ports.iter().enumerate() {
@@ -115,28 +124,32 @@ pub(super) fn check_addresses(
             ports.push(Some(Vec::new()));
             continue;
         };
-        let parsed = addresses(ck, &field, list);
+        let good = addresses(ck, &field, list, true);
         if let Some(name) = p.name.as_deref() {
-            if let Some(n) = raw.networks.iter().find(|n| {
+            let member = |n: &RawNetwork| {
                 n.ports
                     .iter()
+                    .chain(n.trunk_ports.iter())
                     .flatten()
                     .chain(n.uplink.iter())
                     .any(|x| x == name)
-            }) {
+            };
+            if let Some((k, n)) = raw.networks.iter().enumerate().find(|(_, n)| member(n)) {
+                let net = n.name.as_deref().unwrap_or("?");
+                let hint = if n.mode.as_deref() == Some("bridge") {
+                    format!(" (to route for {net:?}, give the network the addresses)")
+                } else {
+                    String::new()
+                };
                 ck.err(
                     field.clone(),
                     format!(
-                        "port {name:?} is in network {:?}; a routed port (with addresses) is in no network — give the network the addresses instead",
-                        n.name.as_deref().unwrap_or("?")
+                        "port {name:?} is in network {net:?} (networks[{k}]); a port with addresses is a routed port, which is in no network{hint}"
                     ),
                 );
             }
         }
-        if let Some(l) = &parsed {
-            claim(ck, &field, l);
-        }
-        ports.push(parsed);
+        ports.push(Some(claim(ck, &field, good)));
     }
     let mut nets = Vec::with_capacity(raw.networks.len());
     for (i, n) in raw.networks.iter().enumerate() {
@@ -145,22 +158,26 @@ pub(super) fn check_addresses(
             nets.push(Some(Vec::new()));
             continue;
         };
-        if n.mode.as_deref().is_some_and(|m| m != "bridge") {
+        // A missing, unknown or unimplemented mode is reported with the mode; check the addresses as a bridge's.
+        let mode = n
+            .mode
+            .as_deref()
+            .and_then(|m| m.parse::<NetworkMode>().ok())
+            .filter(|m| m.is_implemented());
+        if let Some(mode) = mode.filter(|m| *m != NetworkMode::Bridge) {
             ck.err(
-                field,
+                field.clone(),
                 format!(
-                    "addresses (the router's gateway addresses) are for bridge networks, not mode {:?}",
-                    n.mode.as_deref().unwrap_or("")
+                    "`addresses` (the router's gateway addresses) is only for bridge networks (this one is {mode})"
                 ),
             );
-            nets.push(None);
+            // Not checked further, as the field is wrong; but routes through them are not reported as well.
+            let good = addresses(ck, &field, list, false);
+            nets.push(Some(good.into_iter().map(|(_, c)| c).collect()));
             continue;
         }
-        let parsed = addresses(ck, &field, list);
-        if let Some(l) = &parsed {
-            claim(ck, &field, l);
-        }
-        nets.push(parsed);
+        let good = addresses(ck, &field, list, true);
+        nets.push(Some(claim(ck, &field, good)));
     }
     (ports, nets)
 }
