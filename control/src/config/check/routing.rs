@@ -1,10 +1,20 @@
 //! Checks of the L3 part: `[router]`, `addresses` of ports and bridge networks, `[[routes]]`, and the IPv6
 //! fields of endpoints.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv6Addr};
 
 use super::super::raw::{RawConfig, RawRouter};
 use super::*;
+
+/// `IPv4` or `IPv6`.
+fn family(v4: bool) -> &'static str {
+    if v4 {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
+}
 
 /// Why `c` cannot be a router interface address, if it cannot.
 fn bad_interface_address(c: IpCidr) -> Option<String> {
@@ -85,6 +95,39 @@ fn addresses(ck: &mut Checker, field: &str, list: &[String], report: bool) -> Ve
         }
     }
     out
+}
+
+/// The router's addresses as written, with the field of each (`networks[0].addresses[1]`); bad ones left out.
+fn router_addresses(raw: &RawConfig) -> Vec<(IpCidr, String)> {
+    let ports = raw
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (format!("ports[{i}].addresses"), &p.addresses));
+    let nets = raw
+        .networks
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (format!("networks[{i}].addresses"), &n.addresses));
+    ports
+        .chain(nets)
+        .flat_map(|(field, list)| {
+            list.iter().flatten().enumerate().filter_map(move |(j, s)| {
+                let c = s.parse::<IpCidr>().ok()?;
+                bad_interface_address(c)
+                    .is_none()
+                    .then(|| (c, format!("{field}[{j}]")))
+            })
+        })
+        .collect()
+}
+
+/// The field holding the router's address `a`, if it is one.
+fn owner_of(owners: &[(IpCidr, String)], a: IpAddr) -> Option<&str> {
+    owners
+        .iter()
+        .find(|(c, _)| c.addr() == a)
+        .map(|(_, f)| f.as_str())
 }
 
 /// The valid addresses of each port, or of each network, in file order.
@@ -243,12 +286,13 @@ pub(super) fn check_router(ck: &mut Checker, r: &RawRouter) -> Option<RouterCfg>
     })
 }
 
-/// `[[routes]]`, against the connected subnets (`connected`: every interface address).
+/// `[[routes]]`, against the connected subnets (`connected`: every valid interface address).
 pub(super) fn check_routes(
     ck: &mut Checker,
     raw: &RawConfig,
     connected: &[IpCidr],
 ) -> Option<Vec<RouteCfg>> {
+    let owners = router_addresses(raw);
     let mut out = Vec::with_capacity(raw.routes.len());
     let mut ok = true;
     let mut prefixes: Vec<(IpCidr, usize)> = Vec::new();
@@ -258,7 +302,9 @@ pub(super) fn check_routes(
             None => {
                 ck.err(
                     at("prefix"),
-                    format!("{REQUIRED} (like 0.0.0.0/0 or 10.8.0.0/16)"),
+                    format!(
+                        "{REQUIRED} (a destination prefix like 10.8.0.0/16, 0.0.0.0/0 or ::/0)"
+                    ),
                 );
                 None
             }
@@ -279,10 +325,34 @@ pub(super) fn check_routes(
                     None
                 }
                 Ok(c) => {
+                    let full = if c.is_v4() { 32 } else { 128 };
+                    // The FIB keeps one next hop per prefix: a static route would silently replace the connected
+                    // route of an interface's subnet, or the local route of one of the router's addresses.
+                    let connected_as = owners
+                        .iter()
+                        .find(|(o, _)| o.prefix() == c.prefix() && o.network() == c.network());
                     if let Some((_, first)) = prefixes.iter().find(|(p, _)| *p == c) {
                         ck.err(
                             at("prefix"),
                             format!("{c} is already routed by routes[{first}]"),
+                        );
+                        None
+                    } else if let Some((o, owner)) = connected_as {
+                        ck.err(
+                            at("prefix"),
+                            format!(
+                                "{c} is the connected subnet of {owner} ({o}); a static route would replace it"
+                            ),
+                        );
+                        None
+                    } else if let Some(owner) =
+                        owner_of(&owners, c.addr()).filter(|_| c.prefix() == full)
+                    {
+                        ck.err(
+                            at("prefix"),
+                            format!(
+                                "{c} is the router's own address ({owner}); a static route would replace its local route"
+                            ),
                         );
                         None
                     } else {
@@ -311,67 +381,42 @@ pub(super) fn check_routes(
             (Some(RouteKind::Forward), None) => {
                 ck.err(
                     at("via"),
-                    format!("{REQUIRED}: a forward route needs at least one gateway"),
+                    format!(
+                        "{REQUIRED}: a forward route (the default type) needs at least one gateway in `via`; \
+                         for a route that drops, set type = \"blackhole\" or \"unreachable\""
+                    ),
                 );
                 ok = false;
             }
             (Some(RouteKind::Forward), Some(list)) if list.is_empty() => {
-                ck.err(at("via"), "a forward route needs at least one gateway");
-                ok = false;
-            }
-            (Some(k @ (RouteKind::Blackhole | RouteKind::Unreachable)), Some(_)) => {
                 ck.err(
                     at("via"),
-                    format!(
-                        "a {} route has no gateway",
-                        if k == RouteKind::Blackhole {
-                            "blackhole"
-                        } else {
-                            "unreachable"
-                        }
-                    ),
+                    "`via` is empty: a forward route needs at least one gateway",
+                );
+                ok = false;
+            }
+            (Some(RouteKind::Blackhole), Some(_)) => {
+                ck.err(
+                    at("via"),
+                    "a blackhole route drops what it matches and takes no `via`",
+                );
+                ok = false;
+            }
+            (Some(RouteKind::Unreachable), Some(_)) => {
+                ck.err(
+                    at("via"),
+                    "an unreachable route answers ICMP destination unreachable and takes no `via`",
                 );
                 ok = false;
             }
             (_, Some(list)) => {
                 for (j, g) in list.iter().enumerate() {
-                    let at = format!("routes[{i}].via[{j}]");
-                    let Ok(a) = g.parse::<IpAddr>() else {
-                        ck.err(at, format!("invalid IP address {g:?}"));
-                        ok = false;
-                        continue;
-                    };
-                    if prefix.is_some_and(|p| p.is_v4() != a.is_ipv4()) {
-                        ck.err(
-                            at,
-                            format!("gateway {a} is not of the prefix's address family"),
-                        );
-                        ok = false;
-                    } else if connected.iter().any(|c| c.addr() == a) {
-                        ck.err(
-                            at,
-                            format!("gateway {a} is one of the router's own addresses"),
-                        );
-                        ok = false;
-                    } else if !connected.iter().any(|c| c.contains(a)) {
-                        let nets: Vec<String> = connected
-                            .iter()
-                            .filter(|c| c.is_v4() == a.is_ipv4())
-                            .map(|c| format!("{}/{}", c.network(), c.prefix()))
-                            .collect();
-                        ck.err(
-                            at,
-                            format!(
-                                "gateway {a} is on no connected subnet (the router's subnets are: {})",
-                                if nets.is_empty() { "none".to_string() } else { nets.join(", ") }
-                            ),
-                        );
-                        ok = false;
-                    } else if via.contains(&a) {
-                        ck.err(at, format!("gateway {a} is listed twice"));
-                        ok = false;
-                    } else {
-                        via.push(a);
+                    match gateway(g, prefix, connected, &owners, &via) {
+                        Ok(a) => via.push(a),
+                        Err(why) => {
+                            ck.err(format!("routes[{i}].via[{j}]"), why);
+                            ok = false;
+                        }
                     }
                 }
             }
@@ -382,7 +427,119 @@ pub(super) fn check_routes(
             _ => ok = false,
         }
     }
+    check_tbl8_groups(ck, raw, connected, &out);
     ok.then_some(out)
+}
+
+/// One gateway `g` of a route to `prefix` (if valid), given the gateways `before` it in the list.
+fn gateway(
+    g: &str,
+    prefix: Option<IpCidr>,
+    connected: &[IpCidr],
+    owners: &[(IpCidr, String)],
+    before: &[IpAddr],
+) -> Result<IpAddr, String> {
+    let Ok(a) = g.parse::<IpAddr>() else {
+        return Err(format!("invalid IP address {g:?}"));
+    };
+    if let Some(p) = prefix.filter(|p| p.is_v4() != a.is_ipv4()) {
+        return Err(format!(
+            "gateway {a} is {} but the prefix {p} is {}",
+            family(a.is_ipv4()),
+            family(p.is_v4())
+        ));
+    }
+    if connected.iter().any(|c| c.addr() == a) {
+        return Err(match owner_of(owners, a) {
+            Some(owner) => format!("gateway {a} is one of the router's own addresses ({owner})"),
+            None => format!("gateway {a} is one of the router's own addresses"),
+        });
+    }
+    let Some(subnet) = connected.iter().find(|c| c.contains(a)) else {
+        let fam = family(a.is_ipv4());
+        let nets: Vec<String> = connected
+            .iter()
+            .filter(|c| c.is_v4() == a.is_ipv4())
+            .map(|c| format!("{}/{}", c.network(), c.prefix()))
+            .collect();
+        return Err(if nets.is_empty() {
+            format!(
+                "gateway {a} is on no connected subnet (the router has no {fam} address: give a routed port or a \
+                 bridge network {fam} `addresses`)"
+            )
+        } else if matches!(a, IpAddr::V6(v6) if v6.is_unicast_link_local()) {
+            format!(
+                "gateway {a} is link-local; give the neighbour's address on a connected subnet (the router's \
+                 {fam} subnets are: {})",
+                nets.join(", ")
+            )
+        } else {
+            format!(
+                "gateway {a} is on no connected subnet (the router's {fam} subnets are: {})",
+                nets.join(", ")
+            )
+        });
+    };
+    if let (IpCidr::V4(s), IpAddr::V4(a4)) = (*subnet, a) {
+        if s.prefix() < 31 && (a4 == s.network() || a4 == s.broadcast()) {
+            let what = if a4 == s.network() {
+                "network"
+            } else {
+                "broadcast"
+            };
+            return Err(format!(
+                "gateway {a} is the {what} address of {}/{}",
+                s.network(),
+                s.prefix()
+            ));
+        }
+    }
+    if before.contains(&a) {
+        return Err(format!("gateway {a} is listed twice"));
+    }
+    Ok(a)
+}
+
+/// The IPv4 FIB gives each /24 that holds a rule longer than /24 one of `fib_tbl8_groups` groups: the router's
+/// own addresses (local /32s), connected subnets and static routes longer than /24. Building it fails when they
+/// need more, so tell here where the fix is.
+fn check_tbl8_groups(ck: &mut Checker, raw: &RawConfig, connected: &[IpCidr], routes: &[RouteCfg]) {
+    let written = raw.router.as_ref().and_then(|r| r.fib_tbl8_groups);
+    let Some(groups) = written.map_or(Some(i64::from(DEFAULT_TBL8_GROUPS)), |g| {
+        Some(g).filter(|g| i64_range(&TBL8_GROUPS_RANGE).contains(g))
+    }) else {
+        return;
+    };
+    let slash24 = |c: &IpCidr| match c {
+        IpCidr::V4(c) => Some(u32::from(c.addr()) >> 8),
+        IpCidr::V6(_) => None,
+    };
+    let needed: HashSet<u32> = connected
+        .iter()
+        .filter_map(slash24)
+        .chain(
+            routes
+                .iter()
+                .map(|r| &r.prefix)
+                .filter(|p| p.prefix() > 24)
+                .filter_map(slash24),
+        )
+        .collect();
+    if needed.len() as i64 > groups {
+        let default = if written.is_none() {
+            " (the default)"
+        } else {
+            ""
+        };
+        ck.err(
+            "router.fib_tbl8_groups",
+            format!(
+                "the IPv4 FIB needs {} groups (one per /24 holding a router address or a route longer than /24), \
+                 more than fib_tbl8_groups = {groups}{default}",
+                needed.len()
+            ),
+        );
+    }
 }
 
 /// An endpoint's `address6` and `gateway6`.
