@@ -1,7 +1,7 @@
 //! Checks of the L3 part: `[router]`, `addresses` of ports and bridge networks, `[[routes]]`, and the IPv6
 //! fields of endpoints.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv6Addr};
 
 use super::super::raw::{RawConfig, RawRouter};
@@ -135,6 +135,8 @@ type AddressesOf = Vec<Option<Vec<IpCidr>>>;
 
 /// The `addresses` of every port and network, checked together: each parses, is a host address, and no two
 /// interfaces share a subnet. Ports with addresses must be in no network; only bridge networks take addresses.
+/// Also checks the endpoints against them: endpoints may not take one (and their `address6` are unique among
+/// them, as `address` is).
 ///
 /// Returns the valid addresses by port and by network: the bad ones are reported and left out, so that routes
 /// through the good ones are not reported as well.
@@ -222,7 +224,57 @@ pub(super) fn check_addresses(ck: &mut Checker, raw: &RawConfig) -> (AddressesOf
         let good = addresses(ck, &field, list, true);
         nets.push(Some(claim(ck, &field, good)));
     }
+    check_endpoint_addresses(ck, raw);
     (ports, nets)
+}
+
+/// Endpoints against the router's addresses, and their `address6` against each other.
+fn check_endpoint_addresses(ck: &mut Checker, raw: &RawConfig) {
+    let owners = router_addresses(raw);
+    let mut v6: HashMap<Ipv6Addr, usize> = HashMap::new();
+    for (i, e) in raw.endpoints.iter().enumerate() {
+        // Addresses that do not parse or are no host addresses are reported with the endpoints.
+        let v4 = e
+            .address
+            .as_deref()
+            .and_then(|s| s.parse::<Ipv4Cidr>().ok())
+            .filter(|c| super::bad_host_address(*c).is_none());
+        if let Some(c) = v4 {
+            if let Some(owner) = owner_of(&owners, IpAddr::V4(c.addr())) {
+                ck.err(
+                    format!("endpoints[{i}].address"),
+                    format!(
+                        "address {} is one of the router's own addresses ({owner})",
+                        c.addr()
+                    ),
+                );
+            }
+        }
+        let a6 = e
+            .address6
+            .as_deref()
+            .and_then(|s| s.parse::<Ipv6Cidr>().ok())
+            .filter(|c| bad_v6_host_address(*c).is_none());
+        if let Some(c) = a6 {
+            let at = format!("endpoints[{i}].address6");
+            if let Some(owner) = owner_of(&owners, IpAddr::V6(c.addr())) {
+                ck.err(
+                    at,
+                    format!(
+                        "address {} is one of the router's own addresses ({owner})",
+                        c.addr()
+                    ),
+                );
+            } else if let Some(first) = v6.get(&c.addr()) {
+                ck.err(
+                    at,
+                    format!("address {} is already used by endpoints[{first}]", c.addr()),
+                );
+            } else {
+                v6.insert(c.addr(), i);
+            }
+        }
+    }
 }
 
 /// `[router]`.
@@ -575,7 +627,10 @@ pub(super) fn check_endpoint_v6(
             };
             match addr {
                 None => {
-                    ck.err(at("gateway6"), "gateway6 needs address6");
+                    ck.err(
+                        at("gateway6"),
+                        "gateway6 needs address6 (the endpoint's IPv6 address and prefix length)",
+                    );
                     return None;
                 }
                 Some(c) if !c.contains(g) && !g.is_unicast_link_local() => {
