@@ -135,8 +135,8 @@ type AddressesOf = Vec<Option<Vec<IpCidr>>>;
 
 /// The `addresses` of every port and network, checked together: each parses, is a host address, and no two
 /// interfaces share a subnet. Ports with addresses must be in no network; only bridge networks take addresses.
-/// Also checks the endpoints against them: endpoints may not take one (and their `address6` are unique among
-/// them, as `address` is).
+/// Also checks what depends on the router's addresses beyond them: endpoints may not take one (and their
+/// `address6` are unique among them, as `address` is), and `[router] mtu` must fit the buffers.
 ///
 /// Returns the valid addresses by port and by network: the bad ones are reported and left out, so that routes
 /// through the good ones are not reported as well.
@@ -225,6 +225,7 @@ pub(super) fn check_addresses(ck: &mut Checker, raw: &RawConfig) -> (AddressesOf
         nets.push(Some(claim(ck, &field, good)));
     }
     check_endpoint_addresses(ck, raw);
+    check_mtu(ck, raw);
     (ports, nets)
 }
 
@@ -277,6 +278,42 @@ fn check_endpoint_addresses(ck: &mut Checker, raw: &RawConfig) {
     }
 }
 
+/// `[router] mtu` against the buffers: a packet of the MTU must fit in one, with its Ethernet header and a VLAN
+/// tag (a larger MTU would be announced in ICMP errors while such packets cannot even be received).
+fn check_mtu(ck: &mut Checker, raw: &RawConfig) {
+    let Some(mtu) = raw
+        .router
+        .as_ref()
+        .and_then(|r| r.mtu)
+        .filter(|m| i64_range(&MTU_RANGE).contains(m))
+    else {
+        return;
+    };
+    let own = match raw.dataplane.as_ref().and_then(|d| d.data_room) {
+        None => DEFAULT_DATA_ROOM as i64,
+        Some(v) if usize_range(&DATA_ROOM_RANGE).contains(&v) => v,
+        // A bad data_room is reported with it.
+        Some(_) => return,
+    };
+    // DPDK ports take their frames from the DPDK pool, which may be larger.
+    let dpdk = raw
+        .dpdk
+        .as_ref()
+        .and_then(|d| d.data_room)
+        .filter(|v| usize_range(&DPDK_DATA_ROOM_RANGE).contains(v));
+    let room = own.max(dpdk.unwrap_or(0));
+    let frame = mtu + DPDK_FRAME_OVERHEAD as i64;
+    if frame > room {
+        ck.err(
+            "router.mtu",
+            format!(
+                "mtu {mtu} needs frames of {frame} bytes (the MTU, an Ethernet header and a VLAN tag), more than \
+                 the buffers' data_room of {room}: raise data_room in [dataplane]"
+            ),
+        );
+    }
+}
+
 /// `[router]`.
 pub(super) fn check_router(ck: &mut Checker, r: &RawRouter) -> Option<RouterCfg> {
     let d = RouterCfg::default();
@@ -318,10 +355,16 @@ pub(super) fn check_router(ck: &mut Checker, r: &RawRouter) -> Option<RouterCfg>
     );
     if let (Some(reach), Some(stale)) = (reach, stale) {
         if stale < reach {
+            let default = if r.neighbor_reachable_s.is_none() {
+                " (the default)"
+            } else {
+                ""
+            };
             ck.err(
                 "router.neighbor_stale_s",
                 format!(
-                    "neighbor_stale_s = {stale} is shorter than neighbor_reachable_s = {reach}"
+                    "neighbor_stale_s = {stale} is shorter than neighbor_reachable_s = {reach}{default}: \
+                     neighbours would be forgotten before they are asked again; make it at least {reach}"
                 ),
             );
             return None;
