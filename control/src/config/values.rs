@@ -416,21 +416,28 @@ impl fmt::Display for IpCidr {
 impl FromStr for IpCidr {
     type Err = ParseCidrError;
 
-    /// An IPv6 CIDR when the address part has a colon, else IPv4.
+    /// An IPv6 CIDR when the address part has a colon, else IPv4. The error names the family only when the
+    /// address part is an address of it: `invalid IPv4 CIDR "10.0.0.1/33": prefix length ...`, but
+    /// `invalid IP CIDR "10.0.0/24": "10.0.0" is not an IP address`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.split('/').next().is_some_and(|a| a.contains(':')) {
-            s.parse().map(IpCidr::V6)
-        } else {
-            s.parse()
-                .map(IpCidr::V4)
-                .map_err(|e: ParseCidrError| ParseCidrError {
-                    family: "IP",
-                    why: e
-                        .why
-                        .replace("like 10.77.0.1/24", "like 10.77.0.1/24 or fd00:1::1/64"),
-                    ..e
-                })
+            return s.parse().map(IpCidr::V6);
         }
+        s.parse()
+            .map(IpCidr::V4)
+            .map_err(|e: ParseCidrError| match s.split_once('/') {
+                Some((addr, _)) if addr.parse::<Ipv4Addr>().is_ok() => e,
+                Some((addr, _)) => ParseCidrError {
+                    family: "IP",
+                    why: format!("{addr:?} is not an IP address"),
+                    ..e
+                },
+                None => ParseCidrError {
+                    family: "IP",
+                    why: "expected ADDRESS/PREFIX, like 10.77.0.1/24 or fd00:1::1/64".into(),
+                    ..e
+                },
+            })
     }
 }
 
@@ -548,5 +555,34 @@ mod tests {
             "10.0.0.1".parse::<IpCidr>().unwrap_err().to_string(),
             "invalid IP CIDR \"10.0.0.1\": expected ADDRESS/PREFIX, like 10.77.0.1/24 or fd00:1::1/64"
         );
+        for (bad, why) in [
+            (
+                "",
+                "invalid IP CIDR \"\": expected ADDRESS/PREFIX, like 10.77.0.1/24 or fd00:1::1/64",
+            ),
+            (
+                "10.0.0/24",
+                "invalid IP CIDR \"10.0.0/24\": \"10.0.0\" is not an IP address",
+            ),
+            ("x/8", "invalid IP CIDR \"x/8\": \"x\" is not an IP address"),
+            (
+                "10.0.0.1/33",
+                "invalid IPv4 CIDR \"10.0.0.1/33\": prefix length \"33\" is not a number in 0..=32",
+            ),
+            (
+                "fd00::1",
+                "invalid IPv6 CIDR \"fd00::1\": expected ADDRESS/PREFIX, like fd00:1::1/64",
+            ),
+            (
+                "fd00::g/64",
+                "invalid IPv6 CIDR \"fd00::g/64\": \"fd00::g\" is not an IPv6 address",
+            ),
+        ] {
+            assert_eq!(
+                bad.parse::<IpCidr>().unwrap_err().to_string(),
+                why,
+                "{bad:?}"
+            );
+        }
     }
 }
