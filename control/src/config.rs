@@ -693,10 +693,10 @@ mod tests {
     fn all_modes_parse_and_only_implemented_ones_validate() {
         for mode in NetworkMode::ALL {
             assert_eq!(mode.as_str().parse::<NetworkMode>(), Ok(mode));
-            let uplink = if mode == NetworkMode::Macvlan {
-                "uplink = \"c\"\n"
-            } else {
-                ""
+            let uplink = match mode {
+                NetworkMode::Macvlan => "uplink = \"c\"\n",
+                NetworkMode::Ipvlan => "uplink = \"c\"\nipvlan_mode = \"l2\"\n",
+                _ => "",
             };
             let text = format!(
                 "[[ports]]\nname = \"a\"\nbackend = \"afpacket\"\ninterface = \"a\"\n\
@@ -709,7 +709,11 @@ mod tests {
                 mode.is_implemented(),
                 matches!(
                     mode,
-                    NetworkMode::Xconnect | NetworkMode::Bridge | NetworkMode::Macvlan
+                    NetworkMode::Xconnect
+                        | NetworkMode::Bridge
+                        | NetworkMode::Macvlan
+                        | NetworkMode::PointToPoint
+                        | NetworkMode::Ipvlan
                 )
             );
             if mode.is_implemented() {

@@ -233,7 +233,7 @@ interfce = "veth-a"
         &[
             "t.toml:3:1: ports[0].colour: unknown field \"colour\" (expected one of: name, backend, interface, \
              block_size, block_count, frame_size, promiscuous, peer, depth, rx, tx, replay, device, rx_desc, \
-             tx_desc, mtu, rss)",
+             tx_desc, mtu, rss, addresses)",
         ],
     );
 }
