@@ -55,7 +55,9 @@ fn error4(
     out: &mut TxBatches,
 ) {
     let src = c.t.ifaces.get(iface as usize).and_then(|i| i.source_v4());
-    let Some(src) = src.filter(|_| may_answer(c, st, &pkt, out)) else {
+    // What may never be answered (errors, later fragments, ...) is refused before it takes a token.
+    let refused = icmpv4::must_not_answer(&pkt.data()[ETH_LEN..]);
+    let Some(src) = src.filter(|_| !refused && may_answer(c, st, &pkt, out)) else {
         out.drop_pkt(pkt, reason);
         return;
     };
@@ -141,7 +143,7 @@ fn error6(
         out.drop_pkt(pkt, reason);
         return;
     };
-    if !may_answer(c, st, &pkt, out) {
+    if icmpv6::must_not_answer(&pkt.data()[ETH_LEN..], kind) || !may_answer(c, st, &pkt, out) {
         out.drop_pkt(pkt, reason);
         return;
     }
