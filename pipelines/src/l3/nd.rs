@@ -36,9 +36,16 @@ pub(super) fn input(c: &L3Ctx<'_>, iface: u16, mut pkt: Pkt, _hop_limit: u8, out
         }
     };
     let _ = dst;
+    // The link-layer address learned (the option's, else the frame's source) must name one station: a multicast
+    // or zero MAC would send the neighbour's traffic to the whole link (or nowhere).
+    let ll = if solicit { sll } else { tll }.unwrap_or(frame_src);
+    if ll[0] & 1 == 1 || ll == [0; 6] {
+        out.drop_pkt(pkt, DropReason::BadNd);
+        return;
+    }
     if !solicit {
         // An advertisement: update what we asked for (or knew).
-        let mac = tll.unwrap_or(frame_src);
+        let mac = ll;
         let key = NeighKey::v6(iface, target.octets());
         if c.t.neigh.refresh(&key, &mac, c.now_s()) == Some(LearnOutcome::Learned) {
             out.count_event(Event::NeighLearned, 1);
@@ -73,7 +80,7 @@ pub(super) fn input(c: &L3Ctx<'_>, iface: u16, mut pkt: Pkt, _hop_limit: u8, out
         }
         return;
     }
-    let to = sll.unwrap_or(frame_src);
+    let to = ll;
     let key = NeighKey::v6(iface, src.octets());
     if c.t.neigh.learn(&key, &to, c.now_s()) == LearnOutcome::Learned {
         out.count_event(Event::NeighLearned, 1);
