@@ -58,7 +58,7 @@ pub(super) fn input(c: &L3Ctx<'_>, st: &mut L3State, iface: u16, mut pkt: Pkt, o
             (
                 u32::from_be_bytes(ip.src()),
                 u32::from_be_bytes(ip.dst()),
-                ip.total_len() as usize,
+                ip.total_len(),
                 ip.has_options(),
                 ip.is_fragment(),
             )

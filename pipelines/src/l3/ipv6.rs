@@ -32,7 +32,7 @@ pub(super) fn input(c: &L3Ctx<'_>, st: &mut L3State, iface: u16, mut pkt: Pkt, o
             Ipv6Addr::from(ip.src()),
             Ipv6Addr::from(ip.dst()),
             ip.next_header(),
-            ip.payload_len() as usize,
+            ip.payload_len(),
             ip.hop_limit(),
         ),
         Err(e) => {
