@@ -57,6 +57,7 @@ fn bridge(name: &str, members: &[(u16, Egress)], limit: usize) -> BridgeDomain {
         statics: Vec::new(),
         flood_unknown_unicast: true,
         gateway_mac: None,
+        gateway_iface: None,
         aging_s: 300,
     }
 }

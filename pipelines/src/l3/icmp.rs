@@ -55,26 +55,24 @@ fn error4(
     out: &mut TxBatches,
 ) {
     let src = c.t.ifaces.get(iface as usize).and_then(|i| i.source_v4());
-    let Some(src) = src.filter(|_| may_answer(c, st, &pkt, out)) else {
+    // What may never be answered (errors, later fragments, ...) is refused before it takes a token.
+    let refused = icmpv4::must_not_answer(&pkt.data()[ETH_LEN..]);
+    let Some(src) = src.filter(|_| !refused && may_answer(c, st, &pkt, out)) else {
         out.drop_pkt(pkt, reason);
         return;
     };
-    // The original is quoted from a copy: the error is written over it in the same buffer.
-    let mut orig = [0u8; icmpv4::MAX_ERROR_LEN];
-    let d = &pkt.data()[ETH_LEN..];
-    let n = d.len().min(orig.len());
-    orig[..n].copy_from_slice(&d[..n]);
     let to = src_mac(&pkt);
-    let room = pkt.rx_room();
-    let written = match room.get_mut(ETH_LEN..) {
-        Some(r) => icmpv4::write_error(r, kind, &orig[..n], src, TTL),
-        None => Err(icmpv4::WriteError::TooBig),
-    };
     out.count_drops(reason, 1);
-    match written {
+    // Built in place: the IP and ICMP headers go into the headroom in front of the original, which becomes the
+    // quote (no copy, and the quote check sees the whole original, whatever its length).
+    if pkt.prepend(icmpv4::ERROR_HEADERS_LEN).is_none() {
+        drop(pkt);
+        return;
+    }
+    match icmpv4::write_error_in_place(&mut pkt.data_mut()[ETH_LEN..], kind, src, TTL) {
         Ok(len) => {
-            room[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-            pkt.set_rx_len(ETH_LEN + len);
+            pkt.truncate(ETH_LEN + len);
+            pkt.data_mut()[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
             out.count_event(Event::IcmpErrorsSent, 1);
             emit(c, iface, pkt, &to, out);
         }
@@ -145,7 +143,7 @@ fn error6(
         out.drop_pkt(pkt, reason);
         return;
     };
-    if !may_answer(c, st, &pkt, out) {
+    if icmpv6::must_not_answer(&pkt.data()[ETH_LEN..], kind) || !may_answer(c, st, &pkt, out) {
         out.drop_pkt(pkt, reason);
         return;
     }
@@ -157,21 +155,17 @@ fn error6(
         }
     };
     let src = ifc.source_v6(&dst);
-    let mut orig = [0u8; icmpv6::MIN_MTU];
-    let d = &pkt.data()[ETH_LEN..];
-    let n = d.len().min(orig.len());
-    orig[..n].copy_from_slice(&d[..n]);
     let to = src_mac(&pkt);
-    let room = pkt.rx_room();
-    let written = match room.get_mut(ETH_LEN..) {
-        Some(r) => icmpv6::write_error(r, kind, &orig[..n], src, TTL),
-        None => Err(icmpv6::WriteError::TooBig),
-    };
     out.count_drops(reason, 1);
-    match written {
+    // In place, as in `error4`.
+    if pkt.prepend(icmpv6::ERROR_HEADERS_LEN).is_none() {
+        drop(pkt);
+        return;
+    }
+    match icmpv6::write_error_in_place(&mut pkt.data_mut()[ETH_LEN..], kind, src, TTL) {
         Ok(len) => {
-            room[12..14].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
-            pkt.set_rx_len(ETH_LEN + len);
+            pkt.truncate(ETH_LEN + len);
+            pkt.data_mut()[12..14].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
             out.count_event(Event::IcmpErrorsSent, 1);
             emit(c, iface, pkt, &to, out);
         }

@@ -1,6 +1,6 @@
 //! IPv4 input: validation, local delivery, forwarding.
 
-use super::{icmp, resolve_adj, to_neighbor, Adjacency, L3Ctx, L3State, ETH_LEN};
+use super::{icmp, resolve_adj, to_neighbor, Adjacency, Interface, L3Ctx, L3State, ETH_LEN};
 use crate::l3::neigh::NeighKey;
 use crate::wire::ipv4::{Ipv4Error, Ipv4Packet};
 use crate::wire::IPPROTO_ICMP;
@@ -31,6 +31,16 @@ fn unroutable_dst(a: u32) -> bool {
     top == 127 || top == 0 || (a >> 28) >= 0xe
 }
 
+/// Whether `dst` is the broadcast address of one of `o`'s subnets: a directed broadcast, which a router does not
+/// forward (RFC 2644) and must not try to resolve as a host.
+#[inline]
+fn directed_broadcast(o: &Interface, dst: u32) -> bool {
+    o.v4.iter().any(|&(a, len)| {
+        let host = u32::MAX.checked_shr(len as u32).unwrap_or(0);
+        len <= 30 && dst & host == host && (dst ^ u32::from(a)) & !host == 0
+    })
+}
+
 pub(super) fn input(c: &L3Ctx<'_>, st: &mut L3State, iface: u16, mut pkt: Pkt, out: &mut TxBatches) {
     let ifc = &c.t.ifaces[iface as usize];
     let d = pkt.data();
@@ -48,7 +58,7 @@ pub(super) fn input(c: &L3Ctx<'_>, st: &mut L3State, iface: u16, mut pkt: Pkt, o
             (
                 u32::from_be_bytes(ip.src()),
                 u32::from_be_bytes(ip.dst()),
-                ip.total_len() as usize,
+                ip.total_len(),
                 ip.has_options(),
                 ip.is_fragment(),
             )
@@ -74,13 +84,13 @@ pub(super) fn input(c: &L3Ctx<'_>, st: &mut L3State, iface: u16, mut pkt: Pkt, o
         icmp::unreachable4(c, st, iface, pkt, icmp::Unreach::Net, DropReason::NoRoute, out);
         return;
     };
-    let (oif, via) = match resolve_adj(c.t, nh, &pkt) {
+    let (oif, via, attached) = match resolve_adj(c.t, nh, &pkt) {
         Some(Adjacency::Local) => {
             local(c, st, iface, pkt, fragment, out);
             return;
         }
-        Some(Adjacency::Attached { iface: o }) => (o, dst),
-        Some(Adjacency::Gateway { iface: o, via }) => (o, via as u32),
+        Some(Adjacency::Attached { iface: o }) => (o, dst, true),
+        Some(Adjacency::Gateway { iface: o, via }) => (o, via as u32, false),
         Some(Adjacency::Blackhole) => {
             out.drop_pkt(pkt, DropReason::NoRoute);
             return;
@@ -94,6 +104,10 @@ pub(super) fn input(c: &L3Ctx<'_>, st: &mut L3State, iface: u16, mut pkt: Pkt, o
         out.drop_pkt(pkt, DropReason::NoPort);
         return;
     };
+    if attached && directed_broadcast(o, dst) {
+        out.drop_pkt(pkt, DropReason::MartianAddress);
+        return;
+    }
     let mut ip = match Ipv4Packet::new_checked(&mut pkt.data_mut()[ETH_LEN..]) {
         Ok(ip) => ip,
         Err(e) => {

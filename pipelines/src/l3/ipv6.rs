@@ -32,7 +32,7 @@ pub(super) fn input(c: &L3Ctx<'_>, st: &mut L3State, iface: u16, mut pkt: Pkt, o
             Ipv6Addr::from(ip.src()),
             Ipv6Addr::from(ip.dst()),
             ip.next_header(),
-            ip.payload_len() as usize,
+            ip.payload_len(),
             ip.hop_limit(),
         ),
         Err(e) => {
@@ -65,16 +65,27 @@ pub(super) fn input(c: &L3Ctx<'_>, st: &mut L3State, iface: u16, mut pkt: Pkt, o
         local(c, st, iface, pkt, next, out);
         return;
     }
-    if dst.is_unicast_link_local() || src.is_unicast_link_local() {
+    if dst.is_unicast_link_local() {
+        // Another interface's link-local address is not on this link; others' are not routed.
+        out.drop_pkt(pkt, DropReason::MartianAddress);
+        return;
+    }
+    let adj = c.t.fib6.lookup(&dst.octets()).map(|nh| resolve_adj(c.t, nh, &pkt));
+    if adj == Some(Some(Adjacency::Local)) {
+        // Any of the router's addresses, whatever the source's scope: delivering is not forwarding.
+        local(c, st, iface, pkt, next, out);
+        return;
+    }
+    if src.is_unicast_link_local() {
         // Link-local packets are never forwarded (RFC 4291 2.5.6).
         out.drop_pkt(pkt, DropReason::MartianAddress);
         return;
     }
-    let Some(nh) = c.t.fib6.lookup(&dst.octets()) else {
+    let Some(adj) = adj else {
         icmp::unreachable6(c, st, iface, pkt, icmp::Unreach::Net, DropReason::NoRoute, out);
         return;
     };
-    let (oif, via) = match resolve_adj(c.t, nh, &pkt) {
+    let (oif, via) = match adj {
         Some(Adjacency::Local) => {
             local(c, st, iface, pkt, next, out);
             return;

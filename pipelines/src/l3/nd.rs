@@ -2,7 +2,7 @@
 //! addresses (or any, with proxy ND), learn from solicitations and advertisements, and write the solicitations
 //! and announcements the router sends.
 
-use super::neigh::{LearnOutcome, NeighKey};
+use super::neigh::{LearnOutcome, NeighKey, Neighbor};
 use super::{emit, Interface, L3Ctx, ETH_LEN};
 use crate::wire::ipv6;
 use crate::wire::ndisc::{self, NaFlags, NdiscPacket};
@@ -17,7 +17,7 @@ pub(super) fn input(c: &L3Ctx<'_>, iface: u16, mut pkt: Pkt, _hop_limit: u8, out
         m.copy_from_slice(&pkt.data()[6..12]);
         m
     };
-    let (src, dst, solicit, target, sll, tll) = match NdiscPacket::parse(&pkt.data()[ETH_LEN..]) {
+    let (src, dst, solicit, target, sll, tll, override_) = match NdiscPacket::parse(&pkt.data()[ETH_LEN..]) {
         Ok((ip, nd)) => (
             Ipv6Addr::from(ip.src()),
             Ipv6Addr::from(ip.dst()),
@@ -25,6 +25,7 @@ pub(super) fn input(c: &L3Ctx<'_>, iface: u16, mut pkt: Pkt, _hop_limit: u8, out
             nd.target_addr(),
             nd.source_ll_addr(),
             nd.target_ll_addr(),
+            nd.override_flag(),
         ),
         Err(ndisc::NdiscError::Truncated) => {
             out.drop_pkt(pkt, DropReason::Truncated);
@@ -36,11 +37,21 @@ pub(super) fn input(c: &L3Ctx<'_>, iface: u16, mut pkt: Pkt, _hop_limit: u8, out
         }
     };
     let _ = dst;
+    // The link-layer address learned (the option's, else the frame's source) must name one station: a multicast
+    // or zero MAC would send the neighbour's traffic to the whole link (or nowhere).
+    let ll = if solicit { sll } else { tll }.unwrap_or(frame_src);
+    if ll[0] & 1 == 1 || ll == [0; 6] {
+        out.drop_pkt(pkt, DropReason::BadNd);
+        return;
+    }
     if !solicit {
         // An advertisement: update what we asked for (or knew).
-        let mac = tll.unwrap_or(frame_src);
+        let mac = ll;
         let key = NeighKey::v6(iface, target.octets());
-        if c.t.neigh.refresh(&key, &mac, c.now_s()) == Some(LearnOutcome::Learned) {
+        // Without the override flag, a resolved neighbour keeps its address (RFC 4861 section 7.2.5).
+        let keep = !override_
+            && matches!(c.t.neigh.lookup(&key), Some(Neighbor::Reachable { mac: m, .. }) if m != mac);
+        if !keep && c.t.neigh.refresh(&key, &mac, c.now_s()) == Some(LearnOutcome::Learned) {
             out.count_event(Event::NeighLearned, 1);
         }
         drop(pkt);
@@ -73,7 +84,7 @@ pub(super) fn input(c: &L3Ctx<'_>, iface: u16, mut pkt: Pkt, _hop_limit: u8, out
         }
         return;
     }
-    let to = sll.unwrap_or(frame_src);
+    let to = ll;
     let key = NeighKey::v6(iface, src.octets());
     if c.t.neigh.learn(&key, &to, c.now_s()) == LearnOutcome::Learned {
         out.count_event(Event::NeighLearned, 1);
