@@ -9,7 +9,13 @@ use dataplane::worker::TxBatches;
 use dataplane::{DropReason, Event, Pkt};
 use std::net::Ipv4Addr;
 
-pub(super) fn input(c: &L3Ctx<'_>, _st: &mut L3State, iface: u16, mut pkt: Pkt, out: &mut TxBatches) {
+pub(super) fn input(
+    c: &L3Ctx<'_>,
+    _st: &mut L3State,
+    iface: u16,
+    mut pkt: Pkt,
+    out: &mut TxBatches,
+) {
     let ifc = &c.t.ifaces[iface as usize];
     let (op, sha, spa, tpa) = match ArpPacket::new_checked(&pkt.data()[ETH_LEN..]) {
         Ok(a) => (a.op(), a.sha(), a.spa_addr(), a.tpa_addr()),
@@ -36,7 +42,7 @@ pub(super) fn input(c: &L3Ctx<'_>, _st: &mut L3State, iface: u16, mut pkt: Pkt, 
         }
     }
     if !for_us {
-        out.drop_pkt(pkt, DropReason::NotForUs);
+        super::ignore(c, iface, pkt, DropReason::NotForUs, out);
         return;
     }
     if op != OP_REQUEST || spa == tpa {
@@ -59,7 +65,11 @@ fn source_for(ifc: &Interface, target: Ipv4Addr) -> Option<Ipv4Addr> {
     ifc.v4
         .iter()
         .find(|(a, len)| {
-            let m = if *len == 0 { 0 } else { u32::MAX << (32 - *len as u32) };
+            let m = if *len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - *len as u32)
+            };
             u32::from(*a) & m == t & m
         })
         .or(ifc.v4.first())
@@ -67,12 +77,17 @@ fn source_for(ifc: &Interface, target: Ipv4Addr) -> Option<Ipv4Addr> {
 }
 
 /// Writes a broadcast request for `key` into the empty buffer `req`; the event to count and the destination.
-pub(super) fn write_request(c: &L3Ctx<'_>, key: NeighKey, req: &mut Pkt) -> Option<(Event, [u8; 6])> {
+pub(super) fn write_request(
+    c: &L3Ctx<'_>,
+    key: NeighKey,
+    req: &mut Pkt,
+) -> Option<(Event, [u8; 6])> {
     let ifc = c.t.ifaces.get(key.iface as usize)?;
     let target = Ipv4Addr::from(key.ip as u32);
     let src = source_for(ifc, target)?;
     let n = arp::write_request(req.rx_room(), ifc.mac, src, target).ok()?;
-    req.set_rx_len(n).then_some((Event::ArpRequestsSent, [0xff; 6]))
+    req.set_rx_len(n)
+        .then_some((Event::ArpRequestsSent, [0xff; 6]))
 }
 
 /// Writes a gratuitous ARP for `ip` on `ifc` into the empty buffer `p`.

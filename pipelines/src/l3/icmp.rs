@@ -81,8 +81,22 @@ fn error4(
 }
 
 /// Time exceeded (TTL 1 or 0 on a packet to forward).
-pub(super) fn time_exceeded4(c: &L3Ctx<'_>, st: &mut L3State, iface: u16, pkt: Pkt, out: &mut TxBatches) {
-    error4(c, st, iface, pkt, Icmpv4Error::TimeExceeded, DropReason::TtlExceeded, out)
+pub(super) fn time_exceeded4(
+    c: &L3Ctx<'_>,
+    st: &mut L3State,
+    iface: u16,
+    pkt: Pkt,
+    out: &mut TxBatches,
+) {
+    error4(
+        c,
+        st,
+        iface,
+        pkt,
+        Icmpv4Error::TimeExceeded,
+        DropReason::TtlExceeded,
+        out,
+    )
 }
 
 /// Fragmentation needed (DF set, larger than the output MTU).
@@ -94,7 +108,15 @@ pub(super) fn frag_needed4(
     mtu: u16,
     out: &mut TxBatches,
 ) {
-    error4(c, st, iface, pkt, Icmpv4Error::FragNeeded { mtu }, DropReason::MtuExceeded, out)
+    error4(
+        c,
+        st,
+        iface,
+        pkt,
+        Icmpv4Error::FragNeeded { mtu },
+        DropReason::MtuExceeded,
+        out,
+    )
 }
 
 /// Destination unreachable of kind `u`, the original counted under `reason`.
@@ -174,8 +196,22 @@ fn error6(
 }
 
 /// Time exceeded (hop limit 1 or 0 on a packet to forward).
-pub(super) fn time_exceeded6(c: &L3Ctx<'_>, st: &mut L3State, iface: u16, pkt: Pkt, out: &mut TxBatches) {
-    error6(c, st, iface, pkt, Icmpv6Error::TimeExceeded, DropReason::TtlExceeded, out)
+pub(super) fn time_exceeded6(
+    c: &L3Ctx<'_>,
+    st: &mut L3State,
+    iface: u16,
+    pkt: Pkt,
+    out: &mut TxBatches,
+) {
+    error6(
+        c,
+        st,
+        iface,
+        pkt,
+        Icmpv6Error::TimeExceeded,
+        DropReason::TtlExceeded,
+        out,
+    )
 }
 
 /// Packet too big for the output MTU.

@@ -41,7 +41,13 @@ fn directed_broadcast(o: &Interface, dst: u32) -> bool {
     })
 }
 
-pub(super) fn input(c: &L3Ctx<'_>, st: &mut L3State, iface: u16, mut pkt: Pkt, out: &mut TxBatches) {
+pub(super) fn input(
+    c: &L3Ctx<'_>,
+    st: &mut L3State,
+    iface: u16,
+    mut pkt: Pkt,
+    out: &mut TxBatches,
+) {
     let ifc = &c.t.ifaces[iface as usize];
     let d = pkt.data();
     if d[0..6] != ifc.mac {
@@ -81,7 +87,15 @@ pub(super) fn input(c: &L3Ctx<'_>, st: &mut L3State, iface: u16, mut pkt: Pkt, o
         pkt.truncate(ETH_LEN + total);
     }
     let Some(nh) = c.t.fib4.lookup(dst) else {
-        icmp::unreachable4(c, st, iface, pkt, icmp::Unreach::Net, DropReason::NoRoute, out);
+        icmp::unreachable4(
+            c,
+            st,
+            iface,
+            pkt,
+            icmp::Unreach::Net,
+            DropReason::NoRoute,
+            out,
+        );
         return;
     };
     let (oif, via, attached) = match resolve_adj(c.t, nh, &pkt) {
@@ -96,7 +110,15 @@ pub(super) fn input(c: &L3Ctx<'_>, st: &mut L3State, iface: u16, mut pkt: Pkt, o
             return;
         }
         Some(Adjacency::Unreachable) | Some(Adjacency::Ecmp { .. }) | None => {
-            icmp::unreachable4(c, st, iface, pkt, icmp::Unreach::Host, DropReason::NoRoute, out);
+            icmp::unreachable4(
+                c,
+                st,
+                iface,
+                pkt,
+                icmp::Unreach::Host,
+                DropReason::NoRoute,
+                out,
+            );
             return;
         }
     };
@@ -134,7 +156,14 @@ pub(super) fn input(c: &L3Ctx<'_>, st: &mut L3State, iface: u16, mut pkt: Pkt, o
 }
 
 /// A packet for one of the router's addresses.
-fn local(c: &L3Ctx<'_>, st: &mut L3State, iface: u16, pkt: Pkt, fragment: bool, out: &mut TxBatches) {
+fn local(
+    c: &L3Ctx<'_>,
+    st: &mut L3State,
+    iface: u16,
+    pkt: Pkt,
+    fragment: bool,
+    out: &mut TxBatches,
+) {
     if fragment {
         out.drop_pkt(pkt, DropReason::Fragment);
         return;

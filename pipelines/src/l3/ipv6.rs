@@ -19,7 +19,13 @@ fn reason(e: Ipv6Error) -> DropReason {
 const ND_NS: u8 = 135;
 const ND_NA: u8 = 136;
 
-pub(super) fn input(c: &L3Ctx<'_>, st: &mut L3State, iface: u16, mut pkt: Pkt, out: &mut TxBatches) {
+pub(super) fn input(
+    c: &L3Ctx<'_>,
+    st: &mut L3State,
+    iface: u16,
+    mut pkt: Pkt,
+    out: &mut TxBatches,
+) {
     let ifc = &c.t.ifaces[iface as usize];
     let d = pkt.data();
     let multicast_frame = d[0] & 1 == 1;
@@ -58,7 +64,7 @@ pub(super) fn input(c: &L3Ctx<'_>, st: &mut L3State, iface: u16, mut pkt: Pkt, o
     }
     if dst.is_multicast() || multicast_frame {
         // Router Solicitations, MLD and the like: the router takes part in none of them yet.
-        out.drop_pkt(pkt, DropReason::NotForUs);
+        super::ignore(c, iface, pkt, DropReason::NotForUs, out);
         return;
     }
     if ifc.has_v6(&dst) {
@@ -70,7 +76,10 @@ pub(super) fn input(c: &L3Ctx<'_>, st: &mut L3State, iface: u16, mut pkt: Pkt, o
         out.drop_pkt(pkt, DropReason::MartianAddress);
         return;
     }
-    let adj = c.t.fib6.lookup(&dst.octets()).map(|nh| resolve_adj(c.t, nh, &pkt));
+    let adj =
+        c.t.fib6
+            .lookup(&dst.octets())
+            .map(|nh| resolve_adj(c.t, nh, &pkt));
     if adj == Some(Some(Adjacency::Local)) {
         // Any of the router's addresses, whatever the source's scope: delivering is not forwarding.
         local(c, st, iface, pkt, next, out);
@@ -82,7 +91,15 @@ pub(super) fn input(c: &L3Ctx<'_>, st: &mut L3State, iface: u16, mut pkt: Pkt, o
         return;
     }
     let Some(adj) = adj else {
-        icmp::unreachable6(c, st, iface, pkt, icmp::Unreach::Net, DropReason::NoRoute, out);
+        icmp::unreachable6(
+            c,
+            st,
+            iface,
+            pkt,
+            icmp::Unreach::Net,
+            DropReason::NoRoute,
+            out,
+        );
         return;
     };
     let (oif, via) = match adj {
@@ -97,7 +114,15 @@ pub(super) fn input(c: &L3Ctx<'_>, st: &mut L3State, iface: u16, mut pkt: Pkt, o
             return;
         }
         Some(Adjacency::Unreachable) | Some(Adjacency::Ecmp { .. }) | None => {
-            icmp::unreachable6(c, st, iface, pkt, icmp::Unreach::Host, DropReason::NoRoute, out);
+            icmp::unreachable6(
+                c,
+                st,
+                iface,
+                pkt,
+                icmp::Unreach::Host,
+                DropReason::NoRoute,
+                out,
+            );
             return;
         }
     };
@@ -117,7 +142,16 @@ pub(super) fn input(c: &L3Ctx<'_>, st: &mut L3State, iface: u16, mut pkt: Pkt, o
     if let Ok(mut ip) = Ipv6Packet::new_checked(&mut pkt.data_mut()[ETH_LEN..]) {
         ip.set_hop_limit(hops - 1);
     }
-    to_neighbor(c, st, NeighKey { iface: oif, ip: via }, pkt, out);
+    to_neighbor(
+        c,
+        st,
+        NeighKey {
+            iface: oif,
+            ip: via,
+        },
+        pkt,
+        out,
+    );
 }
 
 /// A packet for one of the router's addresses.

@@ -20,8 +20,8 @@ mod arp;
 mod icmp;
 mod ipv4;
 mod ipv6;
-pub mod neigh;
 mod nd;
+pub mod neigh;
 pub mod pending;
 
 use crate::bridge::{self, BridgeDomain, Egress};
@@ -216,11 +216,15 @@ pub struct TokenBucket {
 }
 
 impl TokenBucket {
-    /// Takes a token if there is one.
+    /// Takes a token if there is one. The bucket starts full.
     #[inline]
     pub fn take(&mut self, rate: u32, now_ns: u64) -> bool {
         if rate == 0 {
             return false;
+        }
+        if self.last_ns == 0 {
+            self.tokens = rate;
+            self.last_ns = now_ns.max(1);
         }
         let per_token = 1_000_000_000 / rate as u64;
         let earned = now_ns.saturating_sub(self.last_ns) / per_token.max(1);
@@ -312,6 +316,23 @@ pub fn input(c: &L3Ctx<'_>, st: &mut L3State, pkt: Pkt, out: &mut TxBatches) {
     }
 }
 
+/// Ends a frame the router does not take: counted as `reason`, except the bridge's copy of a broadcast or
+/// multicast frame (ARP, ND, MLD between the bridge's hosts), which the bridge already switched: the router
+/// only listened in, so nothing was dropped.
+#[inline]
+fn ignore(c: &L3Ctx<'_>, iface: u16, pkt: Pkt, reason: DropReason, out: &mut TxBatches) {
+    let listened = pkt.data().first().is_some_and(|b| b & 1 == 1)
+        && matches!(
+            c.t.ifaces.get(iface as usize).map(|i| i.attach),
+            Some(Attach::Bridge { .. })
+        );
+    if listened {
+        drop(pkt);
+    } else {
+        out.drop_pkt(pkt, reason);
+    }
+}
+
 /// Sends `pkt` (a whole Ethernet frame) out of interface `iface` to `dst_mac`, from the interface's MAC.
 #[inline]
 pub fn emit(c: &L3Ctx<'_>, iface: u16, mut pkt: Pkt, dst_mac: &Mac, out: &mut TxBatches) {
@@ -381,13 +402,19 @@ fn solicit(c: &L3Ctx<'_>, key: NeighKey, like: &Pkt, out: &mut TxBatches) {
 
 /// Sends or drops what waited for a neighbour.
 pub fn release_pending(c: &L3Ctx<'_>, st: &mut L3State, out: &mut TxBatches) {
-    st.pending.poll(&c.t.neigh, c.now_ns, c.generation, |r| match r {
-        Released::Resolved(pkt, key, mac) => {
-            out.count_event(Event::Routed, 1);
-            emit(c, key.iface, pkt, &mac, out);
-        }
-        Released::Expired(pkt) => out.drop_pkt(pkt, DropReason::NoNeighbor),
-    });
+    st.pending
+        .poll(&c.t.neigh, c.now_ns, c.generation, |r| match r {
+            Released::Resolved(pkt, key, mac) => {
+                out.count_event(Event::Routed, 1);
+                emit(c, key.iface, pkt, &mac, out);
+            }
+            Released::Expired(pkt) => out.drop_pkt(pkt, DropReason::NoNeighbor),
+            Released::Retry(key, like) => {
+                if c.t.neigh.should_request(&key, c.now_s(), 1) {
+                    solicit(c, key, like, out);
+                }
+            }
+        });
 }
 
 /// Whether worker state has deferred L3 work (waiting packets due, or addresses to announce).

@@ -17,25 +17,26 @@ pub(super) fn input(c: &L3Ctx<'_>, iface: u16, mut pkt: Pkt, _hop_limit: u8, out
         m.copy_from_slice(&pkt.data()[6..12]);
         m
     };
-    let (src, dst, solicit, target, sll, tll, override_) = match NdiscPacket::parse(&pkt.data()[ETH_LEN..]) {
-        Ok((ip, nd)) => (
-            Ipv6Addr::from(ip.src()),
-            Ipv6Addr::from(ip.dst()),
-            nd.is_solicitation(),
-            nd.target_addr(),
-            nd.source_ll_addr(),
-            nd.target_ll_addr(),
-            nd.override_flag(),
-        ),
-        Err(ndisc::NdiscError::Truncated) => {
-            out.drop_pkt(pkt, DropReason::Truncated);
-            return;
-        }
-        Err(_) => {
-            out.drop_pkt(pkt, DropReason::BadNd);
-            return;
-        }
-    };
+    let (src, dst, solicit, target, sll, tll, override_) =
+        match NdiscPacket::parse(&pkt.data()[ETH_LEN..]) {
+            Ok((ip, nd)) => (
+                Ipv6Addr::from(ip.src()),
+                Ipv6Addr::from(ip.dst()),
+                nd.is_solicitation(),
+                nd.target_addr(),
+                nd.source_ll_addr(),
+                nd.target_ll_addr(),
+                nd.override_flag(),
+            ),
+            Err(ndisc::NdiscError::Truncated) => {
+                out.drop_pkt(pkt, DropReason::Truncated);
+                return;
+            }
+            Err(_) => {
+                out.drop_pkt(pkt, DropReason::BadNd);
+                return;
+            }
+        };
     let _ = dst;
     // The link-layer address learned (the option's, else the frame's source) must name one station: a multicast
     // or zero MAC would send the neighbour's traffic to the whole link (or nowhere).
@@ -59,7 +60,7 @@ pub(super) fn input(c: &L3Ctx<'_>, iface: u16, mut pkt: Pkt, _hop_limit: u8, out
     }
     let ours = ifc.has_v6(&target) || (ifc.proxy_arp && target != src);
     if !ours {
-        out.drop_pkt(pkt, DropReason::NotForUs);
+        super::ignore(c, iface, pkt, DropReason::NotForUs, out);
         return;
     }
     if src.is_unspecified() {
@@ -78,7 +79,13 @@ pub(super) fn input(c: &L3Ctx<'_>, iface: u16, mut pkt: Pkt, _hop_limit: u8, out
         match n {
             Ok(n) if pkt.set_rx_len(n) => {
                 out.count_event(Event::NdAdvertsSent, 1);
-                emit(c, iface, pkt, &ipv6::multicast_mac(&[0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]), out);
+                emit(
+                    c,
+                    iface,
+                    pkt,
+                    &ipv6::multicast_mac(&[0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
+                    out,
+                );
             }
             _ => drop(pkt),
         }
@@ -117,7 +124,11 @@ fn source_for(ifc: &Interface, target: &Ipv6Addr) -> Ipv6Addr {
     ifc.v6
         .iter()
         .find(|(a, len)| {
-            let m = if *len == 0 { 0 } else { u128::MAX << (128 - *len as u32) };
+            let m = if *len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - *len as u32)
+            };
             u128::from(*a) & m == t & m
         })
         .map(|a| a.0)
@@ -125,7 +136,11 @@ fn source_for(ifc: &Interface, target: &Ipv6Addr) -> Ipv6Addr {
 }
 
 /// Writes a multicast solicitation for `key` into the empty buffer `req`; the event and destination MAC.
-pub(super) fn write_solicitation(c: &L3Ctx<'_>, key: NeighKey, req: &mut Pkt) -> Option<(Event, [u8; 6])> {
+pub(super) fn write_solicitation(
+    c: &L3Ctx<'_>,
+    key: NeighKey,
+    req: &mut Pkt,
+) -> Option<(Event, [u8; 6])> {
     let ifc = c.t.ifaces.get(key.iface as usize)?;
     let target = Ipv6Addr::from(key.ip);
     let src = source_for(ifc, &target);
@@ -148,6 +163,5 @@ pub(super) fn write_unsolicited(ifc: &Interface, ip: &Ipv6Addr, p: &mut Pkt) -> 
         },
     )
     .ok()?;
-    p.set_rx_len(n)
-        .then_some([0x33, 0x33, 0, 0, 0, 1])
+    p.set_rx_len(n).then_some([0x33, 0x33, 0, 0, 0, 1])
 }

@@ -453,8 +453,10 @@ impl WriteGuard<'_> {
         let s = self.slot;
         s.ip_hi.store((key.ip >> 64) as u64, Ordering::Relaxed);
         s.ip_lo.store(key.ip as u64, Ordering::Relaxed);
-        s.mac_iface
-            .store(mac_to_u64(mac) | ((key.iface as u64) << 48), Ordering::Relaxed);
+        s.mac_iface.store(
+            mac_to_u64(mac) | ((key.iface as u64) << 48),
+            Ordering::Relaxed,
+        );
         match state {
             ST_INCOMPLETE => {
                 s.requested_s.store(now_s.max(1), Ordering::Relaxed);
@@ -564,7 +566,10 @@ mod tests {
         };
         for _ in 0..200_000 {
             if let Some(Neighbor::Reachable { mac, .. }) = t.lookup(&k) {
-                assert!(mac == [2, 1, 1, 1, 1, 1] || mac == [2, 2, 2, 2, 2, 2], "{mac:?}");
+                assert!(
+                    mac == [2, 1, 1, 1, 1, 1] || mac == [2, 2, 2, 2, 2, 2],
+                    "{mac:?}"
+                );
             }
         }
         stop.store(true, Ordering::Relaxed);

@@ -30,6 +30,8 @@ pub struct Pending {
     seen_version: u64,
     /// Earliest deadline in the queue (`u64::MAX` when empty).
     next_deadline_ns: u64,
+    /// When the unresolved neighbours are asked again (`u64::MAX` when nothing waits).
+    next_retry_ns: u64,
 }
 
 impl std::fmt::Debug for Pending {
@@ -46,17 +48,24 @@ impl Default for Pending {
             waiting: Vec::with_capacity(CAPACITY),
             seen_version: 0,
             next_deadline_ns: u64::MAX,
+            next_retry_ns: u64::MAX,
         }
     }
 }
 
 /// What became of the packets looked at by [`Pending::poll`].
-pub enum Released {
+pub enum Released<'a> {
     /// Resolved: send on the key's interface to this MAC.
     Resolved(Pkt, NeighKey, Mac),
     /// Deadline passed or the configuration changed under it.
     Expired(Pkt),
+    /// Still waiting and a second has passed: ask the neighbour again (the packet is lent as a template for
+    /// the request's buffer).
+    Retry(NeighKey, &'a Pkt),
 }
+
+/// How often an unanswered neighbour is asked again while packets wait for it.
+pub const RETRY_NS: u64 = 1_000_000_000;
 
 impl Pending {
     /// Number of packets waiting.
@@ -70,7 +79,13 @@ impl Pending {
     }
 
     /// Parks `pkt` for `key`; gives it back when the queue (or this neighbour's share) is full.
-    pub fn park(&mut self, pkt: Pkt, key: NeighKey, now_ns: u64, generation: u64) -> Result<(), Pkt> {
+    pub fn park(
+        &mut self,
+        pkt: Pkt,
+        key: NeighKey,
+        now_ns: u64,
+        generation: u64,
+    ) -> Result<(), Pkt> {
         if self.waiting.len() >= CAPACITY
             || self.waiting.iter().filter(|w| w.key == key).count() >= PER_NEIGHBOR
         {
@@ -78,6 +93,7 @@ impl Pending {
         }
         let deadline_ns = now_ns + WAIT_NS;
         self.next_deadline_ns = self.next_deadline_ns.min(deadline_ns);
+        self.next_retry_ns = self.next_retry_ns.min(now_ns + RETRY_NS);
         // Within the preallocated capacity: no allocation.
         self.waiting.push(Waiting {
             pkt,
@@ -88,22 +104,28 @@ impl Pending {
         Ok(())
     }
 
-    /// Whether [`Pending::poll`] has anything to do: packets wait and the table changed or a deadline passed.
+    /// Whether [`Pending::poll`] has anything to do: packets wait and the table changed, a deadline passed
+    /// or a retry is due.
     #[inline]
     pub fn due(&self, table: &NeighTable, now_ns: u64) -> bool {
         !self.waiting.is_empty()
-            && (table.version() != self.seen_version || now_ns >= self.next_deadline_ns)
+            && (table.version() != self.seen_version
+                || now_ns >= self.next_deadline_ns
+                || now_ns >= self.next_retry_ns)
     }
 
-    /// Releases every packet whose neighbour resolved or whose time is up, handing each to `f`.
+    /// Releases every packet whose neighbour resolved or whose time is up, handing each to `f`; when a retry is
+    /// due, also lends `f` every packet still waiting ([`Released::Retry`]; the neighbour table's own rate
+    /// limit keeps it to one request per neighbour a second).
     pub fn poll(
         &mut self,
         table: &NeighTable,
         now_ns: u64,
         generation: u64,
-        mut f: impl FnMut(Released),
+        mut f: impl FnMut(Released<'_>),
     ) {
         self.seen_version = table.version();
+        let retry = now_ns >= self.next_retry_ns;
         let mut next = u64::MAX;
         let mut i = 0;
         while i < self.waiting.len() {
@@ -114,6 +136,9 @@ impl Pending {
             };
             if resolved.is_none() && w.generation == generation && now_ns < w.deadline_ns {
                 next = next.min(w.deadline_ns);
+                if retry {
+                    f(Released::Retry(w.key, &w.pkt));
+                }
                 i += 1;
                 continue;
             }
@@ -124,5 +149,10 @@ impl Pending {
             });
         }
         self.next_deadline_ns = next;
+        if self.waiting.is_empty() {
+            self.next_retry_ns = u64::MAX;
+        } else if retry {
+            self.next_retry_ns = now_ns + RETRY_NS;
+        }
     }
 }
