@@ -7,8 +7,8 @@
 pub mod bridge;
 pub mod ethernet;
 pub mod fib;
-pub mod l2;
 pub mod ipvlan;
+pub mod l2;
 pub mod l3;
 pub mod macvlan;
 pub mod snapshot;
