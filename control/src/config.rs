@@ -6,9 +6,14 @@
 //! [dataplane]          # buffers, burst size, workers and how they idle      -> DataplaneCfg
 //! [control]            # the control socket                                  -> ControlCfg
 //! [dpdk]               # the DPDK EAL and mempool, for dpdk ports            -> DpdkCfg
-//! [[ports]]            # one per packet port: ring, pcap, afpacket or dpdk   -> PortCfg
-//! [[networks]]         # a network mode joining ports (only xconnect for now) -> NetworkCfg
-//! [[endpoints]]        # the hosts cabled to the networks' ports             -> EndpointCfg
+//! [router]             # L3 settings: MTU, ICMP rate, neighbour timers         -> RouterCfg
+//! [[ports]]            # one per packet port: ring, pcap, afpacket or dpdk;
+//!                      #   `addresses` makes it a routed port                  -> PortCfg
+//! [[networks]]         # a network mode joining ports: xconnect, bridge (its gateway: `addresses`),
+//!                      #   macvlan, ipvlan (l2, l3), point-to-point           -> NetworkCfg
+//! [[routes]]           # static routes: prefix, via (several: ECMP), type      -> RouteCfg
+//! [[endpoints]]        # the hosts cabled to the ports (what `wharf lab` builds) -> EndpointCfg
+//! [[links]]            # veth cables between two afpacket ports, for the lab   -> LinkCfg
 //! ```
 //!
 //! `configs/*.toml` in the repository are commented examples of every field.

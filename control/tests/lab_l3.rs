@@ -66,21 +66,11 @@ fn neighbour_mac(h: &LabHost, ip: &str) -> String {
         .to_string()
 }
 
-#[test]
-fn routing_between_bridge_networks_over_both_families() {
-    if !netns::require_root("routing_between_bridge_networks_over_both_families") {
-        return;
-    }
-    let lab = Lab::start("lab-routed.toml", &prefix('r'), |_| {});
-    let (a, c) = (lab.host("a"), lab.host("c"));
-
-    // Every pair (same network or across the router), IPv4 and IPv6: ping and a hashed 4 MiB TCP stream.
+/// `wharf lab --check` on the lab's three hosts: every ordered pair pings and moves a hashed TCP stream, over
+/// IPv4 and IPv6.
+fn every_pair_passes(lab: &Lab) {
     let results = lab::check(lab.topo());
-    assert_eq!(
-        results.len(),
-        12,
-        "3 endpoints, 6 ordered pairs, 2 families"
-    );
+    assert_eq!(results.len(), 12, "3 hosts, 6 ordered pairs, 2 families");
     for r in &results {
         assert!(
             r.passed(),
@@ -90,6 +80,18 @@ fn routing_between_bridge_networks_over_both_families() {
             r.family
         );
     }
+}
+
+#[test]
+fn routing_between_bridge_networks_over_both_families() {
+    if !netns::require_root("routing_between_bridge_networks_over_both_families") {
+        return;
+    }
+    let lab = Lab::start("lab-routed.toml", &prefix('r'), |_| {});
+    let (a, c) = (lab.host("a"), lab.host("c"));
+
+    // Every pair (same network or across the router), IPv4 and IPv6: ping and a hashed 4 MiB TCP stream.
+    every_pair_passes(&lab);
     let routed_before = lab.event("routed");
     assert!(routed_before > 0, "the cross-network pairs were routed");
 
@@ -146,21 +148,7 @@ fn point_to_point_links_route_host_addresses_to_a_bridge() {
         return;
     }
     let lab = Lab::start("lab-p2p.toml", &prefix('p'), |_| {});
-    let results = lab::check(lab.topo());
-    assert_eq!(
-        results.len(),
-        12,
-        "3 endpoints, 6 ordered pairs, 2 families"
-    );
-    for r in &results {
-        assert!(
-            r.passed(),
-            "{} -> {} over {}: {r:?}",
-            r.from,
-            r.to,
-            r.family
-        );
-    }
+    every_pair_passes(&lab);
     // Each endpoint reached its link-local gateway at wharf's MAC for that link (the port's interface in
     // the host namespace), for both families.
     for name in ["a", "b"] {
@@ -187,21 +175,7 @@ fn ipvlan_l3_endpoints_share_the_uplink_mac_and_are_reached_by_static_routes() {
     }
     let lab = Lab::start("lab-ipvlan.toml", &prefix('i'), |_| {});
     // The outside host reaches both endpoints through its static routes, and they reach it and each other.
-    let results = lab::check(lab.topo());
-    assert_eq!(
-        results.len(),
-        12,
-        "3 endpoints, 6 ordered pairs, 2 families"
-    );
-    for r in &results {
-        assert!(
-            r.passed(),
-            "{} -> {} over {}: {r:?}",
-            r.from,
-            r.to,
-            r.family
-        );
-    }
+    every_pair_passes(&lab);
     // One MAC for all: the uplink's, as the outside sees the router and as each endpoint sees its gateway.
     let outside = lab.host("outside");
     let uplink_mac = netns::format_mac(
@@ -243,17 +217,7 @@ fn ipvlan_l2_endpoints_share_one_mac_on_the_lan() {
         return;
     }
     let lab = Lab::start("lab-ipvlan-l2.toml", &prefix('l'), |_| {});
-    let results = lab::check(lab.topo());
-    assert_eq!(results.len(), 12, "3 hosts, 6 ordered pairs, 2 families");
-    for r in &results {
-        assert!(
-            r.passed(),
-            "{} -> {} over {}: {r:?}",
-            r.from,
-            r.to,
-            r.family
-        );
-    }
+    every_pair_passes(&lab);
     // The LAN host holds both endpoints, over both families, at one MAC: the uplink's.
     let lan = lab.host("lan");
     let uplink_mac = netns::format_mac(

@@ -83,6 +83,18 @@ fn mapped(a: Ipv4Addr) -> u128 {
     0xffff_0000_0000 | u32::from(a) as u128
 }
 
+/// The addresses of the endpoint cabled to `port` in network `network` (routed to its link as host routes).
+fn endpoint_hosts<'a>(
+    cfg: &'a Config,
+    network: &'a str,
+    port: &'a str,
+) -> impl Iterator<Item = IpCidr> + 'a {
+    cfg.endpoints
+        .iter()
+        .filter(move |e| e.port == port && e.network == network)
+        .flat_map(|e| std::iter::once(IpCidr::V4(e.address)).chain(e.address6.map(IpCidr::V6)))
+}
+
 /// Builds the L3 tables, attaches each bridge with addresses to its gateway interface and marks routed ports.
 pub(super) fn compile_l3(
     cfg: &Config,
@@ -205,16 +217,7 @@ pub(super) fn compile_l3(
                 proxy_arp: true,
             });
             addrs.push(Vec::new());
-            for e in cfg
-                .endpoints
-                .iter()
-                .filter(|e| e.port == *p && e.network == net.name)
-            {
-                host_routes.push((IpCidr::V4(e.address), iface));
-                if let Some(a6) = e.address6 {
-                    host_routes.push((IpCidr::V6(a6), iface));
-                }
-            }
+            host_routes.extend(endpoint_hosts(cfg, &net.name, p).map(|c| (c, iface)));
         }
     }
 
@@ -258,16 +261,7 @@ pub(super) fn compile_l3(
                 proxy_arp: true,
             });
             addrs.push(Vec::new());
-            for e in cfg
-                .endpoints
-                .iter()
-                .filter(|e| e.port == *p && e.network == net.name)
-            {
-                host_routes.push((IpCidr::V4(e.address), iface));
-                if let Some(a6) = e.address6 {
-                    host_routes.push((IpCidr::V6(a6), iface));
-                }
-            }
+            host_routes.extend(endpoint_hosts(cfg, &net.name, p).map(|c| (c, iface)));
         }
     }
 

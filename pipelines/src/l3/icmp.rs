@@ -138,16 +138,32 @@ pub(super) fn unreachable4(
 }
 
 /// Answers an echo request to a router address in place; anything else ICMP is counted as unhandled.
-pub(super) fn echo4(c: &L3Ctx<'_>, iface: u16, mut pkt: Pkt, out: &mut TxBatches) {
+pub(super) fn echo4(c: &L3Ctx<'_>, iface: u16, pkt: Pkt, out: &mut TxBatches) {
+    echo(c, iface, pkt, out, |ip| {
+        icmpv4::echo_reply_in_place(ip, TTL).map_err(|e| match e {
+            icmpv4::EchoError::Unhandled => DropReason::NoLocalStack,
+            e => e.drop_reason(),
+        })
+    })
+}
+
+/// Turns the echo request in `pkt` into its reply with `reply` (over the IP packet) and sends it back to the
+/// MAC it came from; what `reply` refuses is dropped for the reason it gives.
+fn echo(
+    c: &L3Ctx<'_>,
+    iface: u16,
+    mut pkt: Pkt,
+    out: &mut TxBatches,
+    reply: impl FnOnce(&mut [u8]) -> Result<usize, DropReason>,
+) {
     let to = src_mac(&pkt);
-    match icmpv4::echo_reply_in_place(&mut pkt.data_mut()[ETH_LEN..], TTL) {
+    match reply(&mut pkt.data_mut()[ETH_LEN..]) {
         Ok(len) => {
             pkt.truncate(ETH_LEN + len);
             out.count_event(Event::EchoReplies, 1);
             emit(c, iface, pkt, &to, out);
         }
-        Err(icmpv4::EchoError::Unhandled) => out.drop_pkt(pkt, DropReason::NoLocalStack),
-        Err(e) => out.drop_pkt(pkt, e.drop_reason()),
+        Err(reason) => out.drop_pkt(pkt, reason),
     }
 }
 
@@ -253,15 +269,11 @@ pub(super) fn unreachable6(
 }
 
 /// Answers an ICMPv6 echo request to a router address in place.
-pub(super) fn echo6(c: &L3Ctx<'_>, iface: u16, mut pkt: Pkt, out: &mut TxBatches) {
-    let to = src_mac(&pkt);
-    match icmpv6::echo_reply_in_place(&mut pkt.data_mut()[ETH_LEN..], TTL) {
-        Ok(len) => {
-            pkt.truncate(ETH_LEN + len);
-            out.count_event(Event::EchoReplies, 1);
-            emit(c, iface, pkt, &to, out);
-        }
-        Err(icmpv6::EchoError::Unhandled) => out.drop_pkt(pkt, DropReason::NoLocalStack),
-        Err(e) => out.drop_pkt(pkt, e.drop_reason()),
-    }
+pub(super) fn echo6(c: &L3Ctx<'_>, iface: u16, pkt: Pkt, out: &mut TxBatches) {
+    echo(c, iface, pkt, out, |ip| {
+        icmpv6::echo_reply_in_place(ip, TTL).map_err(|e| match e {
+            icmpv6::EchoError::Unhandled => DropReason::NoLocalStack,
+            e => e.drop_reason(),
+        })
+    })
 }
