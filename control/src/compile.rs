@@ -178,7 +178,9 @@ pub fn compile(cfg: &Config, generation: u64, env: CompileEnv<'_>) -> Result<Sna
                         .map(|e| e.effective_mac())
                         .unwrap_or_else(|| crate::config::endpoint_mac(&net.name, p));
                     if let Some(e) = e {
-                        v4.push((u32::from(e.address.addr()), ep as u16));
+                        if let Some(a) = e.address {
+                            v4.push((u32::from(a.addr()), ep as u16));
+                        }
                         if let Some(a6) = e.address6 {
                             v6.push((u128::from(a6.addr()), ep as u16));
                         }

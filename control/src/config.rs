@@ -45,6 +45,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub(crate) use check::pool_spec;
 pub use dpdk::{
     DpdkCfg, DpdkPortCfg, DEFAULT_DPDK_CACHE_SIZE, DEFAULT_DPDK_DESC, DEFAULT_DPDK_LOG_LEVEL,
     DEFAULT_DPDK_MEMORY_MB, DPDK_DATA_ROOM_RANGE, DPDK_DESC_RANGE, DPDK_FRAME_OVERHEAD,
@@ -243,11 +244,16 @@ pub struct ControlCfg {
     /// `socket`: path of the control socket (Unix stream socket); default [`DEFAULT_SOCKET`]. Used as written
     /// (a relative path is relative to the daemon's working directory).
     pub socket: PathBuf,
+    /// `state_dir`: where state that must outlive the process is kept (IPAM leases under `ipam/`); `None`
+    /// keeps it in memory (addresses are then stable only as long as the process runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for ControlCfg {
     fn default() -> Self {
         ControlCfg {
+            state_dir: None,
             socket: PathBuf::from(DEFAULT_SOCKET),
         }
     }
@@ -350,6 +356,10 @@ pub struct NetworkCfg {
     /// Macvlan options (`mode = "macvlan"` only).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub macvlan: Option<MacvlanCfg>,
+    /// `[networks.ipam]`: the pool endpoints without an `address` get theirs from. A bridge with an IPv4
+    /// gateway address has one implicitly (its subnet, the gateway reserved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipam: Option<IpamCfg>,
     /// Ipvlan options (`mode = "ipvlan"` only).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub ipvlan: Option<IpvlanCfg>,
@@ -521,7 +531,10 @@ pub struct EndpointCfg {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mac: Option<MacAddr>,
     /// `address`: its IPv4 address and prefix length; a host address of its subnet, unique among endpoints.
-    pub address: Ipv4Cidr,
+    /// `None` (left out): given by the network's IPAM pool when the router or the lab starts
+    /// ([`crate::ipam::assign_addresses`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<Ipv4Cidr>,
     /// `gateway`: its default gateway, inside `address`'s subnet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway: Option<Ipv4Addr>,
@@ -682,7 +695,10 @@ mod tests {
             .map(|e| (e.name.as_str(), e.port.as_str()))
             .collect();
         assert_eq!(names, [("a", "a"), ("b", "b"), ("c", "c")]);
-        assert_eq!(c.endpoints[2].address, "10.77.0.3/24".parse().unwrap());
+        assert_eq!(
+            c.endpoints[2].address,
+            Some("10.77.0.3/24".parse().unwrap())
+        );
         c.validate().unwrap();
     }
 

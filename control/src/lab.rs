@@ -117,6 +117,8 @@ fn wharf_cable(host: &NetnsGuard, a_prefix: &str, b_prefix: &str) -> anyhow::Res
 /// Builds the host namespace, a namespace and cable per endpoint and a cable per link, and points the ports
 /// of `cfg` at the lab's interfaces. `prefix` starts every name.
 pub fn build(cfg: &mut Config, prefix: &str) -> anyhow::Result<Topology> {
+    // Endpoints without an address get one from their network's pool first (the router keeps the leases).
+    crate::ipam::assign_addresses(cfg)?;
     let host = NetnsGuard::new(&format!("{prefix}host"))?;
     let mut topo = Topology {
         hosts: Vec::new(),
@@ -137,17 +139,15 @@ pub fn build(cfg: &mut Config, prefix: &str) -> anyhow::Result<Topology> {
             Some(ns.name()),
             &["link", "set", "dev", &inner, "name", "eth0"],
         )?;
+        let Some(address) = ep.address else {
+            bail!("{what}: no address (and no pool to take one from)");
+        };
         let mac = ep.effective_mac().0;
         netns::set_mac(Some(ns.name()), "eth0", mac)?;
-        netns::add_addr4(
-            Some(ns.name()),
-            "eth0",
-            ep.address.addr(),
-            ep.address.prefix(),
-        )?;
+        netns::add_addr4(Some(ns.name()), "eth0", address.addr(), address.prefix())?;
         netns::set_up(Some(ns.name()), "eth0")?;
         if let Some(gw) = ep.gateway {
-            if ep.address.contains(gw) {
+            if address.contains(gw) {
                 netns::add_default_route4(Some(ns.name()), gw)?;
             } else {
                 // A point-to-point endpoint's gateway is link-local, outside its /32: reached on-link.
@@ -193,7 +193,7 @@ pub fn build(cfg: &mut Config, prefix: &str) -> anyhow::Result<Topology> {
             name: ep.name.clone(),
             network: ep.network.clone(),
             ns,
-            addr: ep.address.addr(),
+            addr: address.addr(),
             addr6: ep.address6.map(|a| a.addr()),
             routed: ep.gateway.is_some() || ep.gateway6.is_some() || !ep.routes.is_empty(),
             mac,

@@ -58,7 +58,9 @@ pub enum ReloadError {
 
 impl Router {
     /// Opens the ports, compiles and publishes the first snapshot, and starts the workers.
-    pub fn start(cfg: Config, path: Option<PathBuf>) -> anyhow::Result<Router> {
+    pub fn start(mut cfg: Config, path: Option<PathBuf>) -> anyhow::Result<Router> {
+        // Endpoints without an address take theirs from their network's pool (leases kept in state_dir).
+        crate::ipam::assign_addresses(&mut cfg).context("assigning endpoint addresses")?;
         let d = &cfg.dataplane;
         let pool = Pool::new(&PoolConfig {
             buffers: d.buffers as u32,
@@ -194,7 +196,9 @@ impl Router {
         }
     }
 
-    fn try_apply(&mut self, cfg: Config) -> Result<u64, ReloadError> {
+    fn try_apply(&mut self, mut cfg: Config) -> Result<u64, ReloadError> {
+        crate::ipam::assign_addresses(&mut cfg)
+            .map_err(|e| ReloadError::Compile(format!("assigning endpoint addresses: {e}")))?;
         if cfg.ports != self.cfg.ports {
             return Err(ReloadError::NeedsRestart("the [[ports]] changed".into()));
         }

@@ -92,7 +92,12 @@ fn endpoint_hosts<'a>(
     cfg.endpoints
         .iter()
         .filter(move |e| e.port == port && e.network == network)
-        .flat_map(|e| std::iter::once(IpCidr::V4(e.address)).chain(e.address6.map(IpCidr::V6)))
+        .flat_map(|e| {
+            e.address
+                .map(IpCidr::V4)
+                .into_iter()
+                .chain(e.address6.map(IpCidr::V6))
+        })
 }
 
 /// Builds the L3 tables, attaches each bridge with addresses to its gateway interface and marks routed ports.

@@ -6,14 +6,17 @@ use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
+mod ipam;
 mod ipvlan;
+
+pub(crate) use ipam::pool_spec;
 mod routing;
 
 use super::dpdk;
 use super::error::did_you_mean;
 use super::raw::{
-    RawConfig, RawControl, RawDataplane, RawEndpoint, RawLink, RawNetwork, RawPort, RawRewrite,
-    RawRoute, RawRouter, RawStaticMac,
+    RawConfig, RawControl, RawDataplane, RawEndpoint, RawIpam, RawLink, RawNetwork, RawPort,
+    RawRewrite, RawRoute, RawRouter, RawStaticMac,
 };
 use super::*;
 
@@ -375,16 +378,26 @@ fn check_dataplane(ck: &mut Checker, d: &RawDataplane) -> Option<DataplaneCfg> {
 }
 
 fn check_control(ck: &mut Checker, c: &RawControl) -> Option<ControlCfg> {
-    match c.socket.as_deref() {
-        None => Some(ControlCfg::default()),
+    let socket = match c.socket.as_deref() {
+        None => Some(ControlCfg::default().socket),
         Some("") => {
             ck.err("control.socket", "socket path is empty");
             None
         }
-        Some(s) => Some(ControlCfg {
-            socket: PathBuf::from(s),
-        }),
-    }
+        Some(s) => Some(PathBuf::from(s)),
+    };
+    let state_dir = match c.state_dir.as_deref() {
+        None => Some(None),
+        Some("") => {
+            ck.err("control.state_dir", "state directory path is empty");
+            None
+        }
+        Some(s) => Some(Some(PathBuf::from(s))),
+    };
+    Some(ControlCfg {
+        socket: socket?,
+        state_dir: state_dir?,
+    })
 }
 
 /// The options of each backend, as written in the file.
@@ -941,7 +954,8 @@ fn check_networks(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<NetworkCfg>> 
         let rewrite = check_rewrites(ck, i, n, mode);
         let l2 = check_l2(ck, i, n, mode, &port_names, &mut tagged);
         let ipvlan = ipvlan::check_ipvlan(ck, i, n, mode, raw);
-        out.push(match (ok, mode, ports, rewrite, l2, ipvlan) {
+        let pool = ipam::check_network_ipam(ck, i, n, mode);
+        out.push(match (ok, mode, ports, rewrite, l2, ipvlan, pool) {
             (
                 true,
                 Some(mode),
@@ -949,6 +963,7 @@ fn check_networks(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<NetworkCfg>> 
                 Some(rewrite),
                 Some((bridge, macvlan)),
                 Some(ipvlan),
+                Some(ipam),
             ) => Some(NetworkCfg {
                 name: name.to_string(),
                 mode,
@@ -957,6 +972,7 @@ fn check_networks(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<NetworkCfg>> 
                 bridge,
                 macvlan,
                 ipvlan,
+                ipam,
                 addresses: Vec::new(),
             }),
             _ => None,
@@ -1565,11 +1581,28 @@ fn check_endpoints(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<EndpointCfg>
                 None => None,
             },
         };
+        // A network with an address pool gives an endpoint without `address` one when the router starts.
+        let pool = net.and_then(|n| {
+            let mut quiet = Checker::default();
+            let mode = n
+                .mode
+                .as_deref()
+                .and_then(|m| m.parse::<NetworkMode>().ok());
+            ipam::check_network_ipam(&mut quiet, 0, n, mode).flatten()
+        });
+        let pooled = address.is_none() && pool.is_some();
+        // A pool that is wrong is reported once, at the pool.
+        let bad_pool = address.is_none() && pool.is_none() && net.is_some_and(|n| n.ipam.is_some());
         let cidr = match address.as_deref() {
+            // Checked against the pool's subnet below; assigned by `ipam::assign_addresses`.
+            None if pooled => pool
+                .as_ref()
+                .and_then(|p| Ipv4Cidr::new(p.subnet.addr(), p.host_prefix)),
+            None if bad_pool => None,
             None => {
                 ck.err(
                     at("address"),
-                    format!("{REQUIRED} (an IPv4 address with prefix length, like 10.77.0.1/24)"),
+                    format!("{REQUIRED} (an IPv4 address with prefix length, like 10.77.0.1/24; or give the network an address pool: [networks.ipam], or a bridge gateway address)"),
                 );
                 None
             }
@@ -1687,7 +1720,7 @@ fn check_endpoints(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<EndpointCfg>
                 network: network.clone().unwrap_or_default(),
                 port: port.clone().unwrap_or_default(),
                 mac,
-                address,
+                address: (!pooled).then_some(address),
                 gateway,
                 address6,
                 gateway6,
@@ -1755,6 +1788,7 @@ pub(crate) fn to_raw(c: &Config) -> RawConfig {
         }),
         control: Some(RawControl {
             socket: Some(path(&c.control.socket)),
+            state_dir: c.control.state_dir.as_deref().map(path),
         }),
         dpdk: c.dpdk.as_ref().map(dpdk::section_to_raw),
         ports: c
@@ -1854,6 +1888,12 @@ pub(crate) fn to_raw(c: &Config) -> RawConfig {
                 max_macs: n.macvlan.as_ref().map(|m| num(m.max_macs)),
                 allow_host: n.macvlan.as_ref().map(|m| m.allow_host),
                 addresses: cidrs(&n.addresses),
+                ipam: n.ipam.as_ref().map(|p| RawIpam {
+                    subnet: Some(p.subnet.to_string()),
+                    range: p.range.map(|(a, b)| format!("{a}-{b}")),
+                    reserved: (!p.reserved.is_empty())
+                        .then(|| p.reserved.iter().map(|a| a.to_string()).collect()),
+                }),
             })
             .collect(),
         endpoints: c
@@ -1864,7 +1904,7 @@ pub(crate) fn to_raw(c: &Config) -> RawConfig {
                 network: (!e.network.is_empty()).then(|| e.network.clone()),
                 port: Some(e.port.clone()),
                 mac: e.mac.map(|m| m.to_string()),
-                address: Some(e.address.to_string()),
+                address: e.address.map(|a| a.to_string()),
                 gateway: e.gateway.map(|g| g.to_string()),
                 address6: e.address6.map(|a| a.to_string()),
                 gateway6: e.gateway6.map(|g| g.to_string()),

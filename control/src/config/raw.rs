@@ -67,6 +67,7 @@ pub(crate) struct RawDataplane {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawControl {
     pub socket: Option<String>,
+    pub state_dir: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,6 +123,15 @@ pub(crate) struct RawNetwork {
     pub ipvlan_mode: Option<String>,
     // the router's addresses on the network (bridge)
     pub addresses: Option<Vec<String>>,
+    pub ipam: Option<RawIpam>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIpam {
+    pub subnet: Option<String>,
+    pub range: Option<String>,
+    pub reserved: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::Serialize;
 
-use super::IpCidr;
+use super::{IpCidr, Ipv4Cidr};
 
 /// The router's IPv4 address on every point-to-point link: a link-local gateway the endpoint reaches
 /// `onlink` (Calico's 169.254.1.1), so endpoints need no subnet of their own.
@@ -113,4 +113,23 @@ pub struct IpvlanCfg {
     pub uplink: String,
     /// `ipvlan_mode`: `l3` (default) or `l2`.
     pub ipvlan_mode: IpvlanMode,
+}
+
+/// `[networks.ipam]`: a host-local address pool (CNI's host-local IPAM).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct IpamCfg {
+    /// `subnet`: the pool's subnet (host bits zero); default: the subnet of the network's IPv4 gateway address.
+    pub subnet: Ipv4Cidr,
+    /// `range = "FIRST-LAST"`: the addresses handed out (default: the whole subnet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range: Option<(Ipv4Addr, Ipv4Addr)>,
+    /// `reserved`: addresses never handed out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reserved: Vec<Ipv4Addr>,
+    /// The gateway (reserved): the network's IPv4 router address, or the subnet's first host.
+    #[serde(skip)]
+    pub gateway: Option<Ipv4Addr>,
+    /// Prefix length of the addresses given: the subnet's, or 32 on a point-to-point network.
+    #[serde(skip)]
+    pub host_prefix: u8,
 }
