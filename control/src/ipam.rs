@@ -958,6 +958,56 @@ fn write_state(dir: &Path, network: &str, state: &NetState) -> Result<(), IpamEr
         .map_err(|e| io_err(dir, "sync directory", e))
 }
 
+/// Gives every endpoint without an `address` one from its network's pool (`[networks.ipam]`, or a bridge's
+/// gateway subnet), keeping the leases under `[control] state_dir` (in memory when it is not set): an endpoint
+/// gets the same address on every start. Endpoints with a static address of a pool's subnet have it reserved,
+/// so the pool never hands it out; leases of endpoints no longer in the config are dropped. Returns what was
+/// assigned, `(endpoint, address)`.
+pub fn assign_addresses(
+    cfg: &mut crate::config::Config,
+) -> Result<Vec<(String, crate::config::Ipv4Cidr)>, IpamError> {
+    let needed = cfg.endpoints.iter().any(|e| e.address.is_none());
+    let pools = cfg.networks.iter().any(|n| n.ipam.is_some());
+    if !(needed || pools && cfg.control.state_dir.is_some()) {
+        return Ok(Vec::new());
+    }
+    let mut ipam = Ipam::open(cfg.control.state_dir.as_deref())?;
+    let mut assigned = Vec::new();
+    for net in &cfg.networks {
+        let Some(pool) = &net.ipam else { continue };
+        let spec = crate::config::pool_spec(pool);
+        let members: Vec<usize> = (0..cfg.endpoints.len())
+            .filter(|&i| cfg.endpoints[i].network == net.name)
+            .collect();
+        // Static addresses first, so a dynamic one never takes them.
+        for &i in &members {
+            let e = &cfg.endpoints[i];
+            if let Some(a) = e.address.filter(|a| pool.subnet.contains(a.addr())) {
+                ipam.reserve(&net.name, &spec, &e.name, IpAddr::V4(a.addr()))?;
+            }
+        }
+        for &i in &members {
+            if cfg.endpoints[i].address.is_some() {
+                continue;
+            }
+            let name = cfg.endpoints[i].name.clone();
+            let IpAddr::V4(a) = ipam.allocate(&net.name, &spec, &name)? else {
+                continue;
+            };
+            if let Some(c) = crate::config::Ipv4Cidr::new(a, pool.host_prefix) {
+                cfg.endpoints[i].address = Some(c);
+                assigned.push((name, c));
+            }
+        }
+        let owners: Vec<&str> = members
+            .iter()
+            .map(|&i| cfg.endpoints[i].name.as_str())
+            .collect();
+        ipam.retain(&net.name, &owners)?;
+    }
+    Ok(assigned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1188,54 +1238,4 @@ mod tests {
         // The last allocation was the highest address: the walk wraps to the start without overflowing.
         assert_eq!(ipam.allocate("n", &p, "c").unwrap(), a);
     }
-}
-
-/// Gives every endpoint without an `address` one from its network's pool (`[networks.ipam]`, or a bridge's
-/// gateway subnet), keeping the leases under `[control] state_dir` (in memory when it is not set): an endpoint
-/// gets the same address on every start. Endpoints with a static address of a pool's subnet have it reserved,
-/// so the pool never hands it out; leases of endpoints no longer in the config are dropped. Returns what was
-/// assigned, `(endpoint, address)`.
-pub fn assign_addresses(
-    cfg: &mut crate::config::Config,
-) -> Result<Vec<(String, crate::config::Ipv4Cidr)>, IpamError> {
-    let needed = cfg.endpoints.iter().any(|e| e.address.is_none());
-    let pools = cfg.networks.iter().any(|n| n.ipam.is_some());
-    if !needed && !(pools && cfg.control.state_dir.is_some()) {
-        return Ok(Vec::new());
-    }
-    let mut ipam = Ipam::open(cfg.control.state_dir.as_deref())?;
-    let mut assigned = Vec::new();
-    for net in &cfg.networks {
-        let Some(pool) = &net.ipam else { continue };
-        let spec = crate::config::pool_spec(pool);
-        let members: Vec<usize> = (0..cfg.endpoints.len())
-            .filter(|&i| cfg.endpoints[i].network == net.name)
-            .collect();
-        // Static addresses first, so a dynamic one never takes them.
-        for &i in &members {
-            let e = &cfg.endpoints[i];
-            if let Some(a) = e.address.filter(|a| pool.subnet.contains(a.addr())) {
-                ipam.reserve(&net.name, &spec, &e.name, IpAddr::V4(a.addr()))?;
-            }
-        }
-        for &i in &members {
-            if cfg.endpoints[i].address.is_some() {
-                continue;
-            }
-            let name = cfg.endpoints[i].name.clone();
-            let IpAddr::V4(a) = ipam.allocate(&net.name, &spec, &name)? else {
-                continue;
-            };
-            if let Some(c) = crate::config::Ipv4Cidr::new(a, pool.host_prefix) {
-                cfg.endpoints[i].address = Some(c);
-                assigned.push((name, c));
-            }
-        }
-        let owners: Vec<&str> = members
-            .iter()
-            .map(|&i| cfg.endpoints[i].name.as_str())
-            .collect();
-        ipam.retain(&net.name, &owners)?;
-    }
-    Ok(assigned)
 }
