@@ -497,8 +497,13 @@ fn probes4(reference: &Reference<u32>, seed: u64) -> Vec<u32> {
 }
 
 fn check4(t: &Lpm4, reference: &Reference<u32>, seed: u64) -> Result<(), TestCaseError> {
-    for a in probes4(reference, seed) {
-        prop_assert_eq!(t.lookup(a), reference.lookup(a), "{}", Ipv4Addr::from(a));
+    let probes = probes4(reference, seed);
+    let mut bulk = vec![None; probes.len()];
+    t.lookup_bulk(&probes, &mut bulk);
+    for (&a, &b) in probes.iter().zip(&bulk) {
+        let want = reference.lookup(a);
+        prop_assert_eq!(t.lookup(a), want, "{}", Ipv4Addr::from(a));
+        prop_assert_eq!(b, want, "bulk {}", Ipv4Addr::from(a));
     }
     prop_assert_eq!(t.len(), reference.rules.len());
     let want: Vec<_> = reference
@@ -860,13 +865,13 @@ fn check6(t: &Lpm6, reference: &Reference<u128>, seed: u64) -> Result<(), TestCa
             p | (r & !mask6(l)),
         ]);
     }
-    for a in probes {
-        prop_assert_eq!(
-            t.lookup(&a.to_be_bytes()),
-            reference.lookup(a),
-            "{}",
-            Ipv6Addr::from(a)
-        );
+    let octets: Vec<[u8; 16]> = probes.iter().map(|a| a.to_be_bytes()).collect();
+    let mut bulk = vec![None; probes.len()];
+    t.lookup_bulk(&octets, &mut bulk);
+    for ((&a, o), &b) in probes.iter().zip(&octets).zip(&bulk) {
+        let want = reference.lookup(a);
+        prop_assert_eq!(t.lookup(o), want, "{}", Ipv6Addr::from(a));
+        prop_assert_eq!(b, want, "bulk {}", Ipv6Addr::from(a));
     }
     prop_assert_eq!(t.len(), reference.rules.len());
     let want: Vec<_> = reference
