@@ -46,7 +46,10 @@
 //!   groups therefore go into a **quarantine** and become reusable only in `reclaim()`, which the control thread
 //!   calls once it knows that every worker has passed a burst boundary (started a new burst) since the removal:
 //!   a worker holds no table pointer across bursts. The `*_mark`/`reclaim_to` pair supports the usual pattern
-//!   "note the mark, wait for a grace period, reclaim up to the mark" while removals go on. Memory safety never
+//!   "note the mark, wait for a grace period, reclaim up to the mark" while removals go on. The control thread
+//!   must learn of the boundary through synchronization (e.g. a per-worker burst counter the worker stores with
+//!   `Release` and the control thread loads with `Acquire`), so that the worker's last reads of a group happen
+//!   before the writes that reuse it; `tests/fib.rs` does this with epoch counters. Memory safety never
 //!   depends on this contract: the arrays stay allocated for the table's lifetime and every index is checked,
 //!   so a broken grace period can at worst misroute one in-flight packet.
 
