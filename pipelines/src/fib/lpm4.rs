@@ -27,9 +27,12 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Mutex;
 
 use super::{
-    lock, prefetch_entry, zeroed_groups, zeroed_tbl24, Entry, FibError, Group, GroupPool, Tbl24,
-    MAX_GROUPS, MAX_NEXT_HOP,
+    lock, prefetch_entry, zeroed_groups, zeroed_tbl24, Entry, FibError, Group, GroupPool, RuleHash,
+    Tbl24, MAX_GROUPS, MAX_NEXT_HOP,
 };
+
+/// The chunk of [`Lpm4::lookup_bulk`]: a worker's default burst. Its entries live on the stack.
+pub const BULK: usize = 32;
 
 /// The default number of tbl8 groups: 65,536 (64 MiB of virtual memory, committed as groups are used), room for
 /// that many /24s holding prefixes longer than /24.
@@ -52,7 +55,7 @@ pub struct Lpm4 {
 /// What only the writer touches.
 struct Writer {
     /// The rules of each length (index 0..=32): masked prefix (host order) to next hop.
-    rules: Vec<HashMap<u32, u32>>,
+    rules: Vec<HashMap<u32, u32, RuleHash>>,
     /// Number of rules.
     len: usize,
     groups: GroupPool,
@@ -82,7 +85,7 @@ fn check(prefix: Ipv4Addr, len: u8, nh: u32) -> Result<u32, FibError> {
 impl Lpm4 {
     /// An empty table with room for `max_tbl8_groups` groups of 256 entries (clamped to 2^24), i.e. for that
     /// many /24s holding prefixes longer than /24. Allocates 64 MiB + 1 KiB per group of zeroed virtual memory;
-    /// pages are committed only as routes are written.
+    /// pages are committed only as routes are written (2 MiB at a time where huge pages are granted).
     ///
     /// Aborts like any allocation if the memory is refused; see [`Lpm4::try_new`].
     pub fn new(max_tbl8_groups: u32) -> Lpm4 {
@@ -99,7 +102,7 @@ impl Lpm4 {
             tbl24: zeroed_tbl24()?,
             tbl8: zeroed_groups(groups)?,
             writer: Mutex::new(Writer {
-                rules: vec![HashMap::new(); 33],
+                rules: vec![HashMap::with_hasher(RuleHash::new()); 33],
                 len: 0,
                 groups: GroupPool::new(groups),
             }),
@@ -134,21 +137,45 @@ impl Lpm4 {
         prefetch_entry(&self.tbl24[(addr >> 8) as usize]);
     }
 
-    /// Looks up every address of `addrs` into the same position of `out` (up to the shorter of the two),
-    /// prefetching a few addresses ahead so that the memory latencies of a burst overlap.
+    /// Looks up every address of `addrs` into the same position of `out` (up to the shorter of the two).
+    ///
+    /// Works in chunks of [`BULK`]: first it prefetches the tbl24 entries of the whole chunk, then reads them
+    /// and prefetches the tbl8 entries the extended ones point to, then resolves those; so the memory
+    /// latencies of a chunk overlap instead of adding up. A worker passes its burst.
     #[inline]
     pub fn lookup_bulk(&self, addrs: &[u32], out: &mut [Option<u32>]) {
-        const AHEAD: usize = 8;
-        let n = addrs.len().min(out.len());
+        for (a, o) in addrs.chunks(BULK).zip(out.chunks_mut(BULK)) {
+            self.lookup_chunk(a, o);
+        }
+    }
+
+    #[inline]
+    fn lookup_chunk(&self, addrs: &[u32], out: &mut [Option<u32>]) {
+        let n = addrs.len().min(out.len()).min(BULK);
         let (addrs, out) = (&addrs[..n], &mut out[..n]);
-        for &a in addrs.iter().take(AHEAD) {
+        for &a in addrs {
             self.prefetch(a);
         }
-        for (i, (o, &a)) in out.iter_mut().zip(addrs).enumerate() {
-            if let Some(&next) = addrs.get(i + AHEAD) {
-                self.prefetch(next);
+        let mut e = [0u32; BULK];
+        for (e, &a) in e.iter_mut().zip(addrs) {
+            // Acquire as in `lookup`.
+            *e = self.tbl24[(a >> 8) as usize].load(Acquire);
+            if Entry::is_ext(*e) {
+                if let Some(g) = self.tbl8.get(Entry::data(*e) as usize) {
+                    prefetch_entry(&g[(a & 0xff) as usize]);
+                }
             }
-            *o = self.lookup(a);
+        }
+        for ((o, &e), &a) in out.iter_mut().zip(&e).zip(addrs) {
+            let e = if Entry::is_ext(e) {
+                match self.tbl8.get(Entry::data(e) as usize) {
+                    Some(g) => g[(a & 0xff) as usize].load(Relaxed),
+                    None => 0,
+                }
+            } else {
+                e
+            };
+            *o = Entry::next_hop(e);
         }
     }
 
@@ -201,15 +228,19 @@ impl Lpm4 {
                     }
                 }
             } else {
-                let gi = w.groups.alloc().ok_or(FibError::Tbl8Exhausted)?;
+                let (gi, zero) = w.groups.alloc().ok_or(FibError::Tbl8Exhausted)?;
                 let Some(g) = self.tbl8.get(gi as usize) else {
                     w.groups.unalloc(gi);
                     return Err(FibError::Tbl8Exhausted);
                 };
                 // A fresh group (zero) or one reclaimed after a grace period: no reader can be inside it. Fill
-                // it completely, then publish it.
+                // it completely (a fresh group already holds "no route"), then publish it.
                 for (i, x) in g.iter().enumerate() {
-                    x.store(if range.contains(&i) { new } else { e }, Relaxed);
+                    if range.contains(&i) {
+                        x.store(new, Relaxed);
+                    } else if !(zero && e == 0) {
+                        x.store(e, Relaxed);
+                    }
                 }
                 // Release: a reader that sees the pointer (Acquire) sees the group's entries stored above.
                 slot.store(Entry::group(gi), Release);
@@ -356,9 +387,21 @@ impl Lpm4 {
         routes: impl IntoIterator<Item = (Ipv4Addr, u8, u32)>,
         max_tbl8_groups: u32,
     ) -> Result<Lpm4, FibError> {
-        let mut rules: Vec<HashMap<u32, u32>> = vec![HashMap::new(); 33];
-        for (prefix, len, nh) in routes {
-            let ip = check(prefix, len, nh)?;
+        // Validate, then count per length so that each map is allocated once.
+        let routes = routes
+            .into_iter()
+            .map(|(prefix, len, nh)| Ok((check(prefix, len, nh)?, len, nh)))
+            .collect::<Result<Vec<_>, FibError>>()?;
+        let mut counts = [0usize; 33];
+        for &(_, len, _) in &routes {
+            counts[len as usize] += 1;
+        }
+        let hash = RuleHash::new();
+        let mut rules: Vec<HashMap<u32, u32, RuleHash>> = counts
+            .iter()
+            .map(|&n| HashMap::with_capacity_and_hasher(n, hash.clone()))
+            .collect();
+        for (ip, len, nh) in routes {
             rules[len as usize].insert(ip, nh);
         }
         let t = Lpm4::try_new(max_tbl8_groups)?;
@@ -368,12 +411,16 @@ impl Lpm4 {
         // disjoint, so sorted by (start, length) they form a forest visited in preorder. A stack holds the
         // ranges enclosing the current position; `cursor` is the first index not yet written. Each index is
         // written once, by the longest rule covering it.
-        let mut short: Vec<(u32, u8, u32)> =
-            Vec::with_capacity(rules[..=24].iter().map(|r| r.len()).sum());
+        // Packed as start (24 bits) | length (6) | next hop (24) in a u64, whose order is (start, length).
+        let mut short: Vec<u64> = Vec::with_capacity(counts[..=24].iter().sum());
         for (len, r) in rules[..=24].iter().enumerate() {
-            short.extend(r.iter().map(|(&ip, &nh)| (ip >> 8, len as u8, nh)));
+            short.extend(
+                r.iter().map(|(&ip, &nh)| {
+                    u64::from(ip >> 8) << 30 | (len as u64) << 24 | u64::from(nh)
+                }),
+            );
         }
-        short.sort_unstable_by_key(|&(start, len, _)| (start, len));
+        short.sort_unstable();
         let fill = |from: u32, to: u32, e: u32| {
             for slot in &t.tbl24[from as usize..to as usize] {
                 slot.store(e, Relaxed);
@@ -381,7 +428,12 @@ impl Lpm4 {
         };
         let mut stack: Vec<(u32, u32)> = Vec::with_capacity(25);
         let mut cursor = 0u32;
-        for &(start, len, nh) in &short {
+        for &packed in &short {
+            let (start, len, nh) = (
+                (packed >> 30) as u32,
+                (packed >> 24) as u8 & 63,
+                packed as u32 & Entry::DATA_MASK,
+            );
             while let Some(&(end, e)) = stack.last() {
                 if end > start {
                     break;
@@ -402,19 +454,20 @@ impl Lpm4 {
         }
 
         // tbl8: rules longer than 24 grouped by /24, shortest first within a /24 so longer ones overwrite.
-        let mut long: Vec<(u32, u8, u32)> =
-            Vec::with_capacity(rules[25..].iter().map(|r| r.len()).sum());
+        let mut long: Vec<(u32, u8, u32)> = Vec::with_capacity(counts[25..].iter().sum());
         for (i, r) in rules[25..].iter().enumerate() {
             long.extend(r.iter().map(|(&ip, &nh)| (ip, 25 + i as u8, nh)));
         }
         long.sort_unstable_by_key(|&(ip, len, _)| (ip >> 8, len));
         for run in long.chunk_by(|a, b| a.0 >> 8 == b.0 >> 8) {
             let slot = &t.tbl24[(run[0].0 >> 8) as usize];
-            let gi = w.groups.alloc().ok_or(FibError::Tbl8Exhausted)?;
+            let (gi, zero) = w.groups.alloc().ok_or(FibError::Tbl8Exhausted)?;
             let g = t.tbl8.get(gi as usize).ok_or(FibError::Tbl8Exhausted)?;
             let e = slot.load(Relaxed);
-            for x in g {
-                x.store(e, Relaxed);
+            if !(zero && e == 0) {
+                for x in g {
+                    x.store(e, Relaxed);
+                }
             }
             for &(ip, len, nh) in run {
                 for x in &g[group_range(ip, len)] {

@@ -37,9 +37,12 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Mutex;
 
 use super::{
-    lock, prefetch_entry, zeroed_groups, zeroed_tbl24, Entry, FibError, Group, GroupPool, Tbl24,
-    MAX_GROUPS, MAX_NEXT_HOP,
+    lock, prefetch_entry, zeroed_groups, zeroed_tbl24, Entry, FibError, Group, GroupPool, RuleHash,
+    Tbl24, MAX_GROUPS, MAX_NEXT_HOP,
 };
+
+/// The chunk of [`Lpm6::lookup_bulk`]: a worker's default burst. Its entries live on the stack.
+pub const BULK: usize = 32;
 
 /// The default number of groups: 65,536 (64 MiB of virtual memory, committed as groups are used).
 pub const DEFAULT_GROUPS: u32 = 1 << 16;
@@ -63,7 +66,7 @@ type Rule = (u8, u32);
 /// What only the writer touches.
 struct Writer {
     /// The rules of each length (index 0..=128): masked prefix to next hop.
-    rules: Vec<HashMap<u128, u32>>,
+    rules: Vec<HashMap<u128, u32, RuleHash>>,
     /// Number of rules.
     len: usize,
     /// Per group: 1 + the length of the rule its inherited entries hold, 0 when they hold no route.
@@ -122,7 +125,8 @@ fn top_index(a: &[u8; 16]) -> usize {
 
 impl Lpm6 {
     /// An empty table with a pool of `max_groups` groups of 256 entries (clamped to 2^24). Allocates 64 MiB
-    /// + 1 KiB per group of zeroed virtual memory; pages are committed only as routes are written.
+    /// plus 1 KiB per group of zeroed virtual memory; pages are committed only as routes are written (2 MiB at
+    /// a time where huge pages are granted).
     ///
     /// Aborts like any allocation if the memory is refused; see [`Lpm6::try_new`].
     pub fn new(max_groups: u32) -> Lpm6 {
@@ -139,7 +143,7 @@ impl Lpm6 {
             top: zeroed_tbl24()?,
             groups: zeroed_groups(n)?,
             writer: Mutex::new(Writer {
-                rules: vec![HashMap::new(); 129],
+                rules: vec![HashMap::with_hasher(RuleHash::new()); 129],
                 len: 0,
                 inherited: Vec::new(),
                 groups: GroupPool::new(n),
@@ -178,21 +182,65 @@ impl Lpm6 {
         prefetch_entry(&self.top[top_index(addr)]);
     }
 
-    /// Looks up every address of `addrs` into the same position of `out` (up to the shorter of the two),
-    /// prefetching a few addresses ahead.
+    /// Looks up every address of `addrs` into the same position of `out` (up to the shorter of the two).
+    ///
+    /// Walks the trie one level at a time for a whole chunk of [`BULK`] addresses: it prefetches the level-0
+    /// entries of the chunk, then at each level reads the entries of the addresses still on extended entries
+    /// and prefetches their next level. A lookup is a chain of dependent reads (four for a /48), but the chains
+    /// of a chunk proceed side by side, so their misses overlap instead of adding up.
     #[inline]
     pub fn lookup_bulk(&self, addrs: &[[u8; 16]], out: &mut [Option<u32>]) {
-        const AHEAD: usize = 8;
-        let n = addrs.len().min(out.len());
+        for (a, o) in addrs.chunks(BULK).zip(out.chunks_mut(BULK)) {
+            self.lookup_chunk(a, o);
+        }
+    }
+
+    #[inline]
+    fn lookup_chunk(&self, addrs: &[[u8; 16]], out: &mut [Option<u32>]) {
+        let n = addrs.len().min(out.len()).min(BULK);
         let (addrs, out) = (&addrs[..n], &mut out[..n]);
-        for a in addrs.iter().take(AHEAD) {
+        for a in addrs {
             self.prefetch(a);
         }
-        for (i, (o, a)) in out.iter_mut().zip(addrs).enumerate() {
-            if let Some(next) = addrs.get(i + AHEAD) {
-                self.prefetch(next);
+        // Acquire loads at every level, as in `lookup`.
+        let mut e = [0u32; BULK];
+        let mut pending = false;
+        for (e, a) in e.iter_mut().zip(addrs) {
+            *e = self.top[top_index(a)].load(Acquire);
+            if Entry::is_ext(*e) {
+                pending = true;
+                if let Some(g) = self.groups.get(Entry::data(*e) as usize) {
+                    prefetch_entry(&g[a[3] as usize]);
+                }
             }
-            *o = self.lookup(a);
+        }
+        let mut byte = 3;
+        while pending && byte < 16 {
+            pending = false;
+            for (e, a) in e.iter_mut().zip(addrs) {
+                if !Entry::is_ext(*e) {
+                    continue;
+                }
+                *e = match self.groups.get(Entry::data(*e) as usize) {
+                    Some(g) => g[a[byte] as usize].load(Acquire),
+                    None => 0,
+                };
+                if Entry::is_ext(*e) {
+                    pending = true;
+                    let g = self.groups.get(Entry::data(*e) as usize);
+                    if let (Some(g), Some(&b)) = (g, a.get(byte + 1)) {
+                        prefetch_entry(&g[b as usize]);
+                    }
+                }
+            }
+            byte += 1;
+        }
+        for (o, &e) in out.iter_mut().zip(&e) {
+            *o = if Entry::is_route(e) {
+                Some(Entry::data(e))
+            } else {
+                None
+            };
         }
     }
 
@@ -274,14 +322,16 @@ impl Lpm6 {
                 Entry::data(e)
             } else {
                 let inh = self.decode(w, level - 1, g, e);
-                let gi = w.groups.alloc().ok_or(FibError::Tbl8Exhausted)?;
+                let (gi, zero) = w.groups.alloc().ok_or(FibError::Tbl8Exhausted)?;
                 if w.inherited.len() <= gi as usize {
                     w.inherited.resize(gi as usize + 1, 0);
                 }
                 w.inherited[gi as usize] = inh.map_or(0, |r| r.0 + 1);
                 let fill = encode(level, inh);
-                for x in self.group(gi) {
-                    x.store(fill, Relaxed);
+                if !(zero && fill == 0) {
+                    for x in self.group(gi) {
+                        x.store(fill, Relaxed);
+                    }
                 }
                 // Release: a reader that loads the pointer (Acquire) sees the fill above.
                 slot.store(Entry::group(gi), Release);
@@ -483,8 +533,8 @@ impl Lpm6 {
     }
 
     /// Builds a table from `routes` at once: the rules are deduplicated (a prefix given twice keeps its last
-    /// next hop) and written shortest first, so every rule writes only its own range once and never revisits
-    /// a subtree.
+    /// next hop) and written in depth-first order, so every rule writes only its own range, once, and the
+    /// groups are laid out in address order.
     ///
     /// Errors: the first invalid route (length or next hop), or [`FibError::Tbl8Exhausted`] when the routes
     /// need more than `max_groups` groups.
@@ -492,17 +542,36 @@ impl Lpm6 {
         routes: impl IntoIterator<Item = (Ipv6Addr, u8, u32)>,
         max_groups: u32,
     ) -> Result<Lpm6, FibError> {
-        let mut rules: Vec<HashMap<u128, u32>> = vec![HashMap::new(); 129];
-        for (prefix, len, nh) in routes {
-            let p = check(prefix, len, nh)?;
+        let routes = routes
+            .into_iter()
+            .map(|(prefix, len, nh)| Ok((check(prefix, len, nh)?, len, nh)))
+            .collect::<Result<Vec<_>, FibError>>()?;
+        let mut counts = [0usize; 129];
+        for &(_, len, _) in &routes {
+            counts[len as usize] += 1;
+        }
+        let hash = RuleHash::new();
+        let mut rules: Vec<HashMap<u128, u32, RuleHash>> = counts
+            .iter()
+            .map(|&n| HashMap::with_capacity_and_hasher(n, hash.clone()))
+            .collect();
+        for (p, len, nh) in routes {
             rules[len as usize].insert(p, nh);
         }
+        // Depth-first order: by prefix, shorter first. Every rule then comes after the rules that cover it and
+        // before those it covers, so it meets no deeper group or longer entry in its range (nothing to skip or
+        // recurse into) and writes its range once; and the groups are allocated in address order, so a path's
+        // groups and those of neighbouring prefixes sit close together (fewer cache and TLB misses, both here
+        // and in lookups).
+        let mut order: Vec<(u128, u8, u32)> = Vec::with_capacity(counts.iter().sum());
+        for (len, r) in rules.iter().enumerate() {
+            order.extend(r.iter().map(|(&p, &nh)| (p, len as u8, nh)));
+        }
+        order.sort_unstable_by_key(|&(p, len, _)| (p, len));
         let t = Lpm6::try_new(max_groups)?;
         let mut w = lock(&t.writer);
-        for (len, r) in rules.iter().enumerate() {
-            for (&p, &nh) in r {
-                t.write_rule(&mut w, p, len as u8, nh)?;
-            }
+        for (p, len, nh) in order {
+            t.write_rule(&mut w, p, len, nh)?;
         }
         w.len = rules.iter().map(|r| r.len()).sum();
         w.rules = rules;
