@@ -21,6 +21,7 @@
 //! forwarding lcore with its idle main lcore) runs on `--core`. Everything else (this process's main thread,
 //! the EALs' interrupt and memif control threads) sleeps during the measurement.
 
+use crate::dpdk_peer::{fmt_mac, PeerProc, PeerSpawn, PeerStats};
 use anyhow::{bail, Context};
 use arc_swap::ArcSwap;
 use dataplane::port::dpdk::{
@@ -32,6 +33,7 @@ use pipelines::snapshot::PortRole;
 use pipelines::xconnect::{MacRewrite, XconnectTable};
 use pipelines::Snapshot;
 use std::io::Write;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -71,7 +73,52 @@ pub struct Args {
     /// The testpmd binary.
     #[arg(long, default_value = "dpdk-testpmd")]
     testpmd: String,
+    /// What wharf runs: `xconnect` (the cross-connect) or `route` (IPv4 routing between two routed ports over
+    /// a table of `--routes` BGP-like routes, built through the config and compile path).
+    #[arg(long, value_enum, default_value_t = Pipeline::Xconnect)]
+    pipeline: Pipeline,
+    /// Routes of the `route` pipeline (`fib::bgp_like_prefixes`), alternately via a gateway on each port.
+    #[arg(long, default_value_t = 10_000)]
+    routes: usize,
+    /// Seed of the route table and of the destinations drawn from it.
+    #[arg(long, default_value_t = 0x5eed)]
+    route_seed: u64,
+    /// The traffic peer: `testpmd` (io forward) or `wharf` (`wharf-perf memif-peer`: testpmd's `mac`-mode loop
+    /// that also restores the TTL, which a routed loop needs). Default: testpmd for xconnect, wharf for route.
+    #[arg(long, value_enum)]
+    peer: Option<PeerKind>,
+    /// testpmd forward mode of the baseline DUT (default: `io` for xconnect, `mac` for route, which writes
+    /// both MACs of every frame as the router does).
+    #[arg(long)]
+    baseline_fwd: Option<String>,
 }
+
+/// The pipeline wharf runs as the DUT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pipeline {
+    /// Cross-connect between the two ports.
+    Xconnect,
+    /// IPv4 routing between two routed ports.
+    Route,
+}
+
+/// Who feeds the loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PeerKind {
+    /// dpdk-testpmd, io forward, seeding with `start tx_first`.
+    Testpmd,
+    /// `wharf-perf memif-peer`: mac rewrite and TTL restore.
+    Wharf,
+}
+
+/// MACs of the DUT's memif clients (wharf's routed ports, or the baseline testpmd's ports) with the wharf peer.
+const DUT_MACS: [[u8; 6]; 2] = [[0x02, 0, 0, 0, 0, 0x10], [0x02, 0, 0, 0, 0, 0x11]];
+/// MACs of the wharf peer's memif servers: the router's pinned neighbours.
+const PEER_MACS: [[u8; 6]; 2] = [[0x02, 0, 0, 0, 0, 0x20], [0x02, 0, 0, 0, 0, 0x21]];
+/// The router's address on each routed port (TEST-NET-1 and -2, /24 each).
+const IF_ADDRS: [Ipv4Addr; 2] = [Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(198, 51, 100, 1)];
+/// The gateway behind each routed port (the peer's port there).
+const GATEWAYS: [Ipv4Addr; 2] = [Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(198, 51, 100, 2)];
 
 /// A `dpdk-testpmd` in interactive mode, driven through its stdin; its output goes to a file that `query` reads.
 struct Testpmd {
@@ -87,6 +134,8 @@ impl Testpmd {
         name: &'static str,
         cpu: usize,
         vdevs: &[String],
+        fwd: &str,
+        extra: &[String],
         dir: &Path,
     ) -> anyhow::Result<Testpmd> {
         let log = dir.join(format!("{name}.log"));
@@ -112,7 +161,9 @@ impl Testpmd {
         for v in vdevs {
             cmd.args(["--vdev", v]);
         }
-        cmd.args(["--", "-i", "--forward-mode=io", "--total-num-mbufs=16384"])
+        cmd.args(["--", "-i", "--total-num-mbufs=16384"])
+            .arg(format!("--forward-mode={fwd}"))
+            .args(extra)
             .arg(format!("--burst={}", a.burst))
             .arg(format!("--txpkts={}", a.m.frame))
             .stdin(Stdio::piped())
@@ -232,6 +283,10 @@ fn memif(role: &str, name: &str, id: u32, socket: &Path) -> String {
     )
 }
 
+fn memif_mac(role: &str, name: &str, id: u32, socket: &Path, mac: &[u8; 6]) -> String {
+    format!("{},mac={}", memif(role, name, id, socket), fmt_mac(mac))
+}
+
 /// Busy time of the whole machine and of the processes `pids`, in clock ticks.
 #[derive(Clone, Copy)]
 struct CpuSample {
@@ -295,19 +350,232 @@ fn wait_quiet(pids: &[u32], max: Duration) -> f64 {
     }
 }
 
-/// One measured window over the running loop: the peer's receive rate in Mpps, and the CPUs' worth of time
-/// other processes used meanwhile.
-fn window(peer: &mut Testpmd, pids: &[u32], seconds: f64) -> anyhow::Result<(f64, f64)> {
+/// The side that seeds the loop and counts what the DUT forwarded.
+enum Peer {
+    Testpmd(Testpmd),
+    Wharf(PeerProc),
+}
+
+impl Peer {
+    fn pid(&self) -> u32 {
+        match self {
+            Peer::Testpmd(t) => t.child.id(),
+            Peer::Wharf(p) => p.pid(),
+        }
+    }
+
+    fn log(&self) -> String {
+        match self {
+            Peer::Testpmd(t) => t.log(),
+            Peer::Wharf(p) => p.log(),
+        }
+    }
+
+    fn wait_links(&mut self) -> anyhow::Result<()> {
+        match self {
+            Peer::Testpmd(t) => t.wait_links(2),
+            Peer::Wharf(p) => p.wait_links(),
+        }
+    }
+
+    /// Starts the loop.
+    fn seed(&mut self, seed_bursts: u32) -> anyhow::Result<()> {
+        match self {
+            Peer::Testpmd(t) => t.query(&format!("start tx_first {seed_bursts}")).map(drop),
+            Peer::Wharf(p) => {
+                let n = p.seed()?;
+                if n < 2 * 32 * seed_bursts as u64 {
+                    bail!("memif-peer seeded only {n} frames");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Stops forwarding (testpmd); the wharf peer drops what the DUT no longer takes once it stops.
+    fn stop(&mut self) -> anyhow::Result<()> {
+        match self {
+            Peer::Testpmd(t) => t.query("stop").map(drop),
+            Peer::Wharf(_) => Ok(()),
+        }
+    }
+
+    /// Counters (testpmd: received frames only).
+    fn stats(&mut self) -> anyhow::Result<PeerStats> {
+        match self {
+            Peer::Testpmd(t) => Ok(PeerStats {
+                rx: t.rx_packets()?,
+                ..Default::default()
+            }),
+            Peer::Wharf(p) => p.stats(),
+        }
+    }
+
+    fn quit(self) -> anyhow::Result<()> {
+        match self {
+            Peer::Testpmd(t) => t.quit(),
+            Peer::Wharf(p) => p.quit(),
+        }
+    }
+}
+
+/// One measured window over the running loop: the peer's receive rate in Mpps, the CPUs' worth of time other
+/// processes used meanwhile, and what the peer counted and checked.
+fn window(peer: &mut Peer, pids: &[u32], seconds: f64) -> anyhow::Result<(f64, f64, PeerStats)> {
     // Warm-up.
     std::thread::sleep(Duration::from_millis(500));
-    let (r0, c0, t0) = (peer.rx_packets()?, cpu_sample(pids), Instant::now());
+    let (s0, c0, t0) = (peer.stats()?, cpu_sample(pids), Instant::now());
     std::thread::sleep(Duration::from_secs_f64(seconds));
-    let (r1, c1, t1) = (peer.rx_packets()?, cpu_sample(pids), Instant::now());
+    let (s1, c1, t1) = (peer.stats()?, cpu_sample(pids), Instant::now());
     let secs = (t1 - t0).as_secs_f64();
-    Ok((
-        r1.saturating_sub(r0) as f64 / secs / 1e6,
-        others(c0, c1, secs),
-    ))
+    let d = s1.since(&s0);
+    Ok((d.rx as f64 / secs / 1e6, others(c0, c1, secs), d))
+}
+
+/// What the peer's sampled frames say, in a few words.
+fn sample_note(s: &PeerStats) -> String {
+    format!(
+        "{} sampled: TTL -1 {}, same {}, other {}; bad MACs {}, bad checksums {}, not IPv4 {}",
+        s.sampled, s.ttl_dec, s.ttl_same, s.ttl_other, s.mac_bad, s.csum_bad, s.not_ipv4
+    )
+}
+
+/// The routed setup: a config with two routed dpdk ports and `routes` static routes, compiled, with the
+/// gateways pinned to the peer's MACs, and the destinations each port's seeded frames carry.
+struct RouteSetup {
+    cfg: control::config::Config,
+    snapshot: Arc<Snapshot>,
+    /// Destinations of the frames seeded on port 0 (routed out of port 1) and port 1 (out of port 0).
+    dsts: [Vec<Ipv4Addr>; 2],
+    /// Distinct prefixes the destinations fall in (longest match).
+    prefixes_hit: usize,
+}
+
+/// Whether two prefixes overlap (one holds the other).
+fn overlaps(a: (Ipv4Addr, u8), b: (Ipv4Addr, u8)) -> bool {
+    let len = a.1.min(b.1) as u32;
+    let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+    (u32::from(a.0) ^ u32::from(b.0)) & mask == 0
+}
+
+fn route_setup(a: &Args, socket: &Path) -> anyhow::Result<RouteSetup> {
+    use pipelines::fib::{bgp_like_prefixes, SplitMix64};
+    use pipelines::l3::neigh::NeighKey;
+    use pipelines::l3::{Adjacency, Attach};
+    use std::fmt::Write as _;
+    // Prefixes that would shadow the interfaces' subnets, the seeded source or unroutable space are left out.
+    let reserved = [
+        (Ipv4Addr::new(0, 0, 0, 0), 8),
+        (Ipv4Addr::new(127, 0, 0, 0), 8),
+        (Ipv4Addr::new(192, 0, 2, 0), 24),
+        (Ipv4Addr::new(198, 51, 100, 0), 24),
+        (Ipv4Addr::new(198, 18, 0, 0), 15),
+    ];
+    let routes: Vec<(Ipv4Addr, u8)> = bgp_like_prefixes(a.routes + a.routes / 8 + 64, a.route_seed)
+        .into_iter()
+        .filter(|p| !reserved.iter().any(|r| overlaps(*p, *r)))
+        .take(a.routes)
+        .collect();
+    if routes.len() < a.routes {
+        bail!(
+            "only {} usable routes of {} asked for",
+            routes.len(),
+            a.routes
+        );
+    }
+    let mut text = format!("[dataplane]\nburst_size = {}\n", a.burst);
+    for i in 0..2 {
+        write!(
+            text,
+            "\n[[ports]]\nname = \"m{i}\"\nbackend = \"dpdk\"\ndevice = \"{}\"\naddresses = [\"{}/24\"]\n",
+            memif_mac("client", &format!("net_memif_w{i}"), i as u32, socket, &DUT_MACS[i]),
+            IF_ADDRS[i]
+        )?;
+    }
+    for (i, (p, len)) in routes.iter().enumerate() {
+        write!(
+            text,
+            "\n[[routes]]\nprefix = \"{p}/{len}\"\nvia = [\"{}\"]\n",
+            GATEWAYS[i % 2]
+        )?;
+    }
+    let cfg = control::config::parse(&text, "<xconnect-dpdk --pipeline route>")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let macs = [Some(DUT_MACS[0]), Some(DUT_MACS[1])];
+    let snapshot = control::compile::compile(
+        &cfg,
+        1,
+        control::compile::CompileEnv {
+            previous: None,
+            port_macs: &macs,
+            pool: None,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("compile: {e}"))?;
+    let l3 = &snapshot.l3;
+    for (i, ifc) in l3.ifaces.iter().enumerate() {
+        let want = Attach::Port {
+            port: i as u16,
+            egress: pipelines::bridge::Egress::Untagged,
+        };
+        if ifc.attach != want || ifc.mac != DUT_MACS[i] {
+            bail!("router interface {i} is {ifc:?}, not port m{i}");
+        }
+    }
+    for i in 0..2 {
+        if !l3.neigh.set_static(
+            &NeighKey::v4(i as u16, u32::from(GATEWAYS[i])),
+            &PEER_MACS[i],
+        ) {
+            bail!("cannot pin neighbour {}", GATEWAYS[i]);
+        }
+    }
+    // Destinations: a random address inside a random route, kept if the longest match sends it through the
+    // gateway on the other port (a longer route of the other gateway may cover it), distinct.
+    let n = a.seed_bursts as usize * 32;
+    let mut rng = SplitMix64::new(a.route_seed ^ 0xd57);
+    let mut dsts: [Vec<Ipv4Addr>; 2] = [Vec::new(), Vec::new()];
+    let mut seen = std::collections::HashSet::new();
+    let mut hit = std::collections::HashSet::new();
+    for (k, out) in dsts.iter_mut().enumerate() {
+        let via = 1 - k;
+        let mut tries = 0;
+        while out.len() < n {
+            tries += 1;
+            if tries > n * 1000 {
+                bail!("cannot find {n} destinations routed via {}", GATEWAYS[via]);
+            }
+            let (p, len) = routes[rng.below(routes.len() as u64) as usize];
+            let host = u32::MAX.checked_shr(len as u32).unwrap_or(0);
+            let d = u32::from(p) | (rng.next_u32() & host);
+            let top = d >> 24;
+            if top == 0 || top == 127 || top >= 224 || !seen.insert(d) {
+                continue;
+            }
+            let Some(nh) = l3.fib4.lookup(d) else {
+                continue;
+            };
+            if matches!(l3.adj.get(nh as usize), Some(Adjacency::Gateway { iface, .. }) if *iface as usize == via)
+            {
+                out.push(Ipv4Addr::from(d));
+                // The route it matches: the longest holding it.
+                if let Some(best) = routes
+                    .iter()
+                    .filter(|r| overlaps(**r, (Ipv4Addr::from(d), 32)))
+                    .max_by_key(|r| r.1)
+                {
+                    hit.insert(*best);
+                }
+            }
+        }
+    }
+    let prefixes_hit = hit.len();
+    Ok(RouteSetup {
+        cfg,
+        snapshot: Arc::new(snapshot),
+        dsts,
+        prefixes_hit,
+    })
 }
 
 fn xconnect(rewrite: bool) -> Snapshot {
@@ -424,15 +692,80 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
     if a.ring_loop {
         return ring_loop(a);
     }
+    let route = a.pipeline == Pipeline::Route;
+    let peer_kind = a.peer.unwrap_or(if route {
+        PeerKind::Wharf
+    } else {
+        PeerKind::Testpmd
+    });
+    if route && peer_kind == PeerKind::Testpmd {
+        bail!(
+            "--pipeline route needs --peer wharf: no testpmd forward mode restores the TTL the router decrements, \
+             so a routed loop through testpmd dies after 63 passes"
+        );
+    }
+    let fwd = a
+        .baseline_fwd
+        .clone()
+        .unwrap_or_else(|| if route { "mac" } else { "io" }.to_string());
+    let wharf_peer = peer_kind == PeerKind::Wharf;
     let dir = TempDir(std::env::temp_dir().join(format!("wharf-perf-dpdk-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&dir.0);
     std::fs::create_dir_all(&dir.0)?;
     let socket = dir.0.join("memif.sock");
-    let servers: Vec<String> = (0..2)
-        .map(|i| memif("server", &format!("net_memif{i}"), i, &socket))
-        .collect();
-    let mut peer =
-        Testpmd::spawn(a, "peer", a.peer_core, &servers, &dir.0).context("peer testpmd")?;
+    let setup = if route {
+        let t = Instant::now();
+        let s = route_setup(a, &socket)?;
+        println!(
+            "route table: {} routes (BGP-like, seed {:#x}) alternately via {} (port m0) and {} (port m1), \
+             compiled in {:.2}s; {} destinations per direction in {} distinct routes",
+            a.routes,
+            a.route_seed,
+            GATEWAYS[0],
+            GATEWAYS[1],
+            t.elapsed().as_secs_f64(),
+            s.dsts[0].len(),
+            s.prefixes_hit
+        );
+        Some(s)
+    } else {
+        None
+    };
+    let mut peer = if wharf_peer {
+        let dsts_file = dir.0.join("dsts.txt");
+        if let Some(s) = &setup {
+            let mut text = String::new();
+            for (k, list) in s.dsts.iter().enumerate() {
+                for d in list {
+                    text.push_str(&format!("{k} {d}\n"));
+                }
+            }
+            std::fs::write(&dsts_file, text)?;
+        }
+        Peer::Wharf(
+            PeerProc::spawn(&PeerSpawn {
+                socket: &socket,
+                core: a.peer_core,
+                hugepages: a.hugepages,
+                burst: a.burst,
+                frame: a.m.frame,
+                seed_bursts: a.seed_bursts,
+                own: PEER_MACS,
+                dut: DUT_MACS,
+                dsts: setup.as_ref().map(|_| dsts_file.as_path()),
+                dir: &dir.0,
+            })
+            .context("memif-peer")?,
+        )
+    } else {
+        let servers: Vec<String> = (0..2)
+            .map(|i| memif("server", &format!("net_memif{i}"), i, &socket))
+            .collect();
+        Peer::Testpmd(
+            Testpmd::spawn(a, "peer", a.peer_core, &servers, "io", &[], &dir.0)
+                .context("peer testpmd")?,
+        )
+    };
     let eal = Eal::init(&EalConfig {
         no_huge: !a.hugepages,
         memory_mb: 512,
@@ -446,48 +779,85 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
             ..Default::default()
         },
     )?;
-    let seed = format!("start tx_first {}", a.seed_bursts);
+    // The baseline's ports: with the wharf peer, the same MACs as wharf's ports, and in `mac` mode the peer's
+    // MACs as destinations, so its frames leave exactly as the router's do (but for the TTL).
+    let mut base_args = Vec::new();
+    if wharf_peer && fwd == "mac" {
+        for (i, m) in PEER_MACS.iter().enumerate() {
+            base_args.push(format!("--eth-peer={i},{}", fmt_mac(m)));
+        }
+    }
     let (mut base, mut ours) = (Vec::new(), Vec::new());
     let mut drops = String::new();
-    let (me, peer_pid) = (std::process::id(), peer.child.id());
+    let mut events = String::new();
+    let (me, peer_pid) = (std::process::id(), peer.pid());
     let max_wait = Duration::from_secs(a.quiet_wait);
     let mut ratios = Vec::new();
+    let mut checked = PeerStats::default();
     for run in 1..=a.m.runs {
         // Baseline: a second testpmd in the DUT's place.
         let clients: Vec<String> = (0..2)
-            .map(|i| memif("client", &format!("net_memif{i}"), i, &socket))
+            .map(|i| {
+                let name = format!("net_memif{i}");
+                if wharf_peer {
+                    memif_mac("client", &name, i, &socket, &DUT_MACS[i as usize])
+                } else {
+                    memif("client", &name, i, &socket)
+                }
+            })
             .collect();
-        let mut dut =
-            Testpmd::spawn(a, "dut", a.core, &clients, &dir.0).context("baseline testpmd")?;
+        let mut dut = Testpmd::spawn(a, "dut", a.core, &clients, &fwd, &base_args, &dir.0)
+            .context("baseline testpmd")?;
         let pids = [me, peer_pid, dut.child.id()];
         dut.wait_links(2)?;
-        peer.wait_links(2)?;
+        peer.wait_links()?;
         wait_quiet(&pids, max_wait);
         dut.query("start")?;
-        peer.query(&seed)?;
-        let (b, bo) = window(&mut peer, &pids, a.m.seconds)?;
-        peer.query("stop")?;
+        peer.seed(a.seed_bursts)?;
+        let (b, bo, bs) = window(&mut peer, &pids, a.m.seconds)?;
+        peer.stop()?;
         dut.query("stop")?;
         dut.quit()?;
 
-        // wharf: the cross-connect pipeline between two memif clients.
+        // wharf: the pipeline between two memif clients.
         let pids = [me, peer_pid];
-        let open = |i: u32| {
-            DpdkPort::open(
-                &format!("m{i}"),
-                &DpdkPortConfig {
-                    device: memif("client", &format!("net_memif_w{i}"), i, &socket),
+        let open = |i: u32| -> anyhow::Result<DpdkPort> {
+            let cfg = match &setup {
+                Some(s) => match &s.cfg.ports[i as usize].backend {
+                    control::config::BackendCfg::Dpdk(p) => p.port_config(1),
+                    other => bail!("port m{i}: backend {}", other.kind()),
+                },
+                None => DpdkPortConfig {
+                    device: if wharf_peer {
+                        memif_mac(
+                            "client",
+                            &format!("net_memif_w{i}"),
+                            i,
+                            &socket,
+                            &DUT_MACS[i as usize],
+                        )
+                    } else {
+                        memif("client", &format!("net_memif_w{i}"), i, &socket)
+                    },
                     ..Default::default()
                 },
-                &pool,
-            )
+            };
+            let p = DpdkPort::open(&format!("m{i}"), &cfg, &pool)?;
+            if setup.is_some() && p.info().mac != Some(DUT_MACS[i as usize]) {
+                bail!("port m{i} has MAC {:?}, not the router's", p.info().mac);
+            }
+            Ok(p)
         };
         let (m0, m1) = (Arc::new(open(0)?), Arc::new(open(1)?));
         if !m0.wait_link(Duration::from_secs(10)) || !m1.wait_link(Duration::from_secs(10)) {
             bail!("wharf's memif links did not come up:\n{}", peer.log());
         }
-        peer.wait_links(2)?;
+        peer.wait_links()?;
         wait_quiet(&pids, max_wait);
+        let snapshot = match &setup {
+            Some(s) => s.snapshot.clone(),
+            None => Arc::new(xconnect(a.rewrite)),
+        };
         let dp = Dataplane::start(
             vec![m0.clone() as Arc<dyn Port>, m1.clone()],
             &[WorkerSpec {
@@ -495,21 +865,58 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
                 burst_size: a.burst,
                 idle: IdlePolicy::Poll,
             }],
-            Arc::new(ArcSwap::from_pointee(xconnect(a.rewrite))),
+            Arc::new(ArcSwap::new(snapshot)),
         )?;
         let pinned = dp.workers()[0].pinned;
-        peer.query(&seed)?;
-        let (w, wo) = window(&mut peer, &pids, a.m.seconds)?;
-        peer.query("stop")?;
+        let c = dp.workers()[0].counters.clone();
+        peer.seed(a.seed_bursts)?;
+        let (p0, b0, e0) = (c.rx_packets.get(), c.bursts.get(), c.empty_polls.get());
+        let (w, wo, ws) = window(&mut peer, &pids, a.m.seconds)?;
+        let (p1, b1, e1) = (c.rx_packets.get(), c.bursts.get(), c.empty_polls.get());
+        peer.stop()?;
         drops = format!("{:?}", dp.drops());
+        events = format!(
+            "rx {} routed {}, {:.1} packets per burst and {:.2} empty polls per burst in the window",
+            c.rx_packets.get(),
+            c.events.get(dataplane::Event::Routed),
+            (p1 - p0) as f64 / (b1 - b0).max(1) as f64,
+            (e1 - e0) as f64 / (b1 - b0).max(1) as f64,
+        );
         dp.stop();
         drop((m0, m1));
+        let notes = if wharf_peer {
+            format!(
+                "; peer checks: testpmd {}; wharf {}",
+                sample_note(&bs),
+                sample_note(&ws)
+            )
+        } else {
+            String::new()
+        };
         println!(
             "run {run}: testpmd {b:.3} Mpps (others used {bo:.2} CPU), wharf {w:.3} Mpps (others {wo:.2} CPU), \
-             ratio {:.3}{}",
+             ratio {:.3}{}{notes}",
             w / b,
             if pinned { "" } else { " (wharf worker NOT pinned)" }
         );
+        if route {
+            // Every sampled frame must be routed once: TTL decremented, MACs the router's (source: its port,
+            // destination: the pinned neighbour), checksum valid.
+            if ws.sampled == 0
+                || ws.ttl_dec != ws.sampled
+                || ws.mac_bad + ws.csum_bad + ws.not_ipv4 > 0
+            {
+                bail!(
+                    "run {run}: wharf forwarded frames that are not routed correctly: {}",
+                    sample_note(&ws)
+                );
+            }
+            checked = PeerStats {
+                sampled: checked.sampled + ws.sampled,
+                ttl_dec: checked.ttl_dec + ws.ttl_dec,
+                ..checked
+            };
+        }
         base.push(b);
         ours.push(w);
         ratios.push(w / b);
@@ -524,11 +931,21 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         crate::median(&mut ours),
         crate::median(&mut ratios),
     );
+    let what = match a.pipeline {
+        Pipeline::Xconnect => format!("xconnect, MAC rewrite {}", if a.rewrite { "on" } else { "off" }),
+        Pipeline::Route => format!(
+            "route ({} routes, {} destinations per direction; {} sampled frames all routed: TTL -1, router MACs, \
+             valid checksum)",
+            a.routes,
+            a.seed_bursts * 32,
+            checked.sampled
+        ),
+    };
     println!(
-        "xconnect-dpdk: wharf median {mw:.3} Mpps, testpmd (io) median {mb:.3} Mpps, ratio of medians {:.3}, \
-         median of per-run ratios {mr:.3}; best runs: wharf {bw:.3}, testpmd {bb:.3}, ratio {:.3}; {} runs of {}s, \
-         {}-byte frames, burst {}, {} seed bursts per direction, DUT on CPU {}, peer on CPU {}, {}, MAC rewrite {}, \
-         wharf drops {drops}",
+        "xconnect-dpdk {what}: wharf median {mw:.3} Mpps, testpmd ({fwd}) median {mb:.3} Mpps, ratio of medians \
+         {:.3}, median of per-run ratios {mr:.3}; best runs: wharf {bw:.3}, testpmd {bb:.3}, ratio {:.3}; {} runs \
+         of {}s, {}-byte frames, burst {}, {} seed bursts per direction, DUT on CPU {}, peer ({}) on CPU {}, {}; \
+         wharf's last run: {events}, drops {drops}",
         mw / mb,
         bw / bb,
         a.m.runs,
@@ -537,9 +954,12 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         a.burst,
         a.seed_bursts,
         a.core,
+        match peer_kind {
+            PeerKind::Testpmd => "testpmd io",
+            PeerKind::Wharf => "memif-peer: mac + TTL restore",
+        },
         a.peer_core,
         if a.hugepages { "hugepages" } else { "no hugepages" },
-        if a.rewrite { "on" } else { "off" },
     );
     drop(pool);
     eal.cleanup()?;

@@ -7,6 +7,8 @@
 //!   `valgrind --tool=callgrind` instruction counts (see `perf/callgrind.sh`).
 //! - `xconnect-afpacket`: forwarding rate through real kernel I/O: a generator in a network namespace sends
 //!   over a veth into wharf's AF_PACKET port, wharf cross-connects to a second veth, the generator receives.
+//! - `xconnect-dpdk`: wharf's cross-connect (`--pipeline xconnect`) or IPv4 routing (`--pipeline route`) over
+//!   DPDK memif ports, as a ratio of a dpdk-testpmd in wharf's place, in one run (see `dpdk_bench`).
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -18,6 +20,8 @@ mod afpacket_bench;
 mod bridge_bench;
 #[cfg(feature = "dpdk")]
 mod dpdk_bench;
+#[cfg(feature = "dpdk")]
+mod dpdk_peer;
 mod inline;
 
 #[derive(Parser)]
@@ -47,9 +51,14 @@ enum Cmd {
     },
     /// Cross-connect over AF_PACKET on veth pairs (needs root).
     XconnectAfpacket(afpacket_bench::Args),
-    /// Cross-connect over DPDK memif ports against dpdk-testpmd, as a ratio of testpmd (--features dpdk).
+    /// Cross-connect (or, with --pipeline route, IPv4 routing) over DPDK memif ports against dpdk-testpmd, as a
+    /// ratio of testpmd (--features dpdk).
     #[cfg(feature = "dpdk")]
     XconnectDpdk(dpdk_bench::Args),
+    /// The memif traffic peer of `xconnect-dpdk --peer wharf` (a child process the benchmark drives).
+    #[cfg(feature = "dpdk")]
+    #[command(hide = true)]
+    MemifPeer(dpdk_peer::PeerArgs),
     /// Closed-loop learning bridge over ring ports with N flows: Mpps per core, 1 or 2 workers.
     BridgeRing(bridge_bench::Args),
     /// The bridge loop on this thread for exactly --packets packets (for callgrind).
@@ -214,6 +223,8 @@ fn main() -> anyhow::Result<()> {
         Cmd::XconnectAfpacket(a) => afpacket_bench::run(&a),
         #[cfg(feature = "dpdk")]
         Cmd::XconnectDpdk(a) => dpdk_bench::run(&a),
+        #[cfg(feature = "dpdk")]
+        Cmd::MemifPeer(a) => dpdk_peer::run(&a),
         Cmd::BridgeRing(a) => bridge_bench::run(&a),
         Cmd::BridgeInline {
             packets,
