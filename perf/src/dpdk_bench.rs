@@ -392,11 +392,11 @@ impl Peer {
         }
     }
 
-    /// Stops forwarding (testpmd); the wharf peer drops what the DUT no longer takes once it stops.
+    /// Stops forwarding.
     fn stop(&mut self) -> anyhow::Result<()> {
         match self {
             Peer::Testpmd(t) => t.query("stop").map(drop),
-            Peer::Wharf(_) => Ok(()),
+            Peer::Wharf(p) => p.pause(),
         }
     }
 
@@ -430,6 +430,29 @@ fn window(peer: &mut Peer, pids: &[u32], seconds: f64) -> anyhow::Result<(f64, f
     let secs = (t1 - t0).as_secs_f64();
     let d = s1.since(&s0);
     Ok((d.rx as f64 / secs / 1e6, others(c0, c1, secs), d))
+}
+
+/// The share of testpmd's receive polls that found nothing, from the forward statistics `stop` prints with
+/// `set record-burst-stats on` (`RX-bursts : N [a% of 32 pkts + b% of 0 pkts + c% of others]`, per stream).
+/// Near 0 when testpmd is the slower side of the loop.
+fn empty_share(stop: &str) -> Option<f64> {
+    let (mut total, mut empty) = (0.0, 0.0);
+    for line in stop
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("RX-bursts :"))
+    {
+        let (n, rest) = line.trim().split_once(' ')?;
+        let n: f64 = n.parse().ok()?;
+        total += n;
+        let spread = rest.trim().trim_start_matches('[').trim_end_matches(']');
+        for part in spread.split(" + ") {
+            let (pct, what) = part.split_once("% of ")?;
+            if what.trim() == "0 pkts" {
+                empty += n * pct.trim().parse::<f64>().ok()? / 100.0;
+            }
+        }
+    }
+    (total > 0.0).then(|| empty / total)
 }
 
 /// What the peer's sampled frames say, in a few words.
@@ -812,11 +835,12 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         dut.wait_links(2)?;
         peer.wait_links()?;
         wait_quiet(&pids, max_wait);
+        dut.query("set record-burst-stats on")?;
         dut.query("start")?;
         peer.seed(a.seed_bursts)?;
         let (b, bo, bs) = window(&mut peer, &pids, a.m.seconds)?;
         peer.stop()?;
-        dut.query("stop")?;
+        let base_idle = empty_share(&dut.query("stop")?);
         dut.quit()?;
 
         // wharf: the pipeline between two memif clients.
@@ -873,6 +897,9 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         let (p0, b0, e0) = (c.rx_packets.get(), c.bursts.get(), c.empty_polls.get());
         let (w, wo, ws) = window(&mut peer, &pids, a.m.seconds)?;
         let (p1, b1, e1) = (c.rx_packets.get(), c.bursts.get(), c.empty_polls.get());
+        // Rounds that found nothing on either port, per round: near 0 when wharf is the slower side.
+        let ours_idle = (e1 - e0) as f64 / ((e1 - e0) + (b1 - b0)).max(1) as f64;
+        let per_burst = (p1 - p0) as f64 / (b1 - b0).max(1) as f64;
         peer.stop()?;
         drops = format!("{:?}", dp.drops());
         events = format!(
@@ -894,8 +921,10 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
             String::new()
         };
         println!(
-            "run {run}: testpmd {b:.3} Mpps (others used {bo:.2} CPU), wharf {w:.3} Mpps (others {wo:.2} CPU), \
-             ratio {:.3}{}{notes}",
+            "run {run}: testpmd {b:.3} Mpps (others used {bo:.2} CPU, {} empty polls), wharf {w:.3} Mpps (others \
+             {wo:.2} CPU, {:.0}% empty rounds, {per_burst:.1} packets per burst), ratio {:.3}{}{notes}",
+            base_idle.map_or("?".to_string(), |e| format!("{:.0}%", e * 100.0)),
+            ours_idle * 100.0,
             w / b,
             if pinned { "" } else { " (wharf worker NOT pinned)" }
         );

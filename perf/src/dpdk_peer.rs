@@ -15,8 +15,9 @@
 //! testpmd does, so the peer costs what testpmd's `mac` mode costs plus two stores on the TTL word.
 //!
 //! The peer runs as a child process (`wharf-perf memif-peer`, its own EAL) driven by line commands on stdin:
-//! `links` (wait until both ports are up), `seed` (send `--seed-bursts` bursts of 32 frames on each port, on the
-//! forwarding thread), `stats` (cumulative counters), `quit`. Each answers one line on stdout.
+//! `links` (wait until both ports are up), `seed` (send `--seed-bursts` bursts of 32 frames on each port from the
+//! forwarding thread, and forward), `pause` (stop forwarding, as testpmd's `stop`, before the DUT disconnects),
+//! `stats` (cumulative counters), `quit`. Each answers one line on stdout.
 
 use anyhow::{bail, Context};
 use dataplane::port::dpdk::{
@@ -78,6 +79,8 @@ struct Shared {
     stop: AtomicBool,
     seed_req: AtomicU32,
     seed_done: AtomicU32,
+    pause_req: AtomicU32,
+    pause_done: AtomicU32,
     seeded: AtomicU64,
     rx: [AtomicU64; 2],
     tx_dropped: AtomicU64,
@@ -309,11 +312,24 @@ impl Fwd {
         let mut dropped = 0u64;
         let mut seen = 0u64;
         let burst = self.burst.min(256) as u16;
+        // Forwarding runs from a seed to the next pause, like testpmd's `start tx_first` and `stop`: the ports
+        // are left alone while the DUT disconnects and the next one connects.
+        let mut running = false;
         while !s.stop.load(Ordering::Relaxed) {
             let req = s.seed_req.load(Ordering::Acquire);
             if req != s.seed_done.load(Ordering::Relaxed) {
                 self.seed();
+                running = true;
                 s.seed_done.store(req, Ordering::Release);
+            }
+            let req = s.pause_req.load(Ordering::Acquire);
+            if req != s.pause_done.load(Ordering::Relaxed) {
+                running = false;
+                s.pause_done.store(req, Ordering::Release);
+            }
+            if !running {
+                std::thread::sleep(Duration::from_micros(200));
+                continue;
             }
             for (j, rx_j) in rx.iter_mut().enumerate() {
                 let k = 1 - j;
@@ -489,6 +505,19 @@ pub fn run(a: &PeerArgs) -> anyhow::Result<()> {
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }
+            "pause" => {
+                let req = shared.pause_req.fetch_add(1, Ordering::AcqRel) + 1;
+                let end = Instant::now() + Duration::from_secs(10);
+                loop {
+                    if shared.pause_done.load(Ordering::Acquire) == req {
+                        break "ok".to_string();
+                    }
+                    if Instant::now() > end {
+                        break "err pause timed out".to_string();
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
             "stats" => {
                 let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
                 format!(
@@ -643,6 +672,11 @@ impl PeerProc {
         r.trim_start_matches("ok ")
             .parse()
             .context("seed: frame count")
+    }
+
+    /// Stops forwarding until the next seed.
+    pub fn pause(&mut self) -> anyhow::Result<()> {
+        self.cmd("pause").map(drop)
     }
 
     /// Cumulative counters.
