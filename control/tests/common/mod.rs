@@ -2,6 +2,8 @@
 //! per-process name prefixes, and a raw AF_PACKET sender for hand-made frames.
 #![allow(dead_code)] // each test file uses a part
 
+pub mod ring_peer;
+
 use control::config;
 use control::lab::{self, LabHost, Topology};
 use control::router::Router;
