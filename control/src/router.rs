@@ -84,6 +84,7 @@ impl Router {
                 previous: None,
                 port_macs: &port_macs,
                 pool: Some(&pool),
+                host: None,
             },
         )
         .map_err(|e| anyhow::anyhow!(e))?;
@@ -220,6 +221,7 @@ impl Router {
             previous: Some(&current),
             port_macs: &port_macs,
             pool: Some(&self.pool),
+            host: None,
         };
         // Routes added at run time stay, unless the file routes the prefix itself or their gateway is no
         // longer on a connected subnet.
