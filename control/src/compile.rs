@@ -26,6 +26,8 @@ pub struct CompileEnv<'a> {
     pub port_macs: &'a [Option<[u8; 6]>],
     /// The packet pool, for packets the router originates without an input packet (announcements).
     pub pool: Option<&'a dataplane::Pool>,
+    /// The queues to the router's host stack (the same ones for every snapshot); `None`: no host stack.
+    pub host: Option<&'a Arc<pipelines::l3::host::HostQueues>>,
 }
 
 /// Compiles `cfg` into snapshot number `generation`. Port indices are the order of `[[ports]]` in the config.
@@ -229,6 +231,7 @@ pub fn compile(cfg: &Config, generation: u64, env: CompileEnv<'_>) -> Result<Sna
         &mut roles,
         env.previous,
         env.pool,
+        env.host,
     )?;
     // Only now that everything compiled: entries on ports that left a domain would point nowhere.
     for bd in &bridges {

@@ -6,7 +6,8 @@
 //! [dataplane]          # buffers, burst size, workers and how they idle      -> DataplaneCfg
 //! [control]            # the control socket                                  -> ControlCfg
 //! [dpdk]               # the DPDK EAL and mempool, for dpdk ports            -> DpdkCfg
-//! [router]             # L3 settings: MTU, ICMP rate, neighbour timers         -> RouterCfg
+//! [router]             # L3 settings: MTU, ICMP rate, neighbour timers,      -> RouterCfg
+//!                      #   the host stack's TCP echo port
 //! [[ports]]            # one per packet port: ring, pcap, afpacket or dpdk;
 //!                      #   `addresses` makes it a routed port                  -> PortCfg
 //! [[networks]]         # a network mode joining ports: xconnect, bridge (its gateway: `addresses`),

@@ -155,7 +155,7 @@ pub(super) fn input(
     to_neighbor(c, st, NeighKey::v4(oif, via), pkt, out);
 }
 
-/// A packet for one of the router's addresses.
+/// A packet for one of the router's addresses: ICMP and UDP are answered here, the rest goes to the host stack.
 fn local(
     c: &L3Ctx<'_>,
     st: &mut L3State,
@@ -180,6 +180,6 @@ fn local(
             DropReason::LocalPortUnreachable,
             out,
         ),
-        _ => out.drop_pkt(pkt, DropReason::NoLocalStack),
+        _ => super::host::deliver(c, pkt, out),
     }
 }

@@ -5,8 +5,9 @@
 //! `Meta::scratch[2]`; the burst is handled in two passes, VPP style: the first parses the EtherType and warms
 //! the FIB entry of each IPv4 destination, the second decides every packet:
 //!
-//! - IPv4/IPv6 to a router address: echo requests are answered in place, UDP gets port unreachable, the
-//!   rest is counted as `no_local_stack`.
+//! - IPv4/IPv6 to a router address: echo requests are answered in place, UDP gets port unreachable, other
+//!   ICMP is counted as `no_local_stack`; the rest (TCP, other protocols) goes to the router's host stack
+//!   ([`host`]), whose output worker 0 routes.
 //! - IPv4/IPv6 to elsewhere: longest-prefix match, ECMP by flow hash, TTL/hop-limit check and decrement
 //!   (incremental checksum), MTU check (ICMP fragmentation needed / packet too big), then the next hop's MAC
 //!   from the shared neighbour cache. An unresolved next hop gets a request and the packet waits in the
@@ -17,6 +18,7 @@
 //! ICMP errors are rate-limited per worker by a token bucket.
 
 mod arp;
+pub mod host;
 mod icmp;
 mod ipv4;
 mod ipv6;
@@ -188,6 +190,9 @@ pub struct L3Tables {
     /// Identity of the interfaces' addresses and MACs: worker 0 announces them when it changes (not on every
     /// new snapshot: a route change does not).
     pub announce_id: u64,
+    /// The queues to and from the router's host stack (kept across reloads); `None`: no host stack, and what
+    /// it would take is dropped as `no_local_stack`.
+    pub host: Option<Arc<host::HostQueues>>,
 }
 
 impl Default for L3Tables {
@@ -204,6 +209,7 @@ impl Default for L3Tables {
             reachable_s: 30,
             pool: None,
             announce_id: 0,
+            host: None,
         }
     }
 }
@@ -417,17 +423,24 @@ pub fn release_pending(c: &L3Ctx<'_>, st: &mut L3State, out: &mut TxBatches) {
         });
 }
 
-/// Whether worker state has deferred L3 work (waiting packets due, or addresses to announce).
+/// Whether worker state has deferred L3 work (waiting packets due, addresses to announce, or, on worker 0,
+/// packets the host stack sent).
 #[inline]
 pub fn has_deferred(c: &L3Ctx<'_>, st: &L3State, worker: usize) -> bool {
-    st.pending.due(&c.t.neigh, c.now_ns) || (worker == 0 && st.announced != c.t.announce_id)
+    st.pending.due(&c.t.neigh, c.now_ns)
+        || (worker == 0 && st.announced != c.t.announce_id)
+        || host::has_output(c, worker)
 }
 
-/// Runs deferred L3 work: releases waiting packets and, on worker 0 when the interfaces changed, announces
-/// every interface address (gratuitous ARP, unsolicited Neighbor Advertisement) so peers update their caches.
+/// Runs deferred L3 work: releases waiting packets, routes what the host stack sent (worker 0) and, on
+/// worker 0 when the interfaces changed, announces every interface address (gratuitous ARP, unsolicited
+/// Neighbor Advertisement) so peers update their caches.
 pub fn run_deferred(c: &L3Ctx<'_>, st: &mut L3State, worker: usize, out: &mut TxBatches) {
     if st.pending.due(&c.t.neigh, c.now_ns) {
         release_pending(c, st, out);
+    }
+    if host::has_output(c, worker) {
+        host::run(c, st, out);
     }
     if worker == 0 && st.announced != c.t.announce_id {
         st.announced = c.t.announce_id;
