@@ -23,7 +23,10 @@
 //!   at once. The alternative, [`Expiry::Scan`], walks the slab `k` records per call. Either way
 //!   [`FlowTable::expire`] does a bounded amount of work per call (its `budget`): a worker calls it once per
 //!   burst and when idle, and a million flows expiring in the same second are freed over many bursts
-//!   instead of in one stall. `examples/nat_bench.rs` measures both.
+//!   instead of in one stall. `examples/nat_bench.rs` measures both: with nothing due, a wheel call costs
+//!   about 2 ns and a scan call of 64 records 90 ns (1k flows) to 760 ns (1M flows: 4 KiB of cold slab a
+//!   call, some 20 ns per packet at 32-packet bursts), while freeing is the same price either way (35-50 ns a
+//!   flow at 1k, ~190 ns at 1M). The wheel is the default; the scan needs no links and stays for comparison.
 //! - **Limit.** A full table refuses new flows ([`InsertError::Full`], counted as `nat_exhausted`) while the
 //!   existing ones keep working.
 //!
@@ -77,7 +80,9 @@ pub mod tcp_flags {
     /// Urgent pointer field significant.
     pub const URG: u8 = 0x20;
 }
-use tcp_flags::{ACK, FIN, PSH, RST, SYN, URG};
+#[cfg(test)]
+use tcp_flags::PSH;
+use tcp_flags::{ACK, FIN, RST, SYN, URG};
 
 /// A flow key: what the table hashes and compares. Implemented by [`Key4`]; an IPv6 key follows the same
 /// shape.
@@ -132,7 +137,9 @@ impl FlowKey for Key4 {
     fn hash_with(&self, seed: &[u64; 2]) -> u64 {
         let a = (self.src as u64) << 32 | self.dst as u64;
         let b = (self.sport as u64) << 32 | (self.dport as u64) << 16 | self.proto as u64;
-        fold_mul(fold_mul(a ^ seed[0], super::K1) ^ b, seed[1] | 1)
+        // One 64x64->128 multiply of the two halves, each masked by a seed and a constant (wyhash's mix): every
+        // output bit depends on every input bit through the product's high half, whatever the seeds are.
+        fold_mul(a ^ seed[0] ^ super::K1, b ^ seed[1] ^ super::K2)
     }
 
     #[inline(always)]
@@ -240,16 +247,31 @@ pub enum TcpEvent {
 /// data without ACK, RST with FIN, no flags at all (Linux's `tcp_valid_flags`, PSH ignored, ECE/CWR ignored).
 #[inline]
 pub fn classify_tcp(flags: u8) -> Option<TcpEvent> {
-    let f = flags & (FIN | SYN | RST | ACK | URG) & !PSH;
-    match f {
-        x if x == SYN || x == SYN | URG => Some(TcpEvent::Syn),
-        x if x == SYN | ACK => Some(TcpEvent::SynAck),
-        x if x == RST || x == RST | ACK => Some(TcpEvent::Rst),
-        x if x == FIN | ACK || x == FIN | ACK | URG => Some(TcpEvent::Fin),
-        x if x == ACK || x == ACK | URG => Some(TcpEvent::Ack),
+    // One table read instead of a chain of compares: index by FIN, SYN, RST, (PSH cleared), ACK, URG.
+    match TCP_EVENTS[(flags & (FIN | SYN | RST | ACK | URG)) as usize] {
+        1 => Some(TcpEvent::Syn),
+        2 => Some(TcpEvent::SynAck),
+        3 => Some(TcpEvent::Fin),
+        4 => Some(TcpEvent::Ack),
+        5 => Some(TcpEvent::Rst),
         _ => None,
     }
 }
+
+/// [`classify_tcp`]'s table: 0 invalid, then the [`TcpEvent`]s in declaration order from 1.
+const TCP_EVENTS: [u8; 64] = {
+    let mut t = [0u8; 64];
+    t[SYN as usize] = 1;
+    t[(SYN | URG) as usize] = 1;
+    t[(SYN | ACK) as usize] = 2;
+    t[(FIN | ACK) as usize] = 3;
+    t[(FIN | ACK | URG) as usize] = 3;
+    t[ACK as usize] = 4;
+    t[(ACK | URG) as usize] = 4;
+    t[RST as usize] = 5;
+    t[(RST | ACK) as usize] = 5;
+    t
+};
 
 /// Timeouts in seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -569,6 +591,29 @@ impl<K: FlowKey> FlowTable<K> {
         prefetch(self.flows.get(id.0 as usize));
     }
 
+    /// The second stage of a burst's lookups, after [`FlowTable::prefetch`] of every packet: reads `key`'s
+    /// index run (by now in cache) and starts loading the line of the first flow whose hash matches, which
+    /// [`FlowTable::lookup`] will compare. Three passes over a burst (prefetch, this, lookup) overlap both of
+    /// a lookup's cache misses with other packets' work.
+    #[inline]
+    pub fn prefetch_flow_of(&self, key: &K) {
+        let h = self.hash(key);
+        let tag = h as u32;
+        let mut i = h as usize & self.mask;
+        loop {
+            let s = self.index[i];
+            if s == 0 {
+                return;
+            }
+            if s as u32 == tag {
+                let idx = ((s >> 32) as u32 - 1) >> 1;
+                prefetch(self.flows.get(idx as usize));
+                return;
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
     /// The flow a packet with `key` belongs to, and its direction.
     #[inline]
     pub fn lookup(&self, key: &K) -> Option<(FlowId, Dir)> {
@@ -684,6 +729,16 @@ impl<K: FlowKey> FlowTable<K> {
                 self.stats.tcp_invalid += 1;
                 return Track::Invalid;
             };
+            let expires = now_s.saturating_add(t.tcp_established);
+            if f.state == TcpState::Established as u8
+                && ev == TcpEvent::Ack
+                && expires >= f.wheel_at
+            {
+                // The common case: nothing changes but the deadline, not earlier than where it is filed.
+                f.flags |= (dir as u8) * F_REPLIED;
+                f.expires = expires;
+                return Track::Ok;
+            }
             let (state, flags) = tcp_next(f.state, f.flags, ev, dir);
             f.state = state;
             f.flags = flags;
@@ -1083,6 +1138,47 @@ mod tests {
         }
         assert_eq!(t.len(), live.len());
         assert_eq!(t.index.iter().filter(|&&s| s != 0).count(), 2 * live.len());
+    }
+
+    /// The longest distance of an index entry from its home slot.
+    fn longest_probe(t: &FlowTable4) -> usize {
+        let n = t.index.len();
+        (0..n)
+            .filter(|&i| t.index[i] != 0)
+            .map(|i| (i + n - (t.index[i] as u32 as usize & t.mask)) % n)
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn flows_differing_only_in_ports_spread_over_the_index() {
+        // The typical NAT table: one server, one external address, only the ports differ. With weak mixing
+        // (a multiply by a small seed) these all landed in a handful of home slots.
+        for seed in [[0, 0], [1, 2], [11, 12], [u64::MAX, 3]] {
+            let mut t = FlowTable4::with_seed(
+                Config {
+                    limit: 4096,
+                    ..Config::default()
+                },
+                seed,
+            );
+            for i in 0..4096u16 {
+                let (o, r) = snat(10_000 + i, 1024 + i);
+                t.insert(o, r, SYN, 0, 0).unwrap();
+            }
+            let homes: std::collections::HashSet<usize> = t
+                .index
+                .iter()
+                .filter(|&&s| s != 0)
+                .map(|&s| s as u32 as usize & t.mask)
+                .collect();
+            assert!(homes.len() > 6000, "seed {seed:?}: {} homes", homes.len());
+            assert!(
+                longest_probe(&t) < 40,
+                "seed {seed:?}: probe {}",
+                longest_probe(&t)
+            );
+        }
     }
 
     #[test]
