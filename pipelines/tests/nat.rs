@@ -85,6 +85,9 @@ impl Nat {
         if info.is_icmp_error() {
             return Err(DropReason::NoRoute); // about no flow of ours
         }
+        if info.kind == Kind::IcmpEcho && !info.is_echo_request() {
+            return Err(DropReason::AclDeny); // an echo reply opens nothing
+        }
         let k = info.key;
         let mut reply = k.reversed();
         let mut snat = Nat::inside(k.src) && !Nat::inside(k.dst);
@@ -310,6 +313,11 @@ fn masquerade_udp_and_ping() {
     let mut pong = ping(S, X, ext_id, true);
     nat.process(&mut pong).unwrap();
     assert_eq!(check(&pong), seen(S, 0x1234, A, 0x1234));
+    // An unsolicited echo reply opens no flow.
+    let mut stray = ping(S, X, ext_id ^ 1, true);
+    assert!(!parse(&stray).unwrap().is_echo_request());
+    assert_eq!(nat.process(&mut stray), Err(DropReason::AclDeny));
+    assert!(parse(&ping(A, S, 1, false)).unwrap().is_echo_request());
 }
 
 #[test]

@@ -1074,6 +1074,12 @@ mod tests {
     }
 
     #[test]
+    fn an_ipv4_flow_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Flow<Key4>>(), 64);
+        assert_eq!(std::mem::align_of::<Flow<Key4>>(), 64);
+    }
+
+    #[test]
     fn both_directions_find_one_flow_and_targets_translate() {
         let mut t = table(16, Expiry::Wheel);
         let (o, r) = snat(40000, 1025);

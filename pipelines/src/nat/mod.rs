@@ -20,7 +20,8 @@
 //!         if !info.is_icmp_error() && table.track(id, dir, info.tcp_flags, now_s) == Track::Invalid { drop }
 //!         translate::translate(ip, &info, &table.get(id).target(dir))?;
 //!     }
-//!     None => {                                           // a new flow (never from an ICMP error)
+//!     None => {                                           // a new flow: not from an ICMP error, an echo
+//!                                                         // reply, or TCP without SYN (insert refuses it)
 //!         decide from the config: SNAT (alloc a port), DNAT (published port, perhaps Maglev), or none;
 //!         reply = reverse of the translated key;
 //!         table.insert(info.key, reply, info.tcp_flags, tag, now_s)?;  // Full -> nat_exhausted

@@ -99,6 +99,8 @@ pub struct Parsed {
     pub kind: Kind,
     /// TCP flags (0 unless TCP).
     pub tcp_flags: u8,
+    /// ICMP type (0 unless ICMP; echo reply is 0 too: see [`Parsed::is_echo_request`]).
+    icmp_type: u8,
     /// Offset of the transport header (the IPv4 header's length).
     l4: u16,
     /// ICMP errors: the quoted packet's kind, and the offsets of its IPv4 and transport headers.
@@ -114,6 +116,13 @@ impl Parsed {
     #[inline]
     pub fn is_icmp_error(&self) -> bool {
         self.kind == Kind::IcmpError
+    }
+
+    /// Whether this is an ICMP echo request: the only ICMP message that may open a flow (an echo reply, like
+    /// a TCP segment without SYN, belongs to a flow or to nobody).
+    #[inline]
+    pub fn is_echo_request(&self) -> bool {
+        self.kind == Kind::IcmpEcho && self.icmp_type == TYPE_ECHO_REQUEST
     }
 
     /// For an ICMP error, the kind of the quoted packet.
@@ -161,6 +170,7 @@ pub fn parse(ip: &[u8]) -> Result<Parsed, NatError> {
         key: Key4::default(),
         kind: Kind::Tcp,
         tcp_flags: 0,
+        icmp_type: 0,
         l4: l4 as u16,
         inner_kind: Kind::Tcp,
         inner: 0,
@@ -194,6 +204,7 @@ pub fn parse(ip: &[u8]) -> Result<Parsed, NatError> {
             if pl.len() < 8 {
                 return Err(NatError::Truncated);
             }
+            out.icmp_type = pl[0];
             match pl[0] {
                 TYPE_ECHO_REQUEST | TYPE_ECHO_REPLY => {
                     out.kind = Kind::IcmpEcho;
