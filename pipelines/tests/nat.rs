@@ -971,3 +971,43 @@ fn flow_direction_lookups_after_snat() {
     assert_eq!(t.insert(r, o, 0, 0, 0), Err(InsertError::Exists));
     assert_eq!(t.stats().exists, 1);
 }
+
+#[test]
+fn a_flood_of_new_flows_is_bounded_and_counted() {
+    // 200k SYNs from random sources against a 10k-flow table: the first 10k get flows (and ports), the rest
+    // are refused as nat_exhausted; memory does not move; established flows keep working throughout.
+    let mut nat = Nat::new(10_000);
+    let mut p = tcp(A, 40000, S, 80, SYN, b"");
+    nat.process(&mut p).unwrap();
+    let xp = check(&p).sport;
+    let mem = nat.table.memory();
+    let mut rng = SplitMix64::new(5);
+    let (mut ok, mut refused) = (0u32, 0u32);
+    for _ in 0..200_000 {
+        let r = rng.next_u32();
+        let src = [10, 0, (r >> 8) as u8, r as u8];
+        let mut p = tcp(src, (r >> 16) as u16, S, 443, SYN, b"");
+        match nat.process(&mut p) {
+            Ok(()) => ok += 1,
+            Err(DropReason::NatExhausted) => refused += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(nat.table.len(), 10_000);
+    assert_eq!(ok + refused, 200_000);
+    assert_eq!(nat.table.stats().created, 10_000);
+    assert_eq!(refused as u64, nat.table.stats().full);
+    assert_eq!(nat.table.memory(), mem);
+    assert_eq!(
+        nat.ports.in_use(IPPROTO_TCP, u(X)),
+        10_000,
+        "refused flows hold no port"
+    );
+    let mut back = tcp(S, 80, X, xp, SYN | ACK, b"");
+    nat.process(&mut back).unwrap();
+    assert_eq!(check(&back), seen(S, 80, A, 40000));
+    // Half-open flows time out after 2 minutes and the table takes new ones again.
+    nat.tick(nat.now + 120);
+    assert!(nat.table.is_empty());
+    assert_eq!(nat.ports.in_use(IPPROTO_TCP, u(X)), 0);
+}
