@@ -28,7 +28,7 @@
 //!         translate::translate(ip, &info, &reply.reversed())?;
 //!     }
 //! }
-//! table.expire(now_s, 64, |flow| release its port if it had one);   // once per burst
+//! table.expire(now_s, 16, |flow| release its port if it had one);   // once per burst; more when idle
 //! ```
 //!
 //! # Wiring (the plan for the pipeline session)
