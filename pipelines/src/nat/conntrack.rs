@@ -798,11 +798,22 @@ impl<K: FlowKey> FlowTable<K> {
         if !self.started {
             self.start_clock(now_s);
         }
+        if self.len == 0 {
+            // Nothing filed: the cursor may jump (after a long idle time it would otherwise walk every second).
+            self.cursor = self.cursor.max(now_s);
+            return 0;
+        }
         let mut freed = 0;
+        // Empty slots are cheap but not free: at most one turn of them per call.
+        let mut empty = WHEEL_SLOTS;
         while budget > 0 && self.cursor <= now_s {
             let slot = self.cursor as usize % WHEEL_SLOTS;
             let idx = self.wheel[slot];
             if idx == NIL {
+                if empty == 0 {
+                    break;
+                }
+                empty -= 1;
                 self.cursor += 1;
                 continue;
             }
@@ -1266,6 +1277,27 @@ mod tests {
             calls += 1;
         }
         assert_eq!(calls, 1000usize.div_ceil(64));
+    }
+
+    #[test]
+    fn a_long_idle_time_is_caught_up_in_bounded_steps() {
+        let mut t = table(8, Expiry::Wheel);
+        let o = Key4::new(IPPROTO_UDP, A, 1, S, 53);
+        let r = Key4::new(IPPROTO_UDP, S, 53, X, 1024);
+        t.insert(o, r, 0, 0, 0).unwrap();
+        // A day later: each call walks at most one turn of empty slots, and the flow goes on the first call
+        // that reaches its slot.
+        let mut calls = 0;
+        while !t.is_empty() {
+            t.expire(86_400, 16, |_| {});
+            calls += 1;
+            assert!(calls <= 2, "the flow's slot is within the first turn");
+        }
+        // With nothing filed the cursor jumps: a flow made now expires on time.
+        t.expire(10 * 86_400, 16, |_| {});
+        t.insert(o, r, 0, 0, 10 * 86_400).unwrap();
+        assert_eq!(t.expire(10 * 86_400 + 29, 16, |_| {}), 0);
+        assert_eq!(t.expire(10 * 86_400 + 30, 16, |_| {}), 1);
     }
 
     #[test]
