@@ -14,6 +14,7 @@ use pipelines::nat::conntrack::{
     Track,
 };
 use pipelines::nat::maglev::{Maglev, MaglevError, DEFAULT_SIZE};
+use pipelines::nat::owner::{owner_in_to_out, owner_out_to_in, NatConfig, Owner};
 use pipelines::nat::ports::{owner_of_remote, AllocError, PortAllocator, PortSplit};
 use pipelines::nat::translate::{parse, translate, Kind, NatError};
 use pipelines::wire::icmpv4::{write_error, Icmpv4Error};
@@ -1010,4 +1011,207 @@ fn a_flood_of_new_flows_is_bounded_and_counted() {
     nat.tick(nat.now + 120);
     assert!(nat.table.is_empty());
     assert_eq!(nat.ports.in_use(IPPROTO_TCP, u(X)), 0);
+}
+
+// Several workers: every packet goes to the worker the owner rules name, and that worker holds its flow.
+
+struct Cfg;
+
+impl NatConfig for Cfg {
+    fn is_external(&self, addr: u32) -> bool {
+        addr == u(X)
+    }
+    fn is_published(&self, proto: u8, addr: u32, port: u16) -> bool {
+        addr == u(X)
+            && ((proto, port) == (IPPROTO_TCP, 4000) || (proto, port) == (IPPROTO_UDP, 5353))
+    }
+    fn is_backend(&self, proto: u8, addr: u32, port: u16) -> bool {
+        addr == u(B) && ((proto, port) == (IPPROTO_TCP, 80) || (proto, port) == (IPPROTO_UDP, 53))
+    }
+}
+
+/// Workers with their own tables and port slices, fed by the dataplane's RSS hash.
+struct Workers {
+    nat: Vec<Nat>,
+    split: PortSplit,
+    handoffs: u32,
+    searched: u32,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Side {
+    InToOut,
+    OutToIn,
+}
+
+impl Workers {
+    fn new(n: u16) -> Workers {
+        let split = PortSplit::new(1024, 65535, n).unwrap();
+        let nat = (0..n)
+            .map(|w| {
+                let mut nat = Nat::new(4096);
+                nat.ports = PortAllocator::new(split, w, &[u(X)], 42);
+                nat.published.insert((IPPROTO_TCP, 4000), (u(B), 80));
+                nat.published.insert((IPPROTO_UDP, 5353), (u(B), 53));
+                nat
+            })
+            .collect();
+        Workers {
+            nat,
+            split,
+            handoffs: 0,
+            searched: 0,
+        }
+    }
+
+    /// Delivers `ip` as RSS would, hands it to its owner, and processes it there. `first`: the packet opens
+    /// its flow (no worker may know it yet); otherwise the owner must know it.
+    fn deliver(&mut self, side: Side, ip: &mut [u8], first: bool) -> Result<(), DropReason> {
+        let n = self.nat.len();
+        let mut frame = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
+        frame.extend_from_slice(ip);
+        let arrival = dataplane::rss::flow_hash(&frame) as usize % n;
+        let p = parse(ip).unwrap();
+        let owner = match side {
+            Side::InToOut => match owner_in_to_out(&p, &self.split, &Cfg) {
+                Owner::Here => arrival,
+                Owner::Worker(w) => w as usize,
+                Owner::Search => {
+                    self.searched += 1;
+                    (0..n)
+                        .map(|i| (arrival + i) % n)
+                        .find(|&w| self.nat[w].table.lookup(&p.key).is_some())
+                        .expect("some worker holds the flow of an ICMP error")
+                }
+            },
+            Side::OutToIn => owner_out_to_in(&p, &self.split, &Cfg).unwrap() as usize,
+        };
+        if owner != arrival {
+            self.handoffs += 1;
+        }
+        let holders: Vec<usize> = (0..n)
+            .filter(|&w| self.nat[w].table.lookup(&p.key).is_some())
+            .collect();
+        if first {
+            assert!(
+                holders.is_empty(),
+                "a new flow already known to {holders:?}"
+            );
+        } else {
+            assert_eq!(
+                holders,
+                vec![owner],
+                "{side:?} packet {:?} sent to {owner}",
+                p.key
+            );
+        }
+        self.nat[owner].process(ip)
+    }
+}
+
+#[test]
+fn owner_rules_bring_every_packet_to_its_flow() {
+    let mut w = Workers::new(4);
+    let mut rng = SplitMix64::new(77);
+    for i in 0..300u16 {
+        let a = [10, 0, 0, 2 + (i % 50) as u8];
+        let ap = 10_000 + rng.below(50_000) as u16;
+        let c = [203, 0, 113, (i % 200) as u8 + 1];
+        let cp = 1024 + rng.below(60_000) as u16;
+        match i % 6 {
+            0 => {
+                // Masquerade, TCP, with an ICMP error from a router and one from the endpoint.
+                let mut syn = tcp(a, ap, S, 80, SYN, b"");
+                w.deliver(Side::InToOut, &mut syn, true).unwrap();
+                let xp = check(&syn).sport;
+                let mut synack = tcp(S, 80, X, xp, SYN | ACK, b"");
+                w.deliver(Side::OutToIn, &mut synack, false).unwrap();
+                assert_eq!(check(&synack), seen(S, 80, a, ap));
+                let mut ack = tcp(a, ap, S, 80, ACK, b"x");
+                w.deliver(Side::InToOut, &mut ack, false).unwrap();
+                let mut err = icmp_error(Icmpv4Error::FragNeeded { mtu: 1280 }, &ack, R, 100);
+                w.deliver(Side::OutToIn, &mut err, false).unwrap();
+                let mut data = tcp(S, 80, X, xp, ACK, b"y");
+                w.deliver(Side::OutToIn, &mut data, false).unwrap();
+                let mut err = icmp_error(Icmpv4Error::PortUnreachable, &data, a, 100);
+                w.deliver(Side::InToOut, &mut err, false).unwrap();
+                assert_eq!(check_outer(&err), (X, S));
+            }
+            1 => {
+                let mut q = udp(a, ap, S, 53, b"q");
+                w.deliver(Side::InToOut, &mut q, true).unwrap();
+                let xp = check(&q).sport;
+                let mut r = udp(S, 53, X, xp, b"r");
+                w.deliver(Side::OutToIn, &mut r, false).unwrap();
+                assert_eq!(check(&r), seen(S, 53, a, ap));
+            }
+            2 => {
+                let mut e = ping(a, S, ap, false);
+                w.deliver(Side::InToOut, &mut e, true).unwrap();
+                let id = check(&e).sport;
+                let mut r = ping(S, X, id, true);
+                w.deliver(Side::OutToIn, &mut r, false).unwrap();
+                assert_eq!(check(&r), seen(S, ap, a, ap));
+            }
+            3 => {
+                // Published TCP port, with an error from outside about the answer.
+                let mut syn = tcp(c, cp, X, 4000, SYN, b"");
+                w.deliver(Side::OutToIn, &mut syn, true).unwrap();
+                assert_eq!(check(&syn), seen(c, cp, B, 80));
+                let mut synack = tcp(B, 80, c, cp, SYN | ACK, b"");
+                w.deliver(Side::InToOut, &mut synack, false).unwrap();
+                assert_eq!(check(&synack), seen(X, 4000, c, cp));
+                let mut err = icmp_error(Icmpv4Error::TimeExceeded, &synack, R, 100);
+                w.deliver(Side::OutToIn, &mut err, false).unwrap();
+                let mut ack = tcp(c, cp, X, 4000, ACK, b"");
+                w.deliver(Side::OutToIn, &mut ack, false).unwrap();
+            }
+            4 => {
+                // Published UDP port; the backend answers with port unreachable.
+                let mut q = udp(c, cp, X, 5353, b"q");
+                w.deliver(Side::OutToIn, &mut q, true).unwrap();
+                let mut err = icmp_error(Icmpv4Error::PortUnreachable, &q, B, 100);
+                w.deliver(Side::InToOut, &mut err, false).unwrap();
+                assert_eq!(check_outer(&err), (X, c));
+            }
+            _ => {
+                // Hairpin: an endpoint to the published port.
+                let mut syn = tcp(a, ap, X, 4000, SYN, b"");
+                w.deliver(Side::InToOut, &mut syn, true).unwrap();
+                let out = check(&syn);
+                assert_eq!((out.src, out.dst), (X, B));
+                let mut synack = tcp(B, 80, X, out.sport, SYN | ACK, b"");
+                w.deliver(Side::InToOut, &mut synack, false).unwrap();
+                assert_eq!(check(&synack), seen(X, 4000, a, ap));
+            }
+        }
+    }
+    // Every worker got flows; replies and published flows moved, masqueraded originals did not.
+    for (i, nat) in w.nat.iter().enumerate() {
+        assert!(
+            nat.table.len() > 20,
+            "worker {i} holds {} flows",
+            nat.table.len()
+        );
+    }
+    assert!(w.handoffs > 100, "{} handoffs", w.handoffs);
+    assert_eq!(w.searched, 50);
+}
+
+/// The outer addresses of an ICMP error, after etherparse has verified its checksums.
+fn check_outer(err: &[u8]) -> ([u8; 4], [u8; 4]) {
+    let s = SlicedPacket::from_ip(err).unwrap();
+    let Some(NetSlice::Ipv4(v4)) = &s.net else {
+        panic!()
+    };
+    let h = v4.header();
+    assert_eq!(h.header_checksum(), h.to_header().calc_header_checksum());
+    let Some(TransportSlice::Icmpv4(i)) = &s.transport else {
+        panic!()
+    };
+    assert_eq!(
+        i.checksum(),
+        Icmpv4Header::with_checksum(i.icmp_type(), i.payload()).checksum
+    );
+    (h.source(), h.destination())
 }

@@ -10,6 +10,7 @@
 //! - [`translate`]: [`translate::parse`] reads a packet's flow key (for an ICMP error: the key of the flow it
 //!   is about), [`translate::translate`] rewrites the packet to a flow's target.
 //! - [`maglev`]: [`maglev::Maglev`], the consistent-hash backend choice for new flows of a service.
+//! - [`owner`]: which worker owns a packet's flow, from the packet and the configuration alone.
 //!
 //! # How a packet goes through (per worker)
 //!
@@ -47,16 +48,13 @@
 //! - **Which worker owns a flow.** RSS spreads packets by a symmetric hash of the untranslated tuple, which
 //!   differs between the two sides of a translated flow, so a packet whose flow another worker owns is handed
 //!   to it through a bounded `crossbeam::ArrayQueue<Pkt>` per (from, to) pair (full: dropped, counted as
-//!   `nat_handoff_drop`; sent: `nat_handoff`). The owner is computed without any table lookup:
-//!   - out-to-in to a port of the dynamic range: [`ports::PortSplit::worker_of`] of the destination port
-//!     (or ICMP identifier; for an ICMP error, of the quoted packet's source port);
-//!   - out-to-in to a published port: [`ports::owner_of_remote`] of the source (the client's address and
-//!     port);
-//!   - in-to-out from a published backend (protocol, source address and port match a mapping's backend): a
-//!     DNAT reply, owned by [`ports::owner_of_remote`] of the destination, or by `worker_of` of the
-//!     destination port when that is an external address's dynamic port (the reply of a hairpin flow);
-//!   - any other in-to-out: the receiving worker owns it (it allocates the port from its own slice, which is
-//!     what makes the replies come back to it). No handoff.
+//!   `nat_handoff_drop`; sent: `nat_handoff`). [`owner::owner_in_to_out`] and [`owner::owner_out_to_in`]
+//!   name the owner from the parsed packet and the configuration ([`owner::NatConfig`]) without any table
+//!   lookup: out-to-in by [`ports::PortSplit::worker_of`] of the destination port (dynamic range) or
+//!   [`ports::owner_of_remote`] of the client (published ports); in-to-out from a published backend like its
+//!   original direction; any other in-to-out packet stays where RSS put it (it allocates its port from that
+//!   worker's slice, which is what brings the replies back), except ICMP errors about such flows, which are
+//!   searched for ([`owner::Owner::Search`]).
 //! - **SNAT (masquerade).** Key `k` from an endpoint: `ports.alloc(proto, k.src, hash(k))` gives `(x, p)`; the
 //!   reply key is `Key4 { src: k.dst, sport: k.dport, dst: x, dport: p }`; the tag records "port allocated" so
 //!   expiry releases it.
@@ -74,6 +72,7 @@
 
 pub mod conntrack;
 pub mod maglev;
+pub mod owner;
 pub mod ports;
 pub mod translate;
 
