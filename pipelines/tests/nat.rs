@@ -15,7 +15,7 @@ use pipelines::nat::conntrack::{
 };
 use pipelines::nat::maglev::{Maglev, MaglevError, DEFAULT_SIZE};
 use pipelines::nat::owner::{owner_in_to_out, owner_out_to_in, NatConfig, Owner};
-use pipelines::nat::ports::{owner_of_remote, AllocError, PortAllocator, PortSplit};
+use pipelines::nat::ports::{owner_of_remote, AllocError, EimTable, PortAllocator, PortSplit};
 use pipelines::nat::translate::{parse, translate, Kind, NatError};
 use pipelines::wire::icmpv4::{write_error, Icmpv4Error};
 use pipelines::wire::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
@@ -36,6 +36,8 @@ fn u(a: [u8; 4]) -> u32 {
 
 /// Marks flows that hold a NAT port.
 const TAG_PORT: u32 = 1;
+/// Marks flows that hold a share of an endpoint-independent mapping.
+const TAG_EIM: u32 = 2;
 
 /// The NAT stage in miniature: masquerade of 10.0.0.0/24 behind X, published ports, hairpin.
 struct Nat {
@@ -43,6 +45,8 @@ struct Nat {
     ports: PortAllocator,
     /// (proto, external port) -> (backend, backend port)
     published: HashMap<(u8, u16), (u32, u16)>,
+    /// Endpoint-independent mapping for UDP, when configured.
+    eim: Option<EimTable>,
     now: u32,
 }
 
@@ -64,6 +68,7 @@ impl Nat {
             ),
             ports: PortAllocator::new(split, 0, &[u(X)], 42),
             published: HashMap::new(),
+            eim: None,
             now: 1000,
         }
     }
@@ -103,20 +108,32 @@ impl Nat {
         let mut tag = 0;
         if snat {
             let h = k.hash_with(&[0, 0]);
-            let (x, p) = self
-                .ports
-                .alloc(k.proto, k.src, h)
-                .map_err(|e| e.drop_reason())?;
+            let (x, p) = match &mut self.eim {
+                Some(eim) if k.proto == IPPROTO_UDP => {
+                    tag = TAG_EIM;
+                    eim.acquire(&mut self.ports, k.proto, k.src, k.sport)
+                }
+                _ => {
+                    tag = TAG_PORT;
+                    self.ports.alloc(k.proto, k.src, h)
+                }
+            }
+            .map_err(|e| e.drop_reason())?;
             reply.dst = x;
             reply.dport = p;
             if k.proto == IPPROTO_ICMP {
                 reply.sport = p;
             }
-            tag = TAG_PORT;
         }
         if let Err(e) = self.table.insert(k, reply, info.tcp_flags, tag, self.now) {
-            if tag == TAG_PORT {
-                self.ports.release(k.proto, reply.dst, reply.dport);
+            match (tag, &mut self.eim) {
+                (TAG_PORT, _) => {
+                    self.ports.release(k.proto, reply.dst, reply.dport);
+                }
+                (TAG_EIM, Some(eim)) => {
+                    eim.release(&mut self.ports, k.proto, k.src, k.sport);
+                }
+                _ => {}
             }
             return Err(e.drop_reason());
         }
@@ -126,11 +143,15 @@ impl Nat {
     fn tick(&mut self, now: u32) -> usize {
         self.now = now;
         let ports = &mut self.ports;
-        self.table.expire(now, 1 << 20, |f| {
-            if f.tag() == TAG_PORT {
-                assert!(ports.release(f.proto(), f.reply().dst, f.reply().dport));
-            }
-        })
+        let eim = &mut self.eim;
+        self.table
+            .expire(now, 1 << 20, |f| match (f.tag(), eim.as_mut()) {
+                (TAG_PORT, _) => assert!(ports.release(f.proto(), f.reply().dst, f.reply().dport)),
+                (TAG_EIM, Some(eim)) => {
+                    assert!(eim.release(ports, f.proto(), f.orig().src, f.orig().sport))
+                }
+                _ => {}
+            })
     }
 }
 
@@ -1214,4 +1235,52 @@ fn check_outer(err: &[u8]) -> ([u8; 4], [u8; 4]) {
         Icmpv4Header::with_checksum(i.icmp_type(), i.payload()).checksum
     );
     (h.source(), h.destination())
+}
+
+#[test]
+fn endpoint_independent_mapping_for_udp() {
+    let s2 = [198, 51, 100, 8];
+    let s3 = [198, 51, 100, 9];
+    let mut nat = Nat::new(64);
+    nat.eim = Some(EimTable::new(1024));
+    // One inside endpoint to two servers: one public endpoint (RFC 4787 REQ-1).
+    let mut q1 = udp(A, 5000, S, 3478, b"stun");
+    nat.process(&mut q1).unwrap();
+    let m = check(&q1);
+    let mut q2 = udp(A, 5000, s2, 3478, b"stun");
+    nat.process(&mut q2).unwrap();
+    let m2 = check(&q2);
+    assert_eq!((m.src, m.sport), (m2.src, m2.sport));
+    assert_eq!(nat.ports.in_use(IPPROTO_UDP, u(X)), 1);
+    // Both answer through it; a third server that was never contacted is filtered.
+    for srv in [S, s2] {
+        let mut r = udp(srv, 3478, X, m.sport, b"answer");
+        nat.process(&mut r).unwrap();
+        assert_eq!(check(&r), seen(srv, 3478, A, 5000));
+    }
+    let mut r = udp(s3, 3478, X, m.sport, b"unsolicited");
+    assert_eq!(nat.process(&mut r), Err(DropReason::NoRoute));
+    // Another inside port gets another mapping.
+    let mut q3 = udp(A, 5001, S, 3478, b"stun");
+    nat.process(&mut q3).unwrap();
+    assert_ne!(check(&q3).sport, m.sport);
+    // The mapping lives while one of its flows does: refresh the flow to S, let the others time out.
+    nat.now += 100;
+    nat.process(&mut udp(A, 5000, S, 3478, b"keepalive"))
+        .unwrap();
+    nat.tick(nat.now + 100);
+    assert!(nat.ports.is_allocated(IPPROTO_UDP, u(X), m.sport));
+    assert_eq!(
+        nat.eim
+            .as_ref()
+            .unwrap()
+            .get(IPPROTO_UDP, u(A), 5000)
+            .unwrap()
+            .2,
+        1
+    );
+    nat.tick(nat.now + 180);
+    assert!(!nat.ports.is_allocated(IPPROTO_UDP, u(X), m.sport));
+    assert!(nat.eim.as_ref().unwrap().is_empty());
+    assert_eq!(nat.ports.in_use(IPPROTO_UDP, u(X)), 0);
 }

@@ -6,7 +6,8 @@
 //! - [`conntrack`]: [`conntrack::FlowTable`], a worker's flows keyed by 5-tuple in both directions, TCP
 //!   state, timeouts, bounded-work expiry, a limit.
 //! - [`ports`]: [`ports::PortAllocator`], a worker's slice of the external ports (and ICMP identifiers) of
-//!   each external address; [`ports::PortSplit::worker_of`] names the worker that owns a port.
+//!   each external address; [`ports::PortSplit::worker_of`] names the worker that owns a port;
+//!   [`ports::EimTable`], endpoint-independent mappings (RFC 4787) for UDP.
 //! - [`translate`]: [`translate::parse`] reads a packet's flow key (for an ICMP error: the key of the flow it
 //!   is about), [`translate::translate`] rewrites the packet to a flow's target.
 //! - [`maglev`]: [`maglev::Maglev`], the consistent-hash backend choice for new flows of a service.
@@ -57,7 +58,9 @@
 //!   searched for ([`owner::Owner::Search`]).
 //! - **SNAT (masquerade).** Key `k` from an endpoint: `ports.alloc(proto, k.src, hash(k))` gives `(x, p)`; the
 //!   reply key is `Key4 { src: k.dst, sport: k.dport, dst: x, dport: p }`; the tag records "port allocated" so
-//!   expiry releases it.
+//!   expiry releases it. With endpoint-independent mapping configured for UDP, `eim.acquire(&mut ports, ...)`
+//!   ([`ports::EimTable`]) gives the inside endpoint's shared mapping instead, and expiry calls
+//!   `eim.release` with the flow's original source (a second tag value).
 //! - **DNAT (`publish`).** Key `k` to `host:4000`: the mapping gives the backend `b:80` (for a service,
 //!   `maglev.lookup(hash(k.src, k.sport))`); reply key `Key4 { src: b, sport: 80, dst: k.src, dport: k.sport }`;
 //!   nothing to release. **Hairpin**: the source is also an endpoint of ours, so the source is translated too
@@ -67,8 +70,8 @@
 //!   [`conntrack::FlowTable::iter`]; `show nat` reads [`ports::PortAllocator::in_use`] and the stats.
 //!
 //! Not done here yet: IPv6 keys (the table is generic; translation is IPv4), IPv4 fragments (refused with
-//! [`translate::NatError::Fragment`]), endpoint-independent mapping for UDP (RFC 4787 REQ-1; needs a second,
-//! refcounted map from the inside address and port to the external port), TCP sequence-window checks.
+//! [`translate::NatError::Fragment`]), endpoint-independent *filtering* (a mapping accepts flows only from
+//! the remotes it sent to), TCP sequence-window checks.
 
 pub mod conntrack;
 pub mod maglev;

@@ -341,6 +341,158 @@ impl PortAllocator {
     }
 }
 
+/// Endpoint-independent mapping (RFC 4787 section 4.1, REQ-1), for UDP where it is configured: every flow
+/// from one inside address and port leaves from the same external address and port, whatever its
+/// destination, so peer-to-peer applications (STUN, games, VoIP) see one stable public endpoint.
+///
+/// A worker-owned table from (protocol, inside address, inside port) to the external (address, port) and the
+/// number of flows using it. [`EimTable::acquire`] finds or makes the mapping for a new flow, allocating the
+/// port from the worker's [`PortAllocator`] (deterministically, from the inside endpoint's hash) only for the
+/// first flow; [`EimTable::release`], called when a flow expires, gives the port back with the last one.
+/// Each flow still has its own conntrack entry (the reply keys differ by remote), so filtering stays
+/// address-and-port dependent: a remote that never received a packet cannot open a flow to the mapping.
+/// Preallocated (open addressing, backward-shift deletion); a full table refuses new mappings as
+/// [`AllocError::Exhausted`].
+#[derive(Clone, Debug)]
+pub struct EimTable {
+    /// Key: protocol << 48 | inside port << 32 | inside address; 0 is empty (the protocol is never 0).
+    keys: Box<[u64]>,
+    /// External address, external port, flows using the mapping.
+    vals: Box<[(u32, u16, u32)]>,
+    mask: usize,
+    len: usize,
+    limit: usize,
+}
+
+impl EimTable {
+    /// A table for at most `limit` mappings (a worker's slice size times its external addresses is the most
+    /// that can ever be in use).
+    pub fn new(limit: usize) -> EimTable {
+        let limit = limit.clamp(1, 1 << 24);
+        let slots = (limit * 2).next_power_of_two();
+        EimTable {
+            keys: vec![0u64; slots].into_boxed_slice(),
+            vals: vec![(0, 0, 0); slots].into_boxed_slice(),
+            mask: slots - 1,
+            len: 0,
+            limit,
+        }
+    }
+
+    /// Mappings in use.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if there is no mapping.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
+    fn key(proto: u8, inside: u32, iport: u16) -> u64 {
+        (proto as u64) << 48 | (iport as u64) << 32 | inside as u64
+    }
+
+    #[inline]
+    fn home(&self, key: u64) -> usize {
+        fold_mul(key ^ K2, K1) as usize & self.mask
+    }
+
+    /// The slot of `key`, or of the empty slot ending its probe run.
+    #[inline]
+    fn find(&self, key: u64) -> (usize, bool) {
+        let mut i = self.home(key);
+        loop {
+            match self.keys[i] {
+                0 => return (i, false),
+                k if k == key => return (i, true),
+                _ => i = (i + 1) & self.mask,
+            }
+        }
+    }
+
+    /// The mapping of (`proto`, `inside`, `iport`) if there is one: external address, port, flows using it.
+    pub fn get(&self, proto: u8, inside: u32, iport: u16) -> Option<(u32, u16, u32)> {
+        let (i, found) = self.find(Self::key(proto, inside, iport));
+        found.then(|| self.vals[i])
+    }
+
+    /// The external (address, port) for one more flow from (`proto`, `inside`, `iport`): the existing mapping,
+    /// or a new one from `ports`.
+    pub fn acquire(
+        &mut self,
+        ports: &mut PortAllocator,
+        proto: u8,
+        inside: u32,
+        iport: u16,
+    ) -> Result<(u32, u16), AllocError> {
+        let key = Self::key(proto, inside, iport);
+        let (i, found) = self.find(key);
+        if found {
+            let v = &mut self.vals[i];
+            v.2 += 1;
+            return Ok((v.0, v.1));
+        }
+        if self.len >= self.limit {
+            ports.stats.exhausted += 1;
+            return Err(AllocError::Exhausted);
+        }
+        let (addr, port) = ports.alloc(proto, inside, fold_mul(key, K2))?;
+        self.keys[i] = key;
+        self.vals[i] = (addr, port, 1);
+        self.len += 1;
+        Ok((addr, port))
+    }
+
+    /// One flow from (`proto`, `inside`, `iport`) ended: the last one gives the port back to `ports`. False
+    /// if there was no such mapping.
+    pub fn release(
+        &mut self,
+        ports: &mut PortAllocator,
+        proto: u8,
+        inside: u32,
+        iport: u16,
+    ) -> bool {
+        let (i, found) = self.find(Self::key(proto, inside, iport));
+        if !found {
+            return false;
+        }
+        let v = &mut self.vals[i];
+        v.2 -= 1;
+        if v.2 > 0 {
+            return true;
+        }
+        let (addr, port, _) = *v;
+        ports.release(proto, addr, port);
+        // Backward-shift deletion: later entries of the run move into the hole unless their home lies
+        // cyclically in (hole, j].
+        let mut hole = i;
+        let mut j = i;
+        loop {
+            j = (j + 1) & self.mask;
+            let k = self.keys[j];
+            if k == 0 {
+                break;
+            }
+            let home = self.home(k);
+            let stays = if hole <= j {
+                hole < home && home <= j
+            } else {
+                hole < home || home <= j
+            };
+            if !stays {
+                self.keys[hole] = k;
+                self.vals[hole] = self.vals[j];
+                hole = j;
+            }
+        }
+        self.keys[hole] = 0;
+        self.len -= 1;
+        true
+    }
+}
+
 /// The first clear bit at or after `start`, wrapping around; `None` if every bit is set.
 #[inline]
 fn find_free(words: &[u64], start: u32) -> Option<u32> {
@@ -389,6 +541,49 @@ mod tests {
         assert_eq!(find_free(&w, 7), None);
         w[0] = !0 ^ 1 << 3;
         assert_eq!(find_free(&w, 7), Some(3)); // below the start, in the start word
+    }
+
+    #[test]
+    fn endpoint_independent_mapping_is_shared_and_refcounted() {
+        let s = PortSplit::new(1024, 65535, 1).unwrap();
+        let mut ports = PortAllocator::new(s, 0, &[7], 3);
+        let mut eim = EimTable::new(1000);
+        let m = eim.acquire(&mut ports, IPPROTO_UDP, 10, 5000).unwrap();
+        // A second and third flow from the same inside endpoint (other destinations) share the mapping.
+        assert_eq!(eim.acquire(&mut ports, IPPROTO_UDP, 10, 5000), Ok(m));
+        assert_eq!(eim.acquire(&mut ports, IPPROTO_UDP, 10, 5000), Ok(m));
+        assert_eq!(eim.get(IPPROTO_UDP, 10, 5000), Some((m.0, m.1, 3)));
+        let other = eim.acquire(&mut ports, IPPROTO_UDP, 10, 5001).unwrap();
+        assert_ne!(other, m);
+        assert_eq!(ports.in_use(IPPROTO_UDP, 7), 2);
+        assert!(eim.release(&mut ports, IPPROTO_UDP, 10, 5000));
+        assert!(eim.release(&mut ports, IPPROTO_UDP, 10, 5000));
+        assert!(
+            ports.is_allocated(IPPROTO_UDP, 7, m.1),
+            "one flow still uses it"
+        );
+        assert!(eim.release(&mut ports, IPPROTO_UDP, 10, 5000));
+        assert!(!ports.is_allocated(IPPROTO_UDP, 7, m.1));
+        assert!(!eim.release(&mut ports, IPPROTO_UDP, 10, 5000));
+        assert_eq!(eim.len(), 1);
+        // Churn through many mappings: lookups stay right after back-shifts.
+        let mut live = Vec::new();
+        for i in 0..3000u32 {
+            let k = (20 + i % 97, (i * 7) as u16);
+            if eim.get(IPPROTO_UDP, k.0, k.1).is_none() && eim.len() < 999 {
+                let v = eim.acquire(&mut ports, IPPROTO_UDP, k.0, k.1).unwrap();
+                live.push((k, v));
+            }
+            if i % 3 == 0 && !live.is_empty() {
+                let (k, _) = live.swap_remove((i as usize * 31) % live.len());
+                assert!(eim.release(&mut ports, IPPROTO_UDP, k.0, k.1));
+            }
+            for &(k, v) in live.iter().rev().take(8) {
+                assert_eq!(eim.get(IPPROTO_UDP, k.0, k.1), Some((v.0, v.1, 1)));
+            }
+        }
+        assert_eq!(eim.len(), live.len() + 1);
+        assert_eq!(ports.in_use(IPPROTO_UDP, 7) as usize, live.len() + 1);
     }
 
     #[test]
