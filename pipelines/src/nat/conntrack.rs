@@ -24,10 +24,11 @@
 //!   [`FlowTable::expire`] does a bounded amount of work per call (its `budget`): a worker calls it once per
 //!   burst and when idle, and a million flows expiring in the same second are freed over many bursts
 //!   instead of in one stall. `examples/nat_bench.rs` measures both: with nothing due, a wheel call costs
-//!   about 2 ns and a scan call of 64 records 90 ns (1k flows) to 760 ns (1M flows: 4 KiB of cold slab a
-//!   call, some 20-30 ns per packet at 32-packet bursts), while freeing costs about the same either way
-//!   (30-60 ns a flow at 1k, 170-450 ns at 1M: cache misses on the flow, its two index runs and its wheel
-//!   neighbours). The wheel is the default; the scan needs no links and stays for comparison.
+//!   about 2 ns and a scan call of 64 records 85-140 ns (1k flows) to 320-760 ns (1M flows: 4 KiB of cold
+//!   slab a call, 10-20 ns per packet at 32-packet bursts, and 12-15 ns more per packet in the translation
+//!   benchmark), while freeing costs about the same either way (30-60 ns a flow at 1k, 130-450 ns at 1M:
+//!   cache misses on the flow, its two index runs and its wheel neighbours). The wheel is the default; the
+//!   scan needs no links and stays for comparison.
 //! - **Limit.** A full table refuses new flows ([`InsertError::Full`], counted as `nat_exhausted`) while the
 //!   existing ones keep working.
 //!
