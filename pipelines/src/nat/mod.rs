@@ -77,7 +77,7 @@
 //!   errors map to drop reasons through their `drop_reason` methods. `show conntrack` reads
 //!   [`conntrack::FlowTable::iter`]; `show nat` reads [`ports::PortAllocator::in_use`] and the stats.
 //!
-//! Not done here yet: IPv6 keys (the table is generic; translation is IPv4), IPv4 fragments (refused with
+//! Not done here yet: IPv6 parsing and translation (the table already takes [`conntrack::Key6`]), IPv4 fragments (refused with
 //! [`translate::NatError::Fragment`]), endpoint-independent *filtering* (a mapping accepts flows only from
 //! the remotes it sent to), TCP sequence-window checks.
 
