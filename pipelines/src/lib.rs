@@ -11,6 +11,7 @@ pub mod ipvlan;
 pub mod l2;
 pub mod l3;
 pub mod macvlan;
+pub mod nat;
 pub mod snapshot;
 pub mod vlan;
 pub mod wire;
