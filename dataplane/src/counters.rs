@@ -61,6 +61,9 @@ drop_reasons! {
     NoRoute => "no_route", "No route (or no cross-connect) for the packet.";
     NoPort => "no_port", "The chosen output port does not exist.";
     NatExhausted => "nat_exhausted", "No NAT port or session left.";
+    NatNoSession => "nat_no_session", "Needs a NAT session and has none: a TCP segment without SYN, an echo reply or an ICMP error of no known flow.";
+    NatUnsupported => "nat_unsupported", "A masqueraded packet of a protocol the NAT cannot translate (not TCP, UDP or ICMP).";
+    NatHandoffDrop => "nat_handoff_drop", "A packet for the worker that owns its NAT flow, whose handoff queue was full.";
     AclDeny => "acl_deny", "Denied by policy.";
     VxlanUnknownVni => "vxlan_unknown_vni", "VXLAN packet for a VNI we do not serve.";
     TooBig => "too_big", "Frame larger than the output MTU or the buffer.";
@@ -129,6 +132,8 @@ events! {
     IcmpRateLimited => "icmp_rate_limited", "ICMP errors not sent because of the rate limit.";
     Announced => "announced", "Gratuitous ARPs and unsolicited Neighbor Advertisements sent.";
     ToHostStack => "to_host_stack", "IP packets for a router address handed to the router's host stack (TCP, other protocols).";
+    NatTranslated => "nat_translated", "Packets the NAT translated (either direction).";
+    NatHandoff => "nat_handoff", "Packets handed to the worker that owns their NAT flow.";
     FromHostStack => "from_host_stack", "IP packets the router's host stack sent, taken by a worker to be routed out.";
 }
 

@@ -76,8 +76,9 @@ impl WorkerState {
 
 impl Snapshot {
     #[inline]
-    fn l3_ctx(&self, now_ns: u64) -> L3Ctx<'_> {
+    fn l3_ctx(&self, now_ns: u64, worker: usize) -> L3Ctx<'_> {
         L3Ctx {
+            worker: worker as u16,
             t: &self.l3,
             bridges: &self.bridges,
             generation: self.generation,
@@ -117,7 +118,7 @@ impl Processor for Snapshot {
                 l2::process(&t, ing, ctx, burst, &mut state.to_l3, out);
                 if !state.to_l3.is_empty() {
                     l3::process(
-                        &self.l3_ctx(ctx.now_ns),
+                        &self.l3_ctx(ctx.now_ns, ctx.worker),
                         &mut state.l3,
                         &mut state.to_l3,
                         out,
@@ -128,7 +129,12 @@ impl Processor for Snapshot {
                 for p in burst.iter_mut() {
                     p.meta_mut().scratch[l3::SCRATCH_IFACE] = *iface as u32;
                 }
-                l3::process(&self.l3_ctx(ctx.now_ns), &mut state.l3, burst, out)
+                l3::process(
+                    &self.l3_ctx(ctx.now_ns, ctx.worker),
+                    &mut state.l3,
+                    burst,
+                    out,
+                )
             }
             Some(PortRole::Unused) | None => {
                 out.count_drops(DropReason::NoRoute, burst.len() as u64);
@@ -140,10 +146,15 @@ impl Processor for Snapshot {
     #[inline]
     fn has_deferred(&self, state: &WorkerState, now_ns: u64) -> bool {
         !self.l3.ifaces.is_empty()
-            && l3::has_deferred(&self.l3_ctx(now_ns), &state.l3, state.worker)
+            && l3::has_deferred(&self.l3_ctx(now_ns, state.worker), &state.l3, state.worker)
     }
 
     fn run_deferred(&self, state: &mut WorkerState, ctx: &BurstCtx, out: &mut TxBatches) {
-        l3::run_deferred(&self.l3_ctx(ctx.now_ns), &mut state.l3, state.worker, out)
+        l3::run_deferred(
+            &self.l3_ctx(ctx.now_ns, ctx.worker),
+            &mut state.l3,
+            state.worker,
+            out,
+        )
     }
 }

@@ -86,6 +86,16 @@ pub(super) fn input(
     if pkt.len() > ETH_LEN + total {
         pkt.truncate(ETH_LEN + total);
     }
+    let mut dst = dst;
+    if let Some(t) = c.t.nat.as_deref() {
+        if crate::nat::owner::NatConfig::is_external(t, dst) {
+            let Some(p) = super::nat::before_route(c, t, st, iface, pkt, out) else {
+                return;
+            };
+            pkt = p;
+            dst = super::nat::dst_of(&pkt);
+        }
+    }
     let Some(nh) = c.t.fib4.lookup(dst) else {
         icmp::unreachable4(
             c,
@@ -151,7 +161,22 @@ pub(super) fn input(
         }
         return;
     }
-    ip.decrement_ttl();
+    match c.t.nat.as_deref() {
+        Some(t) if oif == t.outside && iface != t.outside => {
+            // After the TTL and MTU checks (ICMP errors quote what the sender sent) and before the TTL is
+            // decremented (a packet handed to another worker is routed again there).
+            let Some(p) = super::nat::after_route(c, t, st, iface, pkt, out) else {
+                return;
+            };
+            pkt = p;
+            if let Ok(mut ip) = Ipv4Packet::new_checked(&mut pkt.data_mut()[ETH_LEN..]) {
+                ip.decrement_ttl();
+            }
+        }
+        _ => {
+            ip.decrement_ttl();
+        }
+    }
     to_neighbor(c, st, NeighKey::v4(oif, via), pkt, out);
 }
 

@@ -22,6 +22,7 @@ pub mod host;
 mod icmp;
 mod ipv4;
 mod ipv6;
+mod nat;
 mod nd;
 pub mod neigh;
 pub mod pending;
@@ -193,6 +194,8 @@ pub struct L3Tables {
     /// The queues to and from the router's host stack (kept across reloads); `None`: no host stack, and what
     /// it would take is dropped as `no_local_stack`.
     pub host: Option<Arc<host::HostQueues>>,
+    /// Source and destination NAT of IPv4 through the outside interface; `None`: no NAT.
+    pub nat: Option<Arc<crate::nat::stage::NatTables>>,
 }
 
 impl Default for L3Tables {
@@ -210,6 +213,7 @@ impl Default for L3Tables {
             pool: None,
             announce_id: 0,
             host: None,
+            nat: None,
         }
     }
 }
@@ -258,6 +262,8 @@ pub struct L3State {
     pub icmp: TokenBucket,
     /// The [`L3Tables::announce_id`] this worker last announced (worker 0 only announces).
     pub announced: u64,
+    /// The worker's NAT flows and ports (taken from the NAT tables' prebuilt states when NAT is configured).
+    pub nat: Option<Box<crate::nat::stage::NatState>>,
 }
 
 /// Everything one burst's L3 work reads.
@@ -270,6 +276,8 @@ pub struct L3Ctx<'a> {
     pub generation: u64,
     /// The worker's clock.
     pub now_ns: u64,
+    /// The worker's index.
+    pub worker: u16,
 }
 
 impl L3Ctx<'_> {
@@ -328,6 +336,9 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
     }
     if st.pending.due(&c.t.neigh, c.now_ns) {
         release_pending(c, st, out);
+    }
+    if c.t.nat.is_some() {
+        nat::tick(c, st);
     }
 }
 
@@ -460,6 +471,7 @@ pub fn has_deferred(c: &L3Ctx<'_>, st: &L3State, worker: usize) -> bool {
     st.pending.due(&c.t.neigh, c.now_ns)
         || (worker == 0 && st.announced != c.t.announce_id)
         || host::has_output(c, worker)
+        || nat::has_deferred(c, st)
 }
 
 /// Runs deferred L3 work: releases waiting packets, routes what the host stack sent (worker 0) and, on
@@ -471,6 +483,9 @@ pub fn run_deferred(c: &L3Ctx<'_>, st: &mut L3State, worker: usize, out: &mut Tx
     }
     if host::has_output(c, worker) {
         host::run(c, st, out);
+    }
+    if c.t.nat.is_some() {
+        nat::run_deferred(c, st, out);
     }
     if worker == 0 && st.announced != c.t.announce_id {
         st.announced = c.t.announce_id;

@@ -85,6 +85,7 @@ pub mod conntrack;
 pub mod maglev;
 pub mod owner;
 pub mod ports;
+pub mod stage;
 pub mod translate;
 
 use std::collections::hash_map::RandomState;
