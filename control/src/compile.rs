@@ -4,6 +4,7 @@
 //! touches ports or the running dataplane, so a failure here leaves the running snapshot as it was.
 
 mod l3;
+mod nat;
 
 use crate::config::{Config, IpvlanMode, NetworkMode};
 use pipelines::bridge::mac_table::MacTable;
@@ -223,7 +224,7 @@ pub fn compile(cfg: &Config, generation: u64, env: CompileEnv<'_>) -> Result<Sna
             }
         }
     }
-    let l3 = l3::compile_l3(
+    let mut l3 = l3::compile_l3(
         cfg,
         &index,
         env.port_macs,
@@ -233,6 +234,7 @@ pub fn compile(cfg: &Config, generation: u64, env: CompileEnv<'_>) -> Result<Sna
         env.pool,
         env.host,
     )?;
+    l3.nat = nat::compile_nat(cfg, &l3, &bridges, &names, env.previous, env.pool)?;
     // Only now that everything compiled: entries on ports that left a domain would point nowhere.
     for bd in &bridges {
         bd.table

@@ -37,6 +37,7 @@ mod check;
 mod dpdk;
 mod error;
 mod locate;
+mod nat;
 mod raw;
 mod routing;
 mod values;
@@ -54,6 +55,7 @@ pub use dpdk::{
     NO_DPDK_SUPPORT,
 };
 pub use error::{ConfigError, Diagnostic};
+pub use nat::*;
 pub use routing::*;
 pub use values::{IpCidr, Ipv4Cidr, Ipv6Cidr, MacAddr, ParseCidrError, ParseMacError};
 
@@ -166,6 +168,12 @@ pub struct Config {
     /// `[[links]]`: afpacket ports that `wharf lab` cables to each other (e.g. a trunk between two bridges).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<LinkCfg>,
+    /// `[nat]` (with every endpoint's `publish`), when written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat: Option<NatCfg>,
+    /// `[[services]]`: load-balanced published ports.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceCfg>,
 }
 
 /// `[dataplane]`: the packet pool, burst size and poll-mode workers.

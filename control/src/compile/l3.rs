@@ -373,5 +373,6 @@ pub(super) fn compile_l3(
         reachable_s: r.neighbor_reachable_s,
         pool: pool.cloned(),
         host: host.cloned(),
+        nat: None,
     })
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 mod ipam;
 mod ipvlan;
+mod nat;
 
 pub(crate) use ipam::pool_spec;
 mod routing;
@@ -223,6 +224,7 @@ pub(crate) fn check(raw: &RawConfig, base: Option<&Path>) -> Result<Config, Vec<
         .copied()
         .collect();
     let routes = routing::check_routes(&mut ck, raw, &connected);
+    let nat = nat::check_nat(&mut ck, raw);
     if !ck.problems.is_empty() {
         return Err(ck.problems);
     }
@@ -245,6 +247,8 @@ pub(crate) fn check(raw: &RawConfig, base: Option<&Path>) -> Result<Config, Vec<
             router: router?,
             routes: routes?,
             links: links?,
+            nat: nat.as_ref()?.0.clone(),
+            services: nat?.1,
         })
     })();
     built.ok_or_else(|| {
@@ -1469,6 +1473,7 @@ fn check_endpoints(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<EndpointCfg>
             address6,
             gateway6,
             routes,
+            publish: _,
         } = e;
         let routes = ipvlan::check_endpoint_routes(ck, i, routes.as_deref());
         let at = |f: &str| format!("endpoints[{i}].{f}");
@@ -1910,6 +1915,15 @@ pub(crate) fn to_raw(c: &Config) -> RawConfig {
                 gateway6: e.gateway6.map(|g| g.to_string()),
                 routes: (!e.routes.is_empty())
                     .then(|| e.routes.iter().map(|r| r.to_string()).collect()),
+                publish: c.nat.as_ref().and_then(|n| {
+                    let list: Vec<String> = n
+                        .published
+                        .iter()
+                        .filter(|p| p.endpoint == e.name)
+                        .map(|p| p.spec.to_string())
+                        .collect();
+                    (!list.is_empty()).then_some(list)
+                }),
             })
             .collect(),
         links: c
@@ -1945,6 +1959,8 @@ pub(crate) fn to_raw(c: &Config) -> RawConfig {
                 ),
             })
             .collect(),
+        nat: c.nat.as_ref().map(nat::nat_to_raw),
+        services: c.services.iter().map(nat::service_to_raw).collect(),
     }
 }
 

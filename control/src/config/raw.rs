@@ -21,6 +21,33 @@ pub(crate) struct RawConfig {
     pub router: Option<RawRouter>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    pub nat: Option<RawNat>,
+    #[serde(default)]
+    pub services: Vec<RawService>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNat {
+    pub outside: Option<String>,
+    pub masquerade: Option<Vec<String>>,
+    pub port_range: Option<String>,
+    pub max_sessions: Option<i64>,
+    pub udp_mapping: Option<String>,
+    pub tcp_established_s: Option<i64>,
+    pub tcp_transitory_s: Option<i64>,
+    pub tcp_close_s: Option<i64>,
+    pub udp_s: Option<i64>,
+    pub udp_assured_s: Option<i64>,
+    pub icmp_s: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawService {
+    pub name: Option<String>,
+    pub publish: Option<String>,
+    pub backends: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,4 +189,5 @@ pub(crate) struct RawEndpoint {
     pub address6: Option<String>,
     pub gateway6: Option<String>,
     pub routes: Option<Vec<String>>,
+    pub publish: Option<Vec<String>>,
 }
