@@ -87,6 +87,10 @@ pub enum Show {
     Routes,
     /// The neighbour cache (ARP and ND).
     Neighbors,
+    /// NAT flows of every worker (`--network`: only that network's).
+    Conntrack,
+    /// NAT mappings, external addresses, port usage.
+    Nat,
 }
 
 /// Answers one request.
@@ -103,6 +107,8 @@ pub fn handle(router: &mut Router, req: &Request) -> Value {
                 Show::Mac => router.show_mac(network.as_deref()),
                 Show::Routes => Ok(router.show_routes()),
                 Show::Neighbors => Ok(router.show_neighbors()),
+                Show::Conntrack => Ok(router.show_conntrack(network.as_deref(), 100_000)),
+                Show::Nat => Ok(router.show_nat()),
             };
             reply(data)
         }

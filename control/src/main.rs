@@ -70,12 +70,13 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum CtlCmd {
-    /// Show a table: ports, workers, stats, drops, bridges, mac [NETWORK], routes or neighbors.
+    /// Show a table: ports, workers, stats, drops, bridges, mac [NETWORK], routes, neighbors,
+    /// conntrack [NETWORK] or nat.
     Show {
         /// Which table.
         #[arg(value_enum)]
         what: Show,
-        /// For `mac`: only this bridge network.
+        /// For `mac` and `conntrack`: only this network.
         network: Option<String>,
     },
     /// Forget learned MACs: `clear mac [NETWORK]`.

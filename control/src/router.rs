@@ -2,6 +2,7 @@
 //! (reload, show), and the router's host stack (see [`crate::hoststack`]) once it has router interfaces.
 //! Owned by the control thread; the workers only ever see the published snapshot.
 
+mod nat;
 mod routes;
 
 use crate::compile::{compile, CompileEnv};

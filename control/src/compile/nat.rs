@@ -17,7 +17,9 @@ fn endpoint_v4(cfg: &Config, name: &str) -> Result<Ipv4Addr, String> {
         .find(|e| e.name == name)
         .and_then(|e| e.address)
         .map(|a| a.addr())
-        .ok_or_else(|| format!("endpoint {name}: a published port needs the endpoint's IPv4 address"))
+        .ok_or_else(|| {
+            format!("endpoint {name}: a published port needs the endpoint's IPv4 address")
+        })
 }
 
 /// The NAT tables of `cfg`, or `None` without `[nat]`.
@@ -44,7 +46,10 @@ pub(super) fn compile_nat(
         .map(|(a, _)| u32::from(*a))
         .collect();
     if external.is_empty() {
-        return Err(format!("nat: outside port {} has no IPv4 address", n.outside));
+        return Err(format!(
+            "nat: outside port {} has no IPv4 address",
+            n.outside
+        ));
     }
     // Which router interfaces belong to a masqueraded network.
     let masquerade: Vec<bool> = l3
@@ -78,7 +83,9 @@ pub(super) fn compile_nat(
         .filter(|t| *t.shared.identity() == identity)
     {
         Some(t) => t.shared.clone(),
-        None => Arc::new(NatShared::new(identity, timeouts, pool).map_err(|e| format!("nat: {}", e.0))?),
+        None => {
+            Arc::new(NatShared::new(identity, timeouts, pool).map_err(|e| format!("nat: {}", e.0))?)
+        }
     };
     let hosts = |h: Option<Ipv4Addr>| -> Vec<u32> {
         match h {

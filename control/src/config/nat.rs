@@ -256,14 +256,24 @@ mod tests {
     #[test]
     fn publish_specs_parse_and_print() {
         let p: PublishSpec = "4000:80/tcp".parse().unwrap();
-        assert_eq!((p.host, p.port, p.target_port, p.proto), (None, 4000, 80, Proto::Tcp));
+        assert_eq!(
+            (p.host, p.port, p.target_port, p.proto),
+            (None, 4000, 80, Proto::Tcp)
+        );
         assert_eq!(p.to_string(), "4000:80/tcp");
         let p: PublishSpec = "53/udp".parse().unwrap();
         assert_eq!((p.port, p.target_port, p.proto), (53, 53, Proto::Udp));
         let p: PublishSpec = "192.0.2.1:8443:443/tcp".parse().unwrap();
         assert_eq!(p.host, Some(Ipv4Addr::new(192, 0, 2, 1)));
         assert_eq!(p.to_string().parse::<PublishSpec>().unwrap(), p);
-        for bad in ["4000:80", "4000:80/sctp", "0:80/tcp", "70000/tcp", "a:1:2:3/tcp", "x.y:1:2/udp"] {
+        for bad in [
+            "4000:80",
+            "4000:80/sctp",
+            "0:80/tcp",
+            "70000/tcp",
+            "a:1:2:3/tcp",
+            "x.y:1:2/udp",
+        ] {
             assert!(bad.parse::<PublishSpec>().is_err(), "{bad}");
         }
     }

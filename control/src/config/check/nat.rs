@@ -89,7 +89,9 @@ pub(super) fn check_nat(
     let mut external: Vec<Ipv4Addr> = Vec::new();
     match outside.as_deref() {
         None => ck.err("nat.outside", REQUIRED),
-        Some(p) if !port_names.contains(&p) => ck.err("nat.outside", no_such("port", p, &port_names)),
+        Some(p) if !port_names.contains(&p) => {
+            ck.err("nat.outside", no_such("port", p, &port_names))
+        }
         Some(p) => {
             external = port_v4(raw, p).unwrap_or_default();
             if external.is_empty() {
@@ -107,14 +109,21 @@ pub(super) fn check_nat(
         Some(list) => {
             let net_names = unique_names(raw.networks.iter().map(|n| n.name.as_deref()));
             for (j, name) in list.iter().enumerate() {
-                match raw.networks.iter().find(|n| n.name.as_deref() == Some(name)) {
+                match raw
+                    .networks
+                    .iter()
+                    .find(|n| n.name.as_deref() == Some(name))
+                {
                     None => ck.err(
                         format!("nat.masquerade[{j}]"),
                         no_such("network", name, &net_names),
                     ),
                     Some(net) => {
                         if let Some(why) = masquerade_problem(net) {
-                            ck.err(format!("nat.masquerade[{j}]"), format!("network {name:?}: {why}"));
+                            ck.err(
+                                format!("nat.masquerade[{j}]"),
+                                format!("network {name:?}: {why}"),
+                            );
                         }
                     }
                 }
@@ -134,13 +143,16 @@ pub(super) fn check_nat(
     let port_range = match port_range.as_deref() {
         None => Some(DEFAULT_PORT_RANGE),
         Some(s) => {
-            let parsed = s
-                .split_once('-')
-                .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
+            let parsed = s.split_once('-').and_then(|(a, b)| {
+                Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
+            });
             let w = workers(raw) as u32;
             match parsed {
                 None => {
-                    ck.err("nat.port_range", format!("{s:?} is not LO-HI, e.g. \"1024-65535\""));
+                    ck.err(
+                        "nat.port_range",
+                        format!("{s:?} is not LO-HI, e.g. \"1024-65535\""),
+                    );
                     None
                 }
                 Some((lo, hi)) if lo == 0 || lo > hi => {
@@ -178,7 +190,9 @@ pub(super) fn check_nat(
         Some(other) => {
             ck.err(
                 "nat.udp_mapping",
-                format!("{other:?}: use \"endpoint-independent\" or \"address-and-port-dependent\""),
+                format!(
+                    "{other:?}: use \"endpoint-independent\" or \"address-and-port-dependent\""
+                ),
             );
             None
         }
@@ -213,7 +227,11 @@ pub(super) fn check_nat(
                     field.clone(),
                     format!(
                         "{h} is not an external address (the outside port's: {})",
-                        external.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+                        external
+                            .iter()
+                            .map(|a| a.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 );
                 return;
@@ -221,12 +239,17 @@ pub(super) fn check_nat(
         }
         // A port on every external address clashes with the same port on any one of them.
         let clash = taken.iter().find(|((p, h, port), _)| {
-            *p == spec.proto && *port == spec.port && (h.is_none() || spec.host.is_none() || *h == spec.host)
+            *p == spec.proto
+                && *port == spec.port
+                && (h.is_none() || spec.host.is_none() || *h == spec.host)
         });
         if let Some((_, first)) = clash {
             ck.err(
                 field,
-                format!("{}/{} is already published by {first}", spec.port, spec.proto),
+                format!(
+                    "{}/{} is already published by {first}",
+                    spec.port, spec.proto
+                ),
             );
             return;
         }
@@ -321,12 +344,18 @@ fn check_services(
         };
         let list = backends.clone().unwrap_or_default();
         if list.is_empty() {
-            ck.err(at("backends"), "a service needs at least one backend endpoint");
+            ck.err(
+                at("backends"),
+                "a service needs at least one backend endpoint",
+            );
             ok = false;
         }
         for (j, b) in list.iter().enumerate() {
             if !endpoint_names.contains(&b.as_str()) {
-                ck.err(format!("services[{i}].backends[{j}]"), no_such("endpoint", b, &endpoint_names));
+                ck.err(
+                    format!("services[{i}].backends[{j}]"),
+                    no_such("endpoint", b, &endpoint_names),
+                );
                 ok = false;
             } else if list[..j].contains(b) {
                 ck.err(
