@@ -60,10 +60,14 @@ pub(super) fn compile_nat(
             let net = match ifc.attach {
                 _ if i == outside => None,
                 Attach::Bridge { domain } => bridges.get(domain as usize).map(|b| b.name.as_str()),
-                Attach::Port { port, .. } => port_names
-                    .get(port as usize)
-                    .and_then(|p| cfg.network_of_port(p))
-                    .map(|k| cfg.networks[k].name.as_str()),
+                Attach::Port { port, .. } => port_names.get(port as usize).and_then(|p| {
+                    // A routed port is named itself; an endpoint's link by its network.
+                    if n.masquerade.contains(p) {
+                        return Some(p.as_str());
+                    }
+                    cfg.network_of_port(p)
+                        .map(|k| cfg.networks[k].name.as_str())
+                }),
             };
             net.is_some_and(|name| n.masquerade.iter().any(|m| m == name))
         })

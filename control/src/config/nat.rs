@@ -5,7 +5,8 @@
 //! ```toml
 //! [nat]
 //! outside = "up"                   # a routed port: its IPv4 addresses are the external addresses
-//! masquerade = ["red"]             # default: every bridge network with addresses, every point-to-point one
+//! masquerade = ["red"]             # networks or routed ports; default: every bridge network with addresses
+//!                                  # and every point-to-point network
 //! port_range = "1024-65535"        # source ports (and ICMP identifiers) handed out, split among workers
 //! max_sessions = 262144            # flows per worker
 //! udp_mapping = "endpoint-independent"   # or "address-and-port-dependent" (RFC 4787)
@@ -114,6 +115,8 @@ impl FromStr for PublishSpec {
         let parts: Vec<&str> = ports.split(':').collect();
         let (host, port, target) = match parts.as_slice() {
             [p] => (None, *p, *p),
+            // `HOST:PORT` (an address has dots, a port none).
+            [h, p] if h.contains('.') => (Some(*h), *p, *p),
             [p, t] => (None, *p, *t),
             [h, p, t] => (Some(*h), *p, *t),
             _ => {
@@ -222,7 +225,8 @@ pub struct PublishedCfg {
 pub struct NatCfg {
     /// `outside`: the routed port whose IPv4 addresses are the external addresses.
     pub outside: String,
-    /// `masquerade`: networks whose traffic leaving through `outside` takes an external address.
+    /// `masquerade`: networks (and routed ports) whose traffic leaving through `outside` takes an external
+    /// address.
     pub masquerade: Vec<String>,
     /// `port_range = "LO-HI"`: source ports and ICMP identifiers handed out.
     pub port_range: (u16, u16),
@@ -266,6 +270,11 @@ mod tests {
         let p: PublishSpec = "192.0.2.1:8443:443/tcp".parse().unwrap();
         assert_eq!(p.host, Some(Ipv4Addr::new(192, 0, 2, 1)));
         assert_eq!(p.to_string().parse::<PublishSpec>().unwrap(), p);
+        let p: PublishSpec = "192.0.2.1:53/udp".parse().unwrap();
+        assert_eq!(
+            (p.host, p.port, p.target_port),
+            (Some(Ipv4Addr::new(192, 0, 2, 1)), 53, 53)
+        );
         for bad in [
             "4000:80",
             "4000:80/sctp",

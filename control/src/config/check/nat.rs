@@ -109,6 +109,20 @@ pub(super) fn check_nat(
         Some(list) => {
             let net_names = unique_names(raw.networks.iter().map(|n| n.name.as_deref()));
             for (j, name) in list.iter().enumerate() {
+                let routed_port = raw.ports.iter().any(|p| {
+                    p.name.as_deref() == Some(name)
+                        && p.addresses.as_ref().is_some_and(|a| !a.is_empty())
+                });
+                if routed_port && outside.as_deref() == Some(name) {
+                    ck.err(
+                        format!("nat.masquerade[{j}]"),
+                        format!("{name:?} is the outside port itself"),
+                    );
+                    continue;
+                }
+                if routed_port {
+                    continue;
+                }
                 match raw
                     .networks
                     .iter()
@@ -116,7 +130,10 @@ pub(super) fn check_nat(
                 {
                     None => ck.err(
                         format!("nat.masquerade[{j}]"),
-                        no_such("network", name, &net_names),
+                        format!(
+                            "{name:?} is neither a network (networks are: {}) nor a routed port (one with `addresses`)",
+                            super::list(&net_names)
+                        ),
                     ),
                     Some(net) => {
                         if let Some(why) = masquerade_problem(net) {
