@@ -5,9 +5,10 @@ use control::router::Router;
 use dataplane::{Burst, Port, PortQueue};
 use std::time::{Duration, Instant};
 
-/// One ring peer.
+/// One ring peer: sends on its queue 0, receives from all its queues (with several workers the router's
+/// frames are spread over them by flow hash).
 pub struct Peer {
-    q: Box<dyn PortQueue>,
+    q: Vec<Box<dyn PortQueue>>,
 }
 
 /// The EtherType of a frame, after an 802.1Q tag if there is one; and the offset of what follows it.
@@ -55,8 +56,10 @@ pub fn arp_frame(
 impl Peer {
     /// The far end of the router's ring port whose peer is called `name`.
     pub fn open(router: &Router, name: &str) -> Peer {
+        let port = router.ring_peer(name).unwrap();
+        let queues = port.info().queues.max(1);
         Peer {
-            q: router.ring_peer(name).unwrap().open_queue(0).unwrap(),
+            q: (0..queues).map(|i| port.open_queue(i).unwrap()).collect(),
         }
     }
 
@@ -66,7 +69,7 @@ impl Peer {
         let mut p = router.pool().alloc().unwrap();
         assert!(p.set_frame(frame));
         b.push(p).unwrap();
-        assert_eq!(self.q.tx_burst(&mut b), 1);
+        assert_eq!(self.q[0].tx_burst(&mut b), 1);
     }
 
     /// Frames received within `wait` (stops early once `n` arrived).
@@ -75,10 +78,14 @@ impl Peer {
         let mut got = Vec::new();
         let mut b = Burst::new(32);
         while got.len() < n && Instant::now() < deadline {
-            if self.q.rx_burst(&mut b) == 0 {
+            let mut n = 0;
+            for q in &mut self.q {
+                n += q.rx_burst(&mut b);
+                got.extend(b.drain().map(|p| p.data().to_vec()));
+            }
+            if n == 0 {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            got.extend(b.drain().map(|p| p.data().to_vec()));
         }
         got
     }
