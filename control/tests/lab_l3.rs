@@ -12,51 +12,10 @@ use control::lab::{self, LabHost};
 use dataplane::netns;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{prefix, Lab};
-
-/// Runs `args` inside `h`'s namespace; stdout and stderr together, and whether it succeeded.
-fn run_in(h: &LabHost, args: &[&str]) -> (bool, String) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", h.ns.name()])
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {args:?}: {e}"));
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-/// The hops `traceroute -n` printed, in order (`*` for a hop that did not answer).
-fn traceroute(h: &LabHost, family: &str, to: &str) -> Vec<String> {
-    let (_, out) = run_in(
-        h,
-        &[
-            "traceroute",
-            family,
-            "-n",
-            "-q",
-            "1",
-            "-w",
-            "2",
-            "-m",
-            "4",
-            to,
-        ],
-    );
-    out.lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
-        .collect()
-}
+use common::{prefix, run_in, traceroute, Lab};
 
 /// The link-layer address `h`'s kernel holds for `ip`.
 fn neighbour_mac(h: &LabHost, ip: &str) -> String {

@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 mod common;
-use common::{prefix, quiet_ipv6, Lab};
+use common::{prefix, quiet_ipv6, traceroute, Lab};
 
 const EXTERNAL: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const OUTSIDE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
@@ -191,6 +191,13 @@ fn masquerade_published_ports_hairpin_and_a_balanced_service() {
 
     // Masquerade: ping, then TCP and UDP from every endpoint; the server sees only the uplink's address.
     lab::ping(a, OUTSIDE.into()).expect("a pings the outside through the NAT");
+    // traceroute: the router's time exceeded quotes what a sent; the outside's port unreachable about the
+    // translated probe is translated back (its quote too), so the last hop answers.
+    assert_eq!(
+        traceroute(a, "-4", &OUTSIDE.to_string()),
+        ["10.84.0.1", &OUTSIDE.to_string()],
+        "traceroute through the NAT"
+    );
     for h in [a, b, c] {
         let ans = tcp_call(h, server, b"hello");
         assert_eq!(ans.name, "outside");
