@@ -68,6 +68,11 @@ impl Inline {
         })
     }
 
+    /// The packet pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     /// The worker's counters.
     pub fn counters(&self) -> &WorkerCounters {
         &self.counters

@@ -7,6 +7,7 @@
 //!   `valgrind --tool=callgrind` instruction counts (see `perf/callgrind.sh`).
 //! - `bridge-ring`, `bridge-inline`: the learning bridge (see `bridge_bench`).
 //! - `route-ring`, `route-inline`: IPv4/IPv6 routing over 1 to 1M routes (see `route_bench`).
+//! - `nat-inline`: masquerade and its answers over 1k to 1M established sessions (see `nat_bench`).
 //! - `xconnect-afpacket`: forwarding rate through real kernel I/O: a generator in a network namespace sends
 //!   over a veth into wharf's AF_PACKET port, wharf cross-connects to a second veth, the generator receives.
 
@@ -21,6 +22,7 @@ mod bridge_bench;
 #[cfg(feature = "dpdk")]
 mod dpdk_bench;
 mod inline;
+mod nat_bench;
 mod route_bench;
 
 #[derive(Parser)]
@@ -82,6 +84,9 @@ enum Cmd {
     /// The routing pipeline on this thread, the traffic already in the receive ring (pipeline-only Mpps per
     /// core, and exact packet counts for callgrind).
     RouteInline(route_bench::InlineArgs),
+    /// NAT of established UDP sessions between two routed ring ports on this thread (pipeline-only Mpps per
+    /// core; exact packet counts for callgrind).
+    NatInline(nat_bench::Args),
 }
 
 /// How a measurement is repeated: every benchmark reports the median of `runs` runs.
@@ -247,5 +252,6 @@ fn main() -> anyhow::Result<()> {
         } => bridge_bench::inline(packets, runs, flows, frame, burst),
         Cmd::RouteRing(a) => route_bench::run(&a),
         Cmd::RouteInline(a) => route_bench::inline(&a),
+        Cmd::NatInline(a) => nat_bench::inline(&a),
     }
 }
