@@ -297,7 +297,7 @@ fn masquerade_publish_icmp_errors_and_handoffs_between_two_workers() {
     let got = pup.recv_ip(1, Duration::from_secs(3));
     assert_eq!(got.len(), 1, "no time exceeded: {}", router.show_drops());
     let got = &got[0];
-    let (p, s) = parse(&got);
+    let (p, s) = parse(got);
     assert_eq!((s.src, s.dst), (X, O));
     let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else {
         panic!("not ICMP")

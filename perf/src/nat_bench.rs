@@ -2,7 +2,7 @@
 //! (10.0.0.1/16, masqueraded) and `up` (the outside, with `--addresses` external addresses 198.51.100.1,
 //! 198.51.101.1, ... one per /24, so that a million sessions find ports: 64512 per address and protocol).
 //!
-//! Session `i` is UDP from inside host `i mod 4096` (10.0.16.0 and up), source port `1024 + i / 4096`, to the
+//! Session `i` is UDP from inside host `i mod 1024` (10.0.16.0 and up), source port `1024 + i / 1024`, to the
 //! server 198.51.100.2:53 outside. Every session is opened untimed first (one packet each through the worker),
 //! which tells its external address and port; then the timed runs send packets of established sessions:
 //! `--direction out` (inside to outside: masquerade), `in` (the answers: translated back), or `both`
@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 /// Ring depth of the bench's ports.
 const DEPTH: usize = 16_384;
 /// Inside hosts the sessions come from.
-const HOSTS: usize = 4096;
+const HOSTS: usize = 1024;
 /// The outside server.
 const SERVER: [u8; 4] = [198, 51, 100, 2];
 const SERVER_MAC: [u8; 6] = [2, 0, 0, 0, 0xee, 2];
@@ -85,7 +85,7 @@ workers = 1
 idle = "poll"
 
 [router]
-neighbor_capacity = 262144
+neighbor_capacity = 65536
 
 [[ports]]
 name = "in"

@@ -237,6 +237,7 @@ fn tables(o: &Opts, pool: Option<&Pool>) -> L3Tables {
         pool: pool.cloned(),
         announce_id: 1,
         host: None,
+        nat: None,
     }
 }
 

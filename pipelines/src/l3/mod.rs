@@ -295,6 +295,10 @@ pub const SCRATCH_IFACE: usize = 2;
 
 /// Runs the L3 stage over `burst`, every packet's input interface being in `Meta::scratch[SCRATCH_IFACE]`.
 pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxBatches) {
+    let with_nat = c.t.nat.is_some();
+    if with_nat {
+        nat::begin(c, st);
+    }
     // Pass 1: warm the FIB. An IPv4 lookup is one read (rarely two): prefetching its tbl24 entry is enough. An
     // IPv6 lookup walks up to one level per byte past the third, each read depending on the one before, so
     // for WARM packets at a time the first levels are prefetched, then each lookup is walked once with its
@@ -322,6 +326,9 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
                 _ => {}
             }
         }
+        if with_nat {
+            nat::warm(st, chunk);
+        }
         if n6 > 0 {
             let mut warm = 0u32;
             for a in &v6[..n6] {
@@ -337,7 +344,7 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
     if st.pending.due(&c.t.neigh, c.now_ns) {
         release_pending(c, st, out);
     }
-    if c.t.nat.is_some() {
+    if with_nat {
         nat::tick(c, st);
     }
 }

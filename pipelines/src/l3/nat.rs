@@ -3,7 +3,9 @@
 //! (packets handed to it, expiry, `show` reports).
 
 use super::{icmp, process, L3Ctx, L3State, ETH_LEN};
+use crate::nat::conntrack::Key4;
 use crate::nat::stage::{self, NatTables, Verdict, HANDED, SCRATCH_NAT};
+use crate::wire::{IPPROTO_TCP, IPPROTO_UDP};
 use dataplane::worker::TxBatches;
 use dataplane::{Burst, DropReason, Event, Pkt, MAX_BURST};
 
@@ -30,10 +32,7 @@ pub(super) fn before_route(
     mut pkt: Pkt,
     out: &mut TxBatches,
 ) -> Option<Pkt> {
-    if !stage::ensure_state(t, &mut st.nat, c.worker) {
-        out.drop_pkt(pkt, DropReason::NatExhausted);
-        return None;
-    }
+    // `process` took the state for this burst.
     let Some(s) = st.nat.as_deref_mut() else {
         out.drop_pkt(pkt, DropReason::NatExhausted);
         return None;
@@ -64,10 +63,6 @@ pub(super) fn after_route(
     mut pkt: Pkt,
     out: &mut TxBatches,
 ) -> Option<Pkt> {
-    if !stage::ensure_state(t, &mut st.nat, c.worker) {
-        out.drop_pkt(pkt, DropReason::NatExhausted);
-        return None;
-    }
     let Some(s) = st.nat.as_deref_mut() else {
         out.drop_pkt(pkt, DropReason::NatExhausted);
         return None;
@@ -121,6 +116,50 @@ fn finish(
     }
 }
 
+/// Once per burst, before the packets: makes sure the worker runs the NAT state of the snapshot's tables.
+#[inline]
+pub(super) fn begin(c: &L3Ctx<'_>, st: &mut L3State) {
+    if let Some(t) = c.t.nat.as_deref() {
+        stage::ensure_state(t, &mut st.nat, c.worker);
+    }
+}
+
+/// Starts loading the flow-table lines the IPv4 TCP and UDP packets of `chunk` will look up (whether they
+/// turn out to need the NAT or not): first every packet's index line, then, those having arrived, every
+/// packet's flow line. At a million flows the lookups then overlap their cache misses instead of taking
+/// them one after the other.
+#[inline]
+pub(super) fn warm(st: &L3State, chunk: &[Pkt]) {
+    let Some(s) = st.nat.as_deref() else { return };
+    let mut keys = [Key4::default(); super::WARM];
+    let mut n = 0;
+    for pkt in chunk {
+        let d = pkt.data();
+        // Plain IPv4 (no options) TCP or UDP: the ports are at fixed offsets.
+        if d.len() < ETH_LEN + 24 || d[12..14] != [8, 0] || d[ETH_LEN] != 0x45 {
+            continue;
+        }
+        let proto = d[ETH_LEN + 9];
+        if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+            continue;
+        }
+        let b = |o: usize| u32::from_be_bytes([d[o], d[o + 1], d[o + 2], d[o + 3]]);
+        let k = Key4::new(
+            proto,
+            b(ETH_LEN + 12),
+            u16::from_be_bytes([d[ETH_LEN + 20], d[ETH_LEN + 21]]),
+            b(ETH_LEN + 16),
+            u16::from_be_bytes([d[ETH_LEN + 22], d[ETH_LEN + 23]]),
+        );
+        s.table.prefetch(&k);
+        keys[n] = k;
+        n += 1;
+    }
+    for k in &keys[..n] {
+        s.table.prefetch_flow_of(k);
+    }
+}
+
 /// Once per burst: expires a few flows.
 #[inline]
 pub(super) fn tick(c: &L3Ctx<'_>, st: &mut L3State) {
@@ -142,9 +181,8 @@ pub(super) fn run_deferred(c: &L3Ctx<'_>, st: &mut L3State, out: &mut TxBatches)
     let Some(t) = c.t.nat.as_deref() else { return };
     if t.shared.has_inbound(c.worker) {
         let mut inbox = Burst::new(MAX_BURST);
-        let per_queue = (MAX_BURST / t.shared.workers().max(1) as usize)
-            .min(stage::HANDOFF_PER_ROUND)
-            .max(1);
+        let per_queue =
+            (MAX_BURST / t.shared.workers().max(1) as usize).clamp(1, stage::HANDOFF_PER_ROUND);
         t.shared.take_inbound(c.worker, per_queue, |p| {
             if let Err(p) = inbox.push(p) {
                 out.drop_pkt(p, DropReason::NatHandoffDrop);

@@ -1,7 +1,7 @@
-//! NAT and connection tracking, the pure core: per-worker flow tables, NAT port allocation split per worker,
-//! in-place IPv4 translation with incremental checksums (ICMP errors included) and a Maglev table for
-//! load-balanced mappings. Nothing here does I/O, locks, or allocates per packet; the pipeline stage that
-//! drives it is built on top (see "Wiring" below).
+//! NAT and connection tracking: per-worker flow tables, NAT port allocation split per worker, in-place IPv4
+//! translation with incremental checksums (ICMP errors included), a Maglev table for load-balanced mappings,
+//! and the stage that drives them from the L3 stage ([`stage`], called by `l3/nat.rs` around the IPv4 FIB
+//! lookup). Nothing here does I/O, locks, or allocates per packet.
 //!
 //! - [`conntrack`]: [`conntrack::FlowTable`], a worker's flows keyed by 5-tuple in both directions, TCP
 //!   state, timeouts, bounded-work expiry, a limit.
@@ -12,6 +12,8 @@
 //!   is about), [`translate::translate`] rewrites the packet to a flow's target.
 //! - [`maglev`]: [`maglev::Maglev`], the consistent-hash backend choice for new flows of a service.
 //! - [`owner`]: which worker owns a packet's flow, from the packet and the configuration alone.
+//! - [`stage`]: the compiled configuration ([`stage::NatTables`]), the per-worker state and the handoff
+//!   queues, and the two verdicts the L3 stage asks for ([`stage::pre_route`], [`stage::post_route`]).
 //!
 //! # How a packet goes through (per worker)
 //!
@@ -33,7 +35,7 @@
 //! table.expire(now_s, 16, |flow| release its port if it had one);   // once per burst; more when idle
 //! ```
 //!
-//! # Wiring (the plan for the pipeline session)
+//! # Wiring (as built in [`stage`] and `l3/nat.rs`)
 //!
 //! - **State.** Each worker owns a `NatState { table: FlowTable4, ports: PortAllocator, stats }` beside its
 //!   `L3State`; the configuration (external addresses, port range, published mappings, Maglev tables,
