@@ -107,6 +107,7 @@ pub fn compile(cfg: &Config, generation: u64, env: CompileEnv<'_>) -> Result<Sna
                     gateway_mac: b.gateway_mac.map(|m| m.0),
                     gateway_iface: None,
                     aging_s: b.aging_s,
+                    overlay: None,
                 });
             }
             NetworkMode::Macvlan => {
@@ -235,8 +236,10 @@ pub fn compile(cfg: &Config, generation: u64, env: CompileEnv<'_>) -> Result<Sna
     )?;
     // Only now that everything compiled: entries on ports that left a domain would point nowhere.
     for bd in &bridges {
-        bd.table
-            .retain_ports(|p| bd.egress.get(p as usize).is_some_and(Option::is_some));
+        bd.table.retain_ports(|p| {
+            pipelines::vxlan::is_vtep_port(p)
+                || bd.egress.get(p as usize).is_some_and(Option::is_some)
+        });
     }
     for (i, ing) in l2_ports.into_iter().enumerate() {
         if ing.untagged.is_some() || ing.tagged.is_some() {
@@ -252,6 +255,7 @@ pub fn compile(cfg: &Config, generation: u64, env: CompileEnv<'_>) -> Result<Sna
         macvlans: Arc::new(macvlans),
         ipvlans: Arc::new(ipvlans),
         l3: Arc::new(l3),
+        vxlan: Arc::new(Default::default()),
     })
 }
 

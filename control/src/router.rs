@@ -393,6 +393,9 @@ impl Router {
                             match e {
                                 pipelines::bridge::Egress::Untagged => name,
                                 pipelines::bridge::Egress::Tagged(v) => format!("{name}.{v}"),
+                                pipelines::bridge::Egress::Vxlan { .. } => {
+                                    pipelines::vxlan::fdb::vtep_name(&snap.vxlan.vteps, *p)
+                                }
                             }
                         })
                         .collect();

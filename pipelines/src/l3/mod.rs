@@ -270,6 +270,8 @@ pub struct L3Ctx<'a> {
     pub generation: u64,
     /// The worker's clock.
     pub now_ns: u64,
+    /// The VXLAN tables (the decapsulation hooks into local delivery).
+    pub vxlan: &'a crate::vxlan::VxlanTables,
 }
 
 impl L3Ctx<'_> {
