@@ -4,6 +4,7 @@
 //! touches ports or the running dataplane, so a failure here leaves the running snapshot as it was.
 
 mod l3;
+mod overlay;
 
 use crate::config::{Config, IpvlanMode, NetworkMode};
 use pipelines::bridge::mac_table::MacTable;
@@ -67,7 +68,8 @@ pub fn compile(cfg: &Config, generation: u64, env: CompileEnv<'_>) -> Result<Sna
                     });
                 }
             }
-            NetworkMode::Bridge => {
+            // An overlay is a bridge domain too; its VXLAN side is attached below.
+            NetworkMode::Bridge | NetworkMode::Overlay => {
                 let b = net
                     .bridge
                     .as_ref()
@@ -224,6 +226,7 @@ pub fn compile(cfg: &Config, generation: u64, env: CompileEnv<'_>) -> Result<Sna
             }
         }
     }
+    let vxlan = overlay::attach(cfg, &mut bridges, env.previous)?;
     let l3 = l3::compile_l3(
         cfg,
         &index,
@@ -255,7 +258,7 @@ pub fn compile(cfg: &Config, generation: u64, env: CompileEnv<'_>) -> Result<Sna
         macvlans: Arc::new(macvlans),
         ipvlans: Arc::new(ipvlans),
         l3: Arc::new(l3),
-        vxlan: Arc::new(Default::default()),
+        vxlan: Arc::new(vxlan),
     })
 }
 

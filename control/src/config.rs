@@ -37,6 +37,7 @@ mod check;
 mod dpdk;
 mod error;
 mod locate;
+mod overlay;
 mod raw;
 mod routing;
 mod values;
@@ -54,6 +55,7 @@ pub use dpdk::{
     NO_DPDK_SUPPORT,
 };
 pub use error::{ConfigError, Diagnostic};
+pub use overlay::*;
 pub use routing::*;
 pub use values::{IpCidr, Ipv4Cidr, Ipv6Cidr, MacAddr, ParseCidrError, ParseMacError};
 
@@ -367,6 +369,9 @@ pub struct NetworkCfg {
     /// `addresses`: the router's addresses on this network, i.e. the gateway of a bridge (bridge only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<IpCidr>,
+    /// `[networks.vxlan]`: the VXLAN side of an `overlay` network (which also has `bridge` options).
+    #[serde(rename = "vxlan", skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<OverlayCfg>,
 }
 
 /// Options of a `bridge` network: one bridge domain. `ports` are its access ports (untagged frames);
@@ -478,6 +483,7 @@ impl NetworkMode {
             self,
             NetworkMode::Xconnect
                 | NetworkMode::Bridge
+                | NetworkMode::Overlay
                 | NetworkMode::Macvlan
                 | NetworkMode::PointToPoint
                 | NetworkMode::Ipvlan

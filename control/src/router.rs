@@ -3,6 +3,7 @@
 //! Owned by the control thread; the workers only ever see the published snapshot.
 
 mod routes;
+mod vxlan;
 
 use crate::compile::{compile, CompileEnv};
 use crate::config::{self, Config};
@@ -344,6 +345,9 @@ impl Router {
         for i in self.bridges_named(network)? {
             let bd = &snap.bridges[i];
             let port = |p: u16| {
+                if pipelines::vxlan::is_vtep_port(p) {
+                    return pipelines::vxlan::fdb::vtep_name(&snap.vxlan.vteps, p);
+                }
                 snap.port_names
                     .get(p as usize)
                     .cloned()

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 mod ipam;
 mod ipvlan;
+mod overlay;
 
 pub(crate) use ipam::pool_spec;
 mod routing;
@@ -15,8 +16,8 @@ mod routing;
 use super::dpdk;
 use super::error::did_you_mean;
 use super::raw::{
-    RawConfig, RawControl, RawDataplane, RawEndpoint, RawIpam, RawLink, RawNetwork, RawPort,
-    RawRewrite, RawRoute, RawRouter, RawStaticMac,
+    RawConfig, RawControl, RawDataplane, RawEndpoint, RawFdb, RawIpam, RawLink, RawNetwork,
+    RawPort, RawRewrite, RawRoute, RawRouter, RawStaticMac, RawVxlan,
 };
 use super::*;
 
@@ -955,7 +956,8 @@ fn check_networks(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<NetworkCfg>> 
         let l2 = check_l2(ck, i, n, mode, &port_names, &mut tagged);
         let ipvlan = ipvlan::check_ipvlan(ck, i, n, mode, raw);
         let pool = ipam::check_network_ipam(ck, i, n, mode);
-        out.push(match (ok, mode, ports, rewrite, l2, ipvlan, pool) {
+        let vx = overlay::check_overlay(ck, i, n, mode, raw);
+        out.push(match (ok, mode, ports, rewrite, l2, ipvlan, pool, vx) {
             (
                 true,
                 Some(mode),
@@ -964,6 +966,7 @@ fn check_networks(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<NetworkCfg>> 
                 Some((bridge, macvlan)),
                 Some(ipvlan),
                 Some(ipam),
+                Some(overlay),
             ) => Some(NetworkCfg {
                 name: name.to_string(),
                 mode,
@@ -974,6 +977,7 @@ fn check_networks(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<NetworkCfg>> 
                 ipvlan,
                 ipam,
                 addresses: Vec::new(),
+                overlay,
             }),
             _ => None,
         });
@@ -1054,7 +1058,11 @@ fn check_l2<'a>(
     };
     let mut ok = true;
     for (opt, set, owner) in mode_options(n) {
-        if set && mode != owner {
+        // An overlay is a bridge domain: it takes the bridge's table options, not its VLAN or gateway ones.
+        let overlay_ok = mode == NetworkMode::Overlay
+            && owner == NetworkMode::Bridge
+            && !matches!(opt, "trunk_ports" | "gateway_mac");
+        if set && mode != owner && !overlay_ok {
             ck.err(
                 at(opt),
                 format!("`{opt}` is only for {owner} networks (this one is {mode})"),
@@ -1101,7 +1109,7 @@ fn check_l2<'a>(
             true
         };
     match mode {
-        NetworkMode::Bridge => {
+        NetworkMode::Bridge | NetworkMode::Overlay => {
             let mut trunk_ports = Vec::new();
             for (j, p) in n.trunk_ports.iter().flatten().enumerate() {
                 let field = at(&format!("trunk_ports[{j}]"));
@@ -1888,6 +1896,25 @@ pub(crate) fn to_raw(c: &Config) -> RawConfig {
                 max_macs: n.macvlan.as_ref().map(|m| num(m.max_macs)),
                 allow_host: n.macvlan.as_ref().map(|m| m.allow_host),
                 addresses: cidrs(&n.addresses),
+                vxlan: n.overlay.as_ref().map(|o| RawVxlan {
+                    vni: Some(i64::from(o.vni)),
+                    underlay: Some(o.underlay.clone()),
+                    local: Some(o.local.to_string()),
+                    remotes: (!o.remotes.is_empty())
+                        .then(|| o.remotes.iter().map(|a| a.to_string()).collect()),
+                    port: Some(i64::from(o.port)),
+                    df: Some(o.df),
+                    ttl: Some(i64::from(o.ttl)),
+                    mtu: Some(i64::from(o.mtu)),
+                    fdb: o
+                        .fdb
+                        .iter()
+                        .map(|e| RawFdb {
+                            mac: Some(e.mac.to_string()),
+                            vtep: Some(e.vtep.to_string()),
+                        })
+                        .collect(),
+                }),
                 ipam: n.ipam.as_ref().map(|p| RawIpam {
                     subnet: Some(p.subnet.to_string()),
                     range: p.range.map(|(a, b)| format!("{a}-{b}")),
