@@ -22,6 +22,7 @@ mod bridge_bench;
 mod dpdk_bench;
 mod inline;
 mod route_bench;
+mod vxlan_bench;
 
 #[derive(Parser)]
 #[command(name = "wharf-perf", about = "wharf benchmarks")]
@@ -82,6 +83,9 @@ enum Cmd {
     /// The routing pipeline on this thread, the traffic already in the receive ring (pipeline-only Mpps per
     /// core, and exact packet counts for callgrind).
     RouteInline(route_bench::InlineArgs),
+    /// VXLAN encapsulation or decapsulation on this thread over ring ports, every frame checked (Mpps per core,
+    /// exact packet counts for callgrind).
+    VxlanInline(vxlan_bench::InlineArgs),
 }
 
 /// How a measurement is repeated: every benchmark reports the median of `runs` runs.
@@ -247,5 +251,6 @@ fn main() -> anyhow::Result<()> {
         } => bridge_bench::inline(packets, runs, flows, frame, burst),
         Cmd::RouteRing(a) => route_bench::run(&a),
         Cmd::RouteInline(a) => route_bench::inline(&a),
+        Cmd::VxlanInline(a) => vxlan_bench::inline(&a),
     }
 }
