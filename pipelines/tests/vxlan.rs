@@ -289,7 +289,7 @@ fn encap_matches_hand_checked_bytes() {
     assert_eq!(out[0].len() + out[1].len(), 0, "B is remote: nothing local");
     assert_eq!(out[2].len(), 1);
     let pkt = &out[2][0];
-    let sport = entropy_port(dataplane::rss::flow_hash(&f));
+    let sport = entropy_port(pipelines::vxlan::encap::inner_hash(&f));
     let mut want = expected_outer(sport);
     want.extend_from_slice(&f);
     assert_eq!(pkt, &want);

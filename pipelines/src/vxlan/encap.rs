@@ -51,6 +51,43 @@ pub fn run(c: &L3Ctx<'_>, l3: &mut L3State, st: &mut EncapState, out: &mut TxBat
     }
 }
 
+/// Reads 8 bytes at `off` as a little-endian word, 0 past the end.
+#[inline(always)]
+fn word(f: &[u8], off: usize) -> u64 {
+    match f.get(off..off + 8) {
+        Some(b) => u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+        None => 0,
+    }
+}
+
+/// The inner flow's hash for the UDP source port (RFC 7348 section 5): the Ethernet addresses and type, and
+/// for IPv4 the addresses and the first four bytes of the transport header (the ports) unless the packet is
+/// a later fragment. A few multiplies, where the receive-side symmetric hash ([`dataplane::rss::flow_hash`])
+/// parses every protocol and costs several times more; symmetry does not matter here.
+#[inline]
+pub fn inner_hash(f: &[u8]) -> u32 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mix = |h: u64, v: u64| {
+        let p = ((h ^ v) as u128).wrapping_mul(K as u128);
+        (p as u64) ^ ((p >> 64) as u64)
+    };
+    let mut h = mix(word(f, 0), word(f, 6));
+    if f.get(12..14) == Some(&[0x08, 0x00]) && f.len() >= ETH_HEADER_LEN + 20 {
+        let ihl = (f[ETH_HEADER_LEN] & 0x0f) as usize * 4;
+        h = mix(h, word(f, 26));
+        let later_fragment = f[20] & 0x1f != 0 || f[21] != 0;
+        if !later_fragment {
+            if let Some(p) = f.get(ETH_HEADER_LEN + ihl..ETH_HEADER_LEN + ihl + 4) {
+                h = mix(
+                    h,
+                    u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as u64 | (f[23] as u64) << 32,
+                );
+            }
+        }
+    }
+    (h ^ (h >> 32)) as u32
+}
+
 /// Encapsulates one staged frame and routes it.
 #[inline]
 pub fn one(c: &L3Ctx<'_>, l3: &mut L3State, ident: &mut u16, mut pkt: Pkt, out: &mut TxBatches) {
@@ -70,7 +107,7 @@ pub fn one(c: &L3Ctx<'_>, l3: &mut L3State, ident: &mut u16, mut pkt: Pkt, out: 
         return;
     }
     let hash = match m.flow_hash {
-        0 => dataplane::rss::flow_hash(pkt.data()),
+        0 => inner_hash(pkt.data()),
         h => h,
     };
     let o = Outer {
