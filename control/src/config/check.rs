@@ -1111,7 +1111,10 @@ fn check_l2<'a>(
     match mode {
         NetworkMode::Bridge | NetworkMode::Overlay => {
             let mut trunk_ports = Vec::new();
-            for (j, p) in n.trunk_ports.iter().flatten().enumerate() {
+            // An overlay's trunk ports were refused above.
+            let trunks = n.trunk_ports.iter().flatten();
+            let trunks = trunks.filter(|_| mode == NetworkMode::Bridge);
+            for (j, p) in trunks.enumerate() {
                 let field = at(&format!("trunk_ports[{j}]"));
                 if n.ports.iter().flatten().any(|a| a == p) {
                     ck.err(
