@@ -724,13 +724,19 @@ mod tests {
             let uplink = match mode {
                 NetworkMode::Macvlan => "uplink = \"c\"\n",
                 NetworkMode::Ipvlan => "uplink = \"c\"\nipvlan_mode = \"l2\"\n",
+                NetworkMode::Overlay => "[networks.vxlan]\nvni = 1\nunderlay = \"c\"\n",
+                _ => "",
+            };
+            // An overlay's underlay is a routed port.
+            let c_addr = match mode {
+                NetworkMode::Overlay => "addresses = [\"192.0.2.1/24\"]\n",
                 _ => "",
             };
             let text = format!(
                 "[[ports]]\nname = \"a\"\nbackend = \"afpacket\"\ninterface = \"a\"\n\
                  [[ports]]\nname = \"b\"\nbackend = \"afpacket\"\ninterface = \"b\"\n\
                  [[networks]]\nname = \"n\"\nmode = \"{mode}\"\nports = [\"a\", \"b\"]\n{uplink}\
-                 [[ports]]\nname = \"c\"\nbackend = \"afpacket\"\ninterface = \"c\"\n"
+                 [[ports]]\nname = \"c\"\nbackend = \"afpacket\"\ninterface = \"c\"\n{c_addr}"
             );
             let r = parse(&text, "m.toml");
             assert_eq!(
@@ -739,6 +745,7 @@ mod tests {
                     mode,
                     NetworkMode::Xconnect
                         | NetworkMode::Bridge
+                        | NetworkMode::Overlay
                         | NetworkMode::Macvlan
                         | NetworkMode::PointToPoint
                         | NetworkMode::Ipvlan
