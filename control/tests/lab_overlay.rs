@@ -179,7 +179,10 @@ fn wharf_and_a_kernel_vtep_carry_ping_and_tcp() {
         &["ip", "addr", "add", &format!("{R_ADDR}/24"), "dev", "eth0"],
     );
     // The remote endpoint gets the overlay MTU too (the kernel vxlan device has 1500 - 50).
-    sh(r.name(), &["ip", "link", "set", "eth0", "mtu", "1450", "up"]);
+    sh(
+        r.name(),
+        &["ip", "link", "set", "eth0", "mtu", "1450", "up"],
+    );
     r.run(|| {
         std::fs::write("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1").unwrap();
         netns::disable_tx_checksum_offload("eth0").unwrap();
@@ -280,7 +283,8 @@ fn wharf_and_a_kernel_vtep_carry_ping_and_tcp() {
         // 1 = good (2 would be unverified, 0 bad).
         assert_eq!(l.get(2).copied(), Some("1"), "outer IPv4 checksum: {l:?}");
         assert!(
-            l.get(3).is_some_and(|t| t.contains("udp:vxlan:eth:ethertype:")),
+            l.get(3)
+                .is_some_and(|t| t.contains("udp:vxlan:eth:ethertype:")),
             "an inner Ethernet frame: {l:?}"
         );
     }
