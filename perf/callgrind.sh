@@ -45,3 +45,15 @@ for family in 4 6; do
       --family "$family" --routes "$routes"
   done
 done
+# VXLAN: the overlay's bridge plus encapsulation and routing out of the underlay, or the L3 stage plus
+# decapsulation and the bridge (64-byte inner frames on the wire); counted like the route rows.
+vxlan_per_packet() {
+  local name=$1
+  shift
+  local i1 i2
+  i1=$(route_count vxlan-inline "$@" --packets "$n1")
+  i2=$(route_count vxlan-inline "$@" --packets "$n2")
+  echo "$name: $(( (i2 - i1) / (n2 - n1) )) instructions per packet ($i1 for $n1 packets, $i2 for $n2)"
+}
+vxlan_per_packet "vxlan encap (ring, burst 32, 60-byte inner frames, 512 flows)" --mode encap
+vxlan_per_packet "vxlan decap (ring, burst 32, 60-byte inner frames, 512 flows)" --mode decap

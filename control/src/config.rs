@@ -38,6 +38,7 @@ mod dpdk;
 mod error;
 mod locate;
 mod nat;
+mod overlay;
 mod raw;
 mod routing;
 mod values;
@@ -56,6 +57,7 @@ pub use dpdk::{
 };
 pub use error::{ConfigError, Diagnostic};
 pub use nat::*;
+pub use overlay::*;
 pub use routing::*;
 pub use values::{IpCidr, Ipv4Cidr, Ipv6Cidr, MacAddr, ParseCidrError, ParseMacError};
 
@@ -375,6 +377,9 @@ pub struct NetworkCfg {
     /// `addresses`: the router's addresses on this network, i.e. the gateway of a bridge (bridge only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<IpCidr>,
+    /// `[networks.vxlan]`: the VXLAN side of an `overlay` network (which also has `bridge` options).
+    #[serde(rename = "vxlan", skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<OverlayCfg>,
 }
 
 /// Options of a `bridge` network: one bridge domain. `ports` are its access ports (untagged frames);
@@ -486,6 +491,7 @@ impl NetworkMode {
             self,
             NetworkMode::Xconnect
                 | NetworkMode::Bridge
+                | NetworkMode::Overlay
                 | NetworkMode::Macvlan
                 | NetworkMode::PointToPoint
                 | NetworkMode::Ipvlan
@@ -726,13 +732,19 @@ mod tests {
             let uplink = match mode {
                 NetworkMode::Macvlan => "uplink = \"c\"\n",
                 NetworkMode::Ipvlan => "uplink = \"c\"\nipvlan_mode = \"l2\"\n",
+                NetworkMode::Overlay => "[networks.vxlan]\nvni = 1\nunderlay = \"c\"\n",
+                _ => "",
+            };
+            // An overlay's underlay is a routed port.
+            let c_addr = match mode {
+                NetworkMode::Overlay => "addresses = [\"192.0.2.1/24\"]\n",
                 _ => "",
             };
             let text = format!(
                 "[[ports]]\nname = \"a\"\nbackend = \"afpacket\"\ninterface = \"a\"\n\
                  [[ports]]\nname = \"b\"\nbackend = \"afpacket\"\ninterface = \"b\"\n\
                  [[networks]]\nname = \"n\"\nmode = \"{mode}\"\nports = [\"a\", \"b\"]\n{uplink}\
-                 [[ports]]\nname = \"c\"\nbackend = \"afpacket\"\ninterface = \"c\"\n"
+                 [[ports]]\nname = \"c\"\nbackend = \"afpacket\"\ninterface = \"c\"\n{c_addr}"
             );
             let r = parse(&text, "m.toml");
             assert_eq!(
@@ -741,6 +753,7 @@ mod tests {
                     mode,
                     NetworkMode::Xconnect
                         | NetworkMode::Bridge
+                        | NetworkMode::Overlay
                         | NetworkMode::Macvlan
                         | NetworkMode::PointToPoint
                         | NetworkMode::Ipvlan

@@ -4,6 +4,7 @@
 
 mod nat;
 mod routes;
+mod vxlan;
 
 use crate::compile::{compile, CompileEnv};
 use crate::config::{self, Config};
@@ -345,6 +346,9 @@ impl Router {
         for i in self.bridges_named(network)? {
             let bd = &snap.bridges[i];
             let port = |p: u16| {
+                if pipelines::vxlan::is_vtep_port(p) {
+                    return pipelines::vxlan::fdb::vtep_name(&snap.vxlan.vteps, p);
+                }
                 snap.port_names
                     .get(p as usize)
                     .cloned()
@@ -394,6 +398,9 @@ impl Router {
                             match e {
                                 pipelines::bridge::Egress::Untagged => name,
                                 pipelines::bridge::Egress::Tagged(v) => format!("{name}.{v}"),
+                                pipelines::bridge::Egress::Vxlan { .. } => {
+                                    pipelines::vxlan::fdb::vtep_name(&snap.vxlan.vteps, *p)
+                                }
                             }
                         })
                         .collect();

@@ -91,6 +91,10 @@ drop_reasons! {
     UnknownEthertype => "unknown_ethertype", "EtherType a routed interface does not handle.";
     LocalPortUnreachable => "local_port_unreachable", "UDP to the router, where nothing listens: ICMP port unreachable sent back.";
     HostQueueFull => "host_queue_full", "For the router's host stack (TCP, other protocols to a router address); its input queue was full.";
+    VxlanBadFlags => "vxlan_bad_flags", "VXLAN header without the I flag (no valid VNI).";
+    VxlanMalformed => "vxlan_malformed", "VXLAN packet too short for its headers, or an inner frame shorter than an Ethernet header.";
+    VxlanMtu => "vxlan_mtu", "Frame too large for the overlay MTU: its VXLAN packet would exceed the underlay MTU.";
+    VxlanNoVtep => "vxlan_no_vtep", "Remote VTEP unknown to the encapsulation, or the VTEP table is full.";
 }
 
 macro_rules! events {
@@ -135,6 +139,10 @@ events! {
     NatTranslated => "nat_translated", "Packets the NAT translated (either direction).";
     NatHandoff => "nat_handoff", "Packets handed to the worker that owns their NAT flow.";
     FromHostStack => "from_host_stack", "IP packets the router's host stack sent, taken by a worker to be routed out.";
+    VxlanEncap => "vxlan_encap", "Frames encapsulated in VXLAN towards a remote VTEP (head-end replication copies included).";
+    VxlanDecap => "vxlan_decap", "VXLAN packets decapsulated into an overlay bridge domain.";
+    VxlanFloods => "vxlan_floods", "Overlay frames (broadcast, multicast, unknown unicast) replicated to the flood list of remote VTEPs.";
+    VxlanArpSuppressed => "vxlan_arp_suppressed", "ARP requests for remote overlay endpoints answered locally from the FDB.";
 }
 
 /// One counter per event.

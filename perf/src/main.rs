@@ -24,6 +24,7 @@ mod dpdk_bench;
 mod inline;
 mod nat_bench;
 mod route_bench;
+mod vxlan_bench;
 
 #[derive(Parser)]
 #[command(name = "wharf-perf", about = "wharf benchmarks")]
@@ -87,6 +88,9 @@ enum Cmd {
     /// NAT of established UDP sessions between two routed ring ports on this thread (pipeline-only Mpps per
     /// core; exact packet counts for callgrind).
     NatInline(nat_bench::Args),
+    /// VXLAN encapsulation or decapsulation on this thread over ring ports, every frame checked (Mpps per core,
+    /// exact packet counts for callgrind).
+    VxlanInline(vxlan_bench::InlineArgs),
 }
 
 /// How a measurement is repeated: every benchmark reports the median of `runs` runs.
@@ -253,5 +257,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::RouteRing(a) => route_bench::run(&a),
         Cmd::RouteInline(a) => route_bench::inline(&a),
         Cmd::NatInline(a) => nat_bench::inline(&a),
+        Cmd::VxlanInline(a) => vxlan_bench::inline(&a),
     }
 }

@@ -14,6 +14,7 @@ pub mod macvlan;
 pub mod nat;
 pub mod snapshot;
 pub mod vlan;
+pub mod vxlan;
 pub mod wire;
 pub mod xconnect;
 

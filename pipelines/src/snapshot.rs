@@ -9,6 +9,8 @@ use crate::ipvlan::IpvlanNet;
 use crate::l2::{self, L2Ingress, L2Tables};
 use crate::l3::{self, L3Ctx, L3State, L3Tables};
 use crate::macvlan::MacvlanNet;
+use crate::vxlan::encap::{self, EncapState};
+use crate::vxlan::VxlanTables;
 use crate::xconnect::{self, XconnectTable};
 use dataplane::worker::{BurstCtx, Processor, TxBatches};
 use dataplane::{Burst, DropReason};
@@ -47,6 +49,8 @@ pub struct Snapshot {
     pub ipvlans: Arc<Vec<IpvlanNet>>,
     /// Router interfaces, FIBs, adjacencies and the neighbour cache.
     pub l3: Arc<L3Tables>,
+    /// VNIs, local VTEP addresses and remote VTEPs of the overlay networks.
+    pub vxlan: Arc<VxlanTables>,
 }
 
 /// Per-worker state that survives snapshot changes.
@@ -60,6 +64,8 @@ pub struct WorkerState {
     pub to_l3: Burst,
     /// Packets waiting for a neighbour, the ICMP budget.
     pub l3: L3State,
+    /// Frames staged for VXLAN encapsulation, being worked on.
+    pub encap: EncapState,
 }
 
 impl WorkerState {
@@ -70,6 +76,7 @@ impl WorkerState {
             bursts: 0,
             to_l3: Burst::new(dataplane::MAX_BURST),
             l3: L3State::default(),
+            encap: EncapState::default(),
         }
     }
 }
@@ -83,6 +90,7 @@ impl Snapshot {
             bridges: &self.bridges,
             generation: self.generation,
             now_ns,
+            vxlan: &self.vxlan,
         }
     }
 }
@@ -141,6 +149,14 @@ impl Processor for Snapshot {
                 burst.clear();
             }
         }
+        if out.staged() > 0 {
+            encap::run(
+                &self.l3_ctx(ctx.now_ns, ctx.worker),
+                &mut state.l3,
+                &mut state.encap,
+                out,
+            );
+        }
     }
 
     #[inline]
@@ -150,11 +166,10 @@ impl Processor for Snapshot {
     }
 
     fn run_deferred(&self, state: &mut WorkerState, ctx: &BurstCtx, out: &mut TxBatches) {
-        l3::run_deferred(
-            &self.l3_ctx(ctx.now_ns, ctx.worker),
-            &mut state.l3,
-            state.worker,
-            out,
-        )
+        let c = self.l3_ctx(ctx.now_ns, ctx.worker);
+        l3::run_deferred(&c, &mut state.l3, state.worker, out);
+        if out.staged() > 0 {
+            encap::run(&c, &mut state.l3, &mut state.encap, out);
+        }
     }
 }

@@ -253,6 +253,7 @@ fn snapshot(o: &Opts, pool: Option<&Pool>) -> Snapshot {
         gateway_mac: Some(GW),
         gateway_iface: Some(2),
         aging_s: 300,
+        overlay: None,
     };
     let mut ing = L2Ingress::default();
     ing.add(None, Domain::Bridge(0));

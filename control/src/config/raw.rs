@@ -152,6 +152,30 @@ pub(crate) struct RawNetwork {
     // the router's addresses on the network (bridge)
     pub addresses: Option<Vec<String>>,
     pub ipam: Option<RawIpam>,
+    // overlay
+    pub vxlan: Option<RawVxlan>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVxlan {
+    pub vni: Option<i64>,
+    pub underlay: Option<String>,
+    pub local: Option<String>,
+    pub remotes: Option<Vec<String>>,
+    pub port: Option<i64>,
+    pub df: Option<bool>,
+    pub ttl: Option<i64>,
+    pub mtu: Option<i64>,
+    #[serde(default)]
+    pub fdb: Vec<RawFdb>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFdb {
+    pub mac: Option<String>,
+    pub vtep: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -169,7 +169,14 @@ pub(super) fn run(c: &L3Ctx<'_>, st: &mut L3State, out: &mut TxBatches) {
 /// adjacency's next hop (resolved, or asked for while the packet waits). IPv6 link-local destinations, which
 /// the FIB does not route, leave by the interface whose link-local address is the packet's source (the one
 /// the peer talked to), preferring one where the peer is a known neighbour. Counted as `from_host_stack`.
-pub fn route_local_output(c: &L3Ctx<'_>, st: &mut L3State, mut pkt: Pkt, out: &mut TxBatches) {
+pub fn route_local_output(c: &L3Ctx<'_>, st: &mut L3State, pkt: Pkt, out: &mut TxBatches) {
+    out.count_event(Event::FromHostStack, 1);
+    route_originated(c, st, pkt, out);
+}
+
+/// [`route_local_output`] without counting `from_host_stack`: for other stages that originate IP packets
+/// (the VXLAN encapsulation).
+pub fn route_originated(c: &L3Ctx<'_>, st: &mut L3State, mut pkt: Pkt, out: &mut TxBatches) {
     let ethertype = match pkt.data().first().map(|b| b >> 4) {
         Some(4) => ETH_IPV4,
         Some(6) => ETH_IPV6,
@@ -189,7 +196,6 @@ pub fn route_local_output(c: &L3Ctx<'_>, st: &mut L3State, mut pkt: Pkt, out: &m
     // The MACs are written when it leaves; zero meanwhile (the flow hash of an ECMP choice reads them).
     eth[..12].fill(0);
     eth[12..14].copy_from_slice(&ethertype.to_be_bytes());
-    out.count_event(Event::FromHostStack, 1);
     let ip = &pkt.data()[ETH_LEN..];
     let (key, len) = if ethertype == ETH_IPV4 {
         let (dst, len) = match Ipv4Packet::new_checked(ip) {

@@ -196,15 +196,21 @@ fn local(
     let proto = pkt.data()[ETH_LEN + 9];
     match proto {
         IPPROTO_ICMP => icmp::echo4(c, iface, pkt, out),
-        IPPROTO_UDP => icmp::unreachable4(
-            c,
-            st,
-            iface,
-            pkt,
-            icmp::Unreach::Port,
-            DropReason::LocalPortUnreachable,
-            out,
-        ),
+        IPPROTO_UDP => {
+            // VXLAN to a local VTEP is taken by the overlay; other UDP has no listener here.
+            let Some(pkt) = crate::vxlan::decap::input(c, pkt, out) else {
+                return;
+            };
+            icmp::unreachable4(
+                c,
+                st,
+                iface,
+                pkt,
+                icmp::Unreach::Port,
+                DropReason::LocalPortUnreachable,
+                out,
+            )
+        }
         _ => super::host::deliver(c, pkt, out),
     }
 }

@@ -278,6 +278,8 @@ pub struct L3Ctx<'a> {
     pub now_ns: u64,
     /// The worker's index.
     pub worker: u16,
+    /// The VXLAN tables (the decapsulation hooks into local delivery).
+    pub vxlan: &'a crate::vxlan::VxlanTables,
 }
 
 impl L3Ctx<'_> {

@@ -30,7 +30,9 @@ use crossbeam::queue::ArrayQueue;
 use dataplane::{DropReason, Pkt, Pool};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// Scratch word of a packet's NAT handoff state ([`HANDED`] and the search hop count).
+/// Scratch word of a packet's NAT handoff state ([`HANDED`] and the search hop count), read in the L3 stage's
+/// input only. The same word carries the overlay's bridge domain from the bridge to the VXLAN encap stage
+/// ([`crate::vxlan::SCRATCH_DOMAIN`]); a packet is never in both places at once.
 pub const SCRATCH_NAT: usize = 3;
 /// Set in `Meta::scratch[SCRATCH_NAT]` on a packet handed to its owner: it is processed where it is.
 pub const HANDED: u32 = 1 << 31;
