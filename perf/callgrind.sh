@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per packet of each pipeline's loop (ring rx, snapshot load, pipeline, ring tx), counted by
 # callgrind: deterministic, unlike wall-clock time on a shared machine. Two runs of different packet counts;
-# the difference cancels start-up, so the figure is the steady-state cost per packet.
+# the difference cancels start-up, so the figure is the steady-state cost per packet. The route rows build
+# a 1M-route table under valgrind: allow a few minutes.
 #   perf/callgrind.sh [N1] [N2]     (defaults 200000 and 400000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,3 +24,36 @@ per_packet() {
 }
 per_packet "xconnect (ring, burst 32, 60-byte frames)" xconnect-inline
 per_packet "bridge (ring, burst 32, 60-byte frames, 1024 MACs)" bridge-inline --flows 512
+# The route bench refills the receive ring between timed phases; only the worker's polling is counted
+# (`Inline::poll_until`, never inlined), so the figure is comparable with the two above.
+route_count() {
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null --collect-atstart=no \
+    --toggle-collect='*Inline::poll_until*' "$bin" "$@" 2>&1 \
+    | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+}
+route_per_packet() {
+  local name=$1
+  shift
+  local i1 i2
+  i1=$(route_count route-inline "$@" --packets "$n1")
+  i2=$(route_count route-inline "$@" --packets "$n2")
+  echo "$name: $(( (i2 - i1) / (n2 - n1) )) instructions per packet ($i1 for $n1 packets, $i2 for $n2)"
+}
+for family in 4 6; do
+  for routes in 1 1000000; do
+    route_per_packet "route IPv$family (ring, burst 32, 60/70-byte frames, $routes routes, max(routes, 1024) flows)" \
+      --family "$family" --routes "$routes"
+  done
+done
+# VXLAN: the overlay's bridge plus encapsulation and routing out of the underlay, or the L3 stage plus
+# decapsulation and the bridge (64-byte inner frames on the wire); counted like the route rows.
+vxlan_per_packet() {
+  local name=$1
+  shift
+  local i1 i2
+  i1=$(route_count vxlan-inline "$@" --packets "$n1")
+  i2=$(route_count vxlan-inline "$@" --packets "$n2")
+  echo "$name: $(( (i2 - i1) / (n2 - n1) )) instructions per packet ($i1 for $n1 packets, $i2 for $n2)"
+}
+vxlan_per_packet "vxlan encap (ring, burst 32, 60-byte inner frames, 512 flows)" --mode encap
+vxlan_per_packet "vxlan decap (ring, burst 32, 60-byte inner frames, 512 flows)" --mode decap

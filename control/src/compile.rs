@@ -4,6 +4,8 @@
 //! touches ports or the running dataplane, so a failure here leaves the running snapshot as it was.
 
 mod l3;
+mod nat;
+mod overlay;
 
 use crate::config::{Config, IpvlanMode, NetworkMode};
 use pipelines::bridge::mac_table::MacTable;
@@ -26,6 +28,8 @@ pub struct CompileEnv<'a> {
     pub port_macs: &'a [Option<[u8; 6]>],
     /// The packet pool, for packets the router originates without an input packet (announcements).
     pub pool: Option<&'a dataplane::Pool>,
+    /// The queues to the router's host stack (the same ones for every snapshot); `None`: no host stack.
+    pub host: Option<&'a Arc<pipelines::l3::host::HostQueues>>,
 }
 
 /// Compiles `cfg` into snapshot number `generation`. Port indices are the order of `[[ports]]` in the config.
@@ -65,7 +69,8 @@ pub fn compile(cfg: &Config, generation: u64, env: CompileEnv<'_>) -> Result<Sna
                     });
                 }
             }
-            NetworkMode::Bridge => {
+            // An overlay is a bridge domain too; its VXLAN side is attached below.
+            NetworkMode::Bridge | NetworkMode::Overlay => {
                 let b = net
                     .bridge
                     .as_ref()
@@ -105,6 +110,7 @@ pub fn compile(cfg: &Config, generation: u64, env: CompileEnv<'_>) -> Result<Sna
                     gateway_mac: b.gateway_mac.map(|m| m.0),
                     gateway_iface: None,
                     aging_s: b.aging_s,
+                    overlay: None,
                 });
             }
             NetworkMode::Macvlan => {
@@ -221,7 +227,8 @@ pub fn compile(cfg: &Config, generation: u64, env: CompileEnv<'_>) -> Result<Sna
             }
         }
     }
-    let l3 = l3::compile_l3(
+    let vxlan = overlay::attach(cfg, &mut bridges, env.previous)?;
+    let mut l3 = l3::compile_l3(
         cfg,
         &index,
         env.port_macs,
@@ -229,11 +236,15 @@ pub fn compile(cfg: &Config, generation: u64, env: CompileEnv<'_>) -> Result<Sna
         &mut roles,
         env.previous,
         env.pool,
+        env.host,
     )?;
+    l3.nat = nat::compile_nat(cfg, &l3, &bridges, &names, env.previous, env.pool)?;
     // Only now that everything compiled: entries on ports that left a domain would point nowhere.
     for bd in &bridges {
-        bd.table
-            .retain_ports(|p| bd.egress.get(p as usize).is_some_and(Option::is_some));
+        bd.table.retain_ports(|p| {
+            pipelines::vxlan::is_vtep_port(p)
+                || bd.egress.get(p as usize).is_some_and(Option::is_some)
+        });
     }
     for (i, ing) in l2_ports.into_iter().enumerate() {
         if ing.untagged.is_some() || ing.tagged.is_some() {
@@ -249,6 +260,7 @@ pub fn compile(cfg: &Config, generation: u64, env: CompileEnv<'_>) -> Result<Sna
         macvlans: Arc::new(macvlans),
         ipvlans: Arc::new(ipvlans),
         l3: Arc::new(l3),
+        vxlan: Arc::new(vxlan),
     })
 }
 

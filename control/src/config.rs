@@ -6,7 +6,8 @@
 //! [dataplane]          # buffers, burst size, workers and how they idle      -> DataplaneCfg
 //! [control]            # the control socket                                  -> ControlCfg
 //! [dpdk]               # the DPDK EAL and mempool, for dpdk ports            -> DpdkCfg
-//! [router]             # L3 settings: MTU, ICMP rate, neighbour timers         -> RouterCfg
+//! [router]             # L3 settings: MTU, ICMP rate, neighbour timers,      -> RouterCfg
+//!                      #   the host stack's TCP echo port
 //! [[ports]]            # one per packet port: ring, pcap, afpacket or dpdk;
 //!                      #   `addresses` makes it a routed port                  -> PortCfg
 //! [[networks]]         # a network mode joining ports: xconnect, bridge (its gateway: `addresses`),
@@ -36,6 +37,8 @@ mod check;
 mod dpdk;
 mod error;
 mod locate;
+mod nat;
+mod overlay;
 mod raw;
 mod routing;
 mod values;
@@ -53,6 +56,8 @@ pub use dpdk::{
     NO_DPDK_SUPPORT,
 };
 pub use error::{ConfigError, Diagnostic};
+pub use nat::*;
+pub use overlay::*;
 pub use routing::*;
 pub use values::{IpCidr, Ipv4Cidr, Ipv6Cidr, MacAddr, ParseCidrError, ParseMacError};
 
@@ -165,6 +170,12 @@ pub struct Config {
     /// `[[links]]`: afpacket ports that `wharf lab` cables to each other (e.g. a trunk between two bridges).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<LinkCfg>,
+    /// `[nat]` (with every endpoint's `publish`), when written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat: Option<NatCfg>,
+    /// `[[services]]`: load-balanced published ports.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceCfg>,
 }
 
 /// `[dataplane]`: the packet pool, burst size and poll-mode workers.
@@ -366,6 +377,9 @@ pub struct NetworkCfg {
     /// `addresses`: the router's addresses on this network, i.e. the gateway of a bridge (bridge only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<IpCidr>,
+    /// `[networks.vxlan]`: the VXLAN side of an `overlay` network (which also has `bridge` options).
+    #[serde(rename = "vxlan", skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<OverlayCfg>,
 }
 
 /// Options of a `bridge` network: one bridge domain. `ports` are its access ports (untagged frames);
@@ -477,6 +491,7 @@ impl NetworkMode {
             self,
             NetworkMode::Xconnect
                 | NetworkMode::Bridge
+                | NetworkMode::Overlay
                 | NetworkMode::Macvlan
                 | NetworkMode::PointToPoint
                 | NetworkMode::Ipvlan
@@ -717,13 +732,19 @@ mod tests {
             let uplink = match mode {
                 NetworkMode::Macvlan => "uplink = \"c\"\n",
                 NetworkMode::Ipvlan => "uplink = \"c\"\nipvlan_mode = \"l2\"\n",
+                NetworkMode::Overlay => "[networks.vxlan]\nvni = 1\nunderlay = \"c\"\n",
+                _ => "",
+            };
+            // An overlay's underlay is a routed port.
+            let c_addr = match mode {
+                NetworkMode::Overlay => "addresses = [\"192.0.2.1/24\"]\n",
                 _ => "",
             };
             let text = format!(
                 "[[ports]]\nname = \"a\"\nbackend = \"afpacket\"\ninterface = \"a\"\n\
                  [[ports]]\nname = \"b\"\nbackend = \"afpacket\"\ninterface = \"b\"\n\
                  [[networks]]\nname = \"n\"\nmode = \"{mode}\"\nports = [\"a\", \"b\"]\n{uplink}\
-                 [[ports]]\nname = \"c\"\nbackend = \"afpacket\"\ninterface = \"c\"\n"
+                 [[ports]]\nname = \"c\"\nbackend = \"afpacket\"\ninterface = \"c\"\n{c_addr}"
             );
             let r = parse(&text, "m.toml");
             assert_eq!(
@@ -732,6 +753,7 @@ mod tests {
                     mode,
                     NetworkMode::Xconnect
                         | NetworkMode::Bridge
+                        | NetworkMode::Overlay
                         | NetworkMode::Macvlan
                         | NetworkMode::PointToPoint
                         | NetworkMode::Ipvlan

@@ -4,7 +4,9 @@
 //! `{"cmd":"show","what":"mac","network":"br0"}` (network optional), `{"cmd":"clear-mac","network":"br0"}`,
 //! `{"cmd":"reload"}`, `{"cmd":"ping"}`, `{"cmd":"show","what":"routes|neighbors"}`,
 //! `{"cmd":"route-add","prefix":"10.9.0.0/16","via":["10.1.0.254"]}` (`"type":"blackhole"` or
-//! `"unreachable"` without `via`), `{"cmd":"route-del","prefix":"10.9.0.0/16"}`.
+//! `"unreachable"` without `via`), `{"cmd":"route-del","prefix":"10.9.0.0/16"}`, `{"cmd":"show","what":"vxlan"}`,
+//! `{"cmd":"vxlan-fdb-add","network":"ov","mac":"02:00:00:00:00:01","vtep":"192.0.2.2"}`,
+//! `{"cmd":"vxlan-fdb-del","network":"ov","mac":"02:00:00:00:00:01"}`.
 //! Responses: `{"ok":true,"data":...}` or `{"ok":false,"error":"..."}`.
 //!
 //! The server is polled by the control thread between other duties (signals), so requests are handled one at
@@ -65,6 +67,24 @@ pub enum Request {
         /// Destination prefix.
         prefix: String,
     },
+    /// An external feed's FDB entry of an overlay: `mac` is behind remote VTEP `vtep`.
+    #[serde(rename = "vxlan-fdb-add")]
+    VxlanFdbAdd {
+        /// The overlay network.
+        network: String,
+        /// The remote endpoint's MAC.
+        mac: String,
+        /// The remote VTEP's IPv4 address.
+        vtep: String,
+    },
+    /// Removes a fed FDB entry of an overlay.
+    #[serde(rename = "vxlan-fdb-del")]
+    VxlanFdbDel {
+        /// The overlay network.
+        network: String,
+        /// The MAC.
+        mac: String,
+    },
 }
 
 /// The tables `show` knows.
@@ -87,6 +107,12 @@ pub enum Show {
     Routes,
     /// The neighbour cache (ARP and ND).
     Neighbors,
+    /// NAT flows of every worker (`--network`: only that network's).
+    Conntrack,
+    /// NAT mappings, external addresses, port usage.
+    Nat,
+    /// Overlays: VNI, local VTEP, flood list and remote FDB entries.
+    Vxlan,
 }
 
 /// Answers one request.
@@ -103,6 +129,9 @@ pub fn handle(router: &mut Router, req: &Request) -> Value {
                 Show::Mac => router.show_mac(network.as_deref()),
                 Show::Routes => Ok(router.show_routes()),
                 Show::Neighbors => Ok(router.show_neighbors()),
+                Show::Conntrack => Ok(router.show_conntrack(network.as_deref(), 100_000)),
+                Show::Nat => Ok(router.show_nat()),
+                Show::Vxlan => Ok(router.show_vxlan()),
             };
             reply(data)
         }
@@ -116,6 +145,10 @@ pub fn handle(router: &mut Router, req: &Request) -> Value {
                 .map_err(|e| e.to_string())
                 .and_then(|p| router.route_del(p)),
         ),
+        Request::VxlanFdbAdd { network, mac, vtep } => {
+            reply(router.vxlan_fdb_add(network, mac, vtep))
+        }
+        Request::VxlanFdbDel { network, mac } => reply(router.vxlan_fdb_del(network, mac)),
         Request::Reload => match router.reload() {
             Ok(g) => json!({"ok": true, "data": {"generation": g}}),
             Err(e) => json!({"ok": false, "error": e.to_string()}),

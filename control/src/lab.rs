@@ -185,6 +185,16 @@ pub fn build(cfg: &mut Config, prefix: &str) -> anyhow::Result<Topology> {
                 &[family, "route", "add", &prefix, "via", &via, "dev", "eth0"],
             )?;
         }
+        // An overlay carries smaller packets than its underlay: its endpoints get the overlay MTU, as Docker
+        // gives containers on an overlay network (else large packets would be dropped as `vxlan_mtu`).
+        if let Some(o) = cfg
+            .networks
+            .iter()
+            .find(|n| n.name == ep.network)
+            .and_then(|n| n.overlay.as_ref())
+        {
+            netns::set_mtu(Some(ns.name()), "eth0", o.mtu as u32)?;
+        }
         // Frames leave the namespace through wharf, not a kernel path that completes partial checksums.
         ns.run(|| netns::disable_tx_checksum_offload("eth0"))??;
         let host_if = veth.a().to_string();

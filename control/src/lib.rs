@@ -6,6 +6,7 @@ pub mod compile;
 pub mod config;
 pub mod ctl;
 pub mod daemon;
+pub mod hoststack;
 pub mod ipam;
 pub mod lab;
 pub mod ports;

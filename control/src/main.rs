@@ -70,12 +70,13 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum CtlCmd {
-    /// Show a table: ports, workers, stats, drops, bridges, mac [NETWORK], routes or neighbors.
+    /// Show a table: ports, workers, stats, drops, bridges, mac [NETWORK], routes, neighbors,
+    /// conntrack [NETWORK], nat or vxlan.
     Show {
         /// Which table.
         #[arg(value_enum)]
         what: Show,
-        /// For `mac`: only this bridge network.
+        /// For `mac` and `conntrack`: only this network.
         network: Option<String>,
     },
     /// Forget learned MACs: `clear mac [NETWORK]`.
@@ -92,10 +93,31 @@ enum CtlCmd {
         #[command(subcommand)]
         op: RouteOp,
     },
+    /// The overlays' run-time FDB: `vxlan fdb add NETWORK MAC VTEP`, `vxlan fdb del NETWORK MAC`.
+    Vxlan {
+        #[command(subcommand)]
+        op: VxlanOp,
+    },
     /// Re-read the config file and apply it atomically (a bad config is refused; the old one keeps running).
     Reload,
     /// Check the router answers.
     Ping,
+}
+
+#[derive(Subcommand)]
+enum VxlanOp {
+    /// `fdb add NETWORK MAC VTEP` or `fdb del NETWORK MAC`.
+    Fdb {
+        /// `add` or `del`.
+        #[arg(value_parser = ["add", "del"])]
+        op: String,
+        /// The overlay network.
+        network: String,
+        /// The remote endpoint's MAC.
+        mac: String,
+        /// The remote VTEP's IPv4 address (`add` only).
+        vtep: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -207,6 +229,22 @@ fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 CtlCmd::Route {
                     op: RouteOp::Del { prefix },
                 } => Request::RouteDel { prefix },
+                CtlCmd::Vxlan {
+                    op:
+                        VxlanOp::Fdb {
+                            op,
+                            network,
+                            mac,
+                            vtep,
+                        },
+                } => match (op.as_str(), vtep) {
+                    ("add", Some(vtep)) => Request::VxlanFdbAdd { network, mac, vtep },
+                    ("del", None) => Request::VxlanFdbDel { network, mac },
+                    ("add", None) => {
+                        anyhow::bail!("vxlan fdb add NETWORK MAC VTEP: the VTEP is missing")
+                    }
+                    _ => anyhow::bail!("vxlan fdb del NETWORK MAC takes no VTEP"),
+                },
                 CtlCmd::Reload => Request::Reload,
                 CtlCmd::Ping => Request::Ping,
             };

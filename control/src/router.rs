@@ -1,16 +1,21 @@
 //! The running router: pool, ports, workers and the published snapshot, plus the control operations on them
-//! (reload, show). Owned by the control thread; the workers only ever see the published snapshot.
+//! (reload, show), and the router's host stack (see [`crate::hoststack`]) once it has router interfaces.
+//! Owned by the control thread; the workers only ever see the published snapshot.
 
+mod nat;
 mod routes;
+mod vxlan;
 
 use crate::compile::{compile, CompileEnv};
 use crate::config::{self, Config};
+use crate::hoststack::HostStack;
 use crate::ports::{open_ports, DpdkRuntime, OpenedPorts};
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use dataplane::port::ring::RingPort;
 use dataplane::worker::{Dataplane, IdlePolicy, WorkerSpec};
 use dataplane::{DropReason, Pool, PoolConfig};
+use pipelines::l3::host::{HostQueues, DEFAULT_QUEUE_LEN};
 use pipelines::Snapshot;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -22,6 +27,10 @@ use std::time::{Duration, Instant};
 pub struct Router {
     path: Option<PathBuf>,
     cfg: Config,
+    /// The host stack, running once the router has interfaces (before `pool`: it frees buffers when dropped).
+    host: Option<HostStack>,
+    /// The queues between the workers and the host stack, in every snapshot.
+    host_queues: Arc<HostQueues>,
     pool: Pool,
     dp: Dataplane<Snapshot>,
     ring_peers: HashMap<String, Arc<RingPort>>,
@@ -77,6 +86,7 @@ impl Router {
             ring_ports,
         } = open_ports(&cfg, &pool, workers.len() as u16)?;
         let port_macs: Vec<Option<[u8; 6]>> = ports.iter().map(|p| p.info().mac).collect();
+        let host_queues = Arc::new(HostQueues::for_pool(DEFAULT_QUEUE_LEN, &pool));
         let snap = compile(
             &cfg,
             1,
@@ -84,6 +94,7 @@ impl Router {
                 previous: None,
                 port_macs: &port_macs,
                 pool: Some(&pool),
+                host: Some(&host_queues),
             },
         )
         .map_err(|e| anyhow::anyhow!(e))?;
@@ -110,9 +121,11 @@ impl Router {
             hugepages = pool.on_hugepages(),
             "wharf started"
         );
-        Ok(Router {
+        let mut router = Router {
             path,
             cfg,
+            host: None,
+            host_queues,
             pool,
             dp,
             ring_peers,
@@ -125,7 +138,41 @@ impl Router {
             aged: HashMap::new(),
             last_aging_s: 0,
             ctl_routes: Vec::new(),
-        })
+        };
+        router
+            .sync_host_stack()
+            .context("starting the host stack")?;
+        Ok(router)
+    }
+
+    /// Starts the host stack when the published snapshot has router interfaces and it is not running (or runs
+    /// with another MTU: then it restarts), and gives it the configured echo port. A stack without interfaces
+    /// left keeps running idle: nothing reaches it.
+    fn sync_host_stack(&mut self) -> std::io::Result<()> {
+        if self.dp.snapshot().load().l3.ifaces.is_empty() {
+            return Ok(());
+        }
+        let r = &self.cfg.router;
+        match &self.host {
+            Some(h) if h.mtu() == r.mtu => h.set_echo_port(r.echo_port),
+            _ => {
+                if let Some(old) = self.host.take() {
+                    old.stop();
+                }
+                self.host = Some(HostStack::start(
+                    self.host_queues.clone(),
+                    self.pool.clone(),
+                    r.mtu,
+                    r.echo_port,
+                )?);
+            }
+        }
+        Ok(())
+    }
+
+    /// The host stack's counters, when it runs.
+    pub fn host_stats(&self) -> Option<crate::hoststack::HostStats> {
+        self.host.as_ref().map(HostStack::stats)
     }
 
     /// Loads `path` and starts from it.
@@ -220,6 +267,7 @@ impl Router {
             previous: Some(&current),
             port_macs: &port_macs,
             pool: Some(&self.pool),
+            host: Some(&self.host_queues),
         };
         // Routes added at run time stay, unless the file routes the prefix itself or their gateway is no
         // longer on a connected subnet.
@@ -243,6 +291,9 @@ impl Router {
         self.dp.snapshot().store(Arc::new(snap));
         self.generation = generation;
         self.cfg = cfg;
+        if let Err(e) = self.sync_host_stack() {
+            tracing::error!("the host stack did not start: {e}");
+        }
         Ok(generation)
     }
 
@@ -295,6 +346,9 @@ impl Router {
         for i in self.bridges_named(network)? {
             let bd = &snap.bridges[i];
             let port = |p: u16| {
+                if pipelines::vxlan::is_vtep_port(p) {
+                    return pipelines::vxlan::fdb::vtep_name(&snap.vxlan.vteps, p);
+                }
                 snap.port_names
                     .get(p as usize)
                     .cloned()
@@ -344,6 +398,9 @@ impl Router {
                             match e {
                                 pipelines::bridge::Egress::Untagged => name,
                                 pipelines::bridge::Egress::Tagged(v) => format!("{name}.{v}"),
+                                pipelines::bridge::Egress::Vxlan { .. } => {
+                                    pipelines::vxlan::fdb::vtep_name(&snap.vxlan.vteps, *p)
+                                }
                             }
                         })
                         .collect();
@@ -463,14 +520,26 @@ impl Router {
                 "available": self.pool.available(),
                 "hugepages": self.pool.on_hugepages(),
             },
+            "host_stack": self.host_stats(),
         })
     }
 
-    /// Stops the workers and closes the ports; every buffer goes home. DPDK, when this router started it, is
-    /// ended too.
+    /// Stops the workers, the host stack, and closes the ports; every buffer goes home. DPDK, when this router
+    /// started it, is ended too.
     pub fn stop(self) {
-        let Router { dp, pool, dpdk, .. } = self;
+        let Router {
+            dp,
+            pool,
+            dpdk,
+            host,
+            host_queues,
+            ..
+        } = self;
         dp.stop();
+        if let Some(h) = host {
+            h.stop();
+        }
+        host_queues.drain();
         drop(pool);
         if let Some(dpdk) = dpdk {
             dpdk.close();

@@ -655,13 +655,13 @@ fn afpacket_ring_geometry() {
 #[test]
 fn unimplemented_mode() {
     let text = format!(
-        "{TWO_PORTS}\n[[networks]]\nname = \"br0\"\nmode = \"overlay\"\nports = [\"a\", \"b\"]\n\n\
+        "{TWO_PORTS}\n[[networks]]\nname = \"br0\"\nmode = \"routed\"\nports = [\"a\", \"b\"]\n\n\
          [[networks]]\nname = \"x\"\nmode = \"brige\"\nports = []\n"
     );
     assert_errors(
         &text,
         &[
-            "t.toml:13:8: networks[0].mode: mode `overlay` is not implemented yet",
+            "t.toml:13:8: networks[0].mode: mode `routed` is not implemented yet",
             r#"t.toml:18:8: networks[1].mode: unknown mode "brige" (expected one of: xconnect, bridge, overlay, macvlan, ipvlan, point-to-point, routed, host, none)"#,
         ],
     );

@@ -115,6 +115,7 @@ neighbor_reachable_s = 15
 neighbor_stale_s = 15
 neighbor_capacity = 1024
 fib_tbl8_groups = 64
+echo_port = 7007
 
 [[ports]]
 name = "up"
@@ -195,6 +196,7 @@ fn full_l3_config_has_the_typed_values() {
             neighbor_stale_s: 15,
             neighbor_capacity: 1024,
             fib_tbl8_groups: 64,
+            echo_port: 7007,
         }
     );
     assert_eq!(
@@ -299,6 +301,7 @@ fn router_defaults_when_absent() {
             neighbor_stale_s: 600,
             neighbor_capacity: 65536,
             fib_tbl8_groups: 16384,
+            echo_port: 7,
         }
     );
     assert_eq!(
@@ -590,6 +593,7 @@ neighbor_reachable_s = 0
 neighbor_stale_s = 86401
 neighbor_capacity = 63
 fib_tbl8_groups = 15
+echo_port = -1
 "#,
         &[
             "t.toml:2:7: router.mtu: mtu must be in 1280..=9000, got 1279",
@@ -598,6 +602,7 @@ fib_tbl8_groups = 15
             "t.toml:5:20: router.neighbor_stale_s: neighbor_stale_s must be in 1..=86400, got 86401",
             "t.toml:6:21: router.neighbor_capacity: neighbor_capacity must be in 64..=4194304, got 63",
             "t.toml:7:19: router.fib_tbl8_groups: fib_tbl8_groups must be in 16..=1048576, got 15",
+            "t.toml:8:13: router.echo_port: echo_port must be in 0..=65535, got -1",
         ],
     );
     assert_errors(
@@ -611,6 +616,7 @@ neighbor_reachable_s = 86401
 neighbor_stale_s = 0
 neighbor_capacity = 4194305
 fib_tbl8_groups = 1048577
+echo_port = 65536
 "#,
         &[
             "t.toml:5:7: router.mtu: mtu must be in 1280..=9000, got 9001",
@@ -619,12 +625,13 @@ fib_tbl8_groups = 1048577
             "t.toml:8:20: router.neighbor_stale_s: neighbor_stale_s must be in 1..=86400, got 0",
             "t.toml:9:21: router.neighbor_capacity: neighbor_capacity must be in 64..=4194304, got 4194305",
             "t.toml:10:19: router.fib_tbl8_groups: fib_tbl8_groups must be in 16..=1048576, got 1048577",
+            "t.toml:11:13: router.echo_port: echo_port must be in 0..=65535, got 65536",
         ],
     );
     // The edges are accepted.
     let low = valid(
         "[router]\nmtu = 1280\nicmp_rate = 0\nneighbor_reachable_s = 1\nneighbor_stale_s = 1\n\
-         neighbor_capacity = 64\nfib_tbl8_groups = 16\n",
+         neighbor_capacity = 64\nfib_tbl8_groups = 16\necho_port = 0\n",
     );
     assert_eq!(
         low.router,
@@ -636,14 +643,16 @@ fib_tbl8_groups = 1048577
             neighbor_stale_s: 1,
             neighbor_capacity: 64,
             fib_tbl8_groups: 16,
+            echo_port: 0,
         }
     );
     let high = valid(
         "[dataplane]\ndata_room = 9216\n[router]\nmtu = 9000\nicmp_rate = 1000000\n\
          neighbor_reachable_s = 86400\nneighbor_stale_s = 86400\nneighbor_capacity = 4194304\n\
-         fib_tbl8_groups = 1048576\n",
+         fib_tbl8_groups = 1048576\necho_port = 65535\n",
     );
     assert_eq!(high.router.neighbor_capacity, 4_194_304);
+    assert_eq!(high.router.echo_port, 65_535);
     assert_eq!(high.router.fib_tbl8_groups, 1_048_576);
 }
 

@@ -3,56 +3,19 @@
 //! subnets ping and move hashed TCP streams through wharf over both families, the router's own addresses
 //! answer ping, `traceroute` shows the router as a hop, an unrouted destination gets "net unreachable" from
 //! the gateway, and the endpoints' neighbour tables hold the gateway at the router's MAC for both families.
+//! The router's host stack talks TCP with the kernel: its echo service returns what a kernel socket sends,
+//! and a closed port is refused.
 //!
 //! Needs root (namespaces, veth pairs); skipped loudly without it, and fails in CI.
 
 use control::lab::{self, LabHost};
 use dataplane::netns;
-use std::net::IpAddr;
-use std::process::Command;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
 
 mod common;
-use common::{prefix, Lab};
-
-/// Runs `args` inside `h`'s namespace; stdout and stderr together, and whether it succeeded.
-fn run_in(h: &LabHost, args: &[&str]) -> (bool, String) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", h.ns.name()])
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {args:?}: {e}"));
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-/// The hops `traceroute -n` printed, in order (`*` for a hop that did not answer).
-fn traceroute(h: &LabHost, family: &str, to: &str) -> Vec<String> {
-    let (_, out) = run_in(
-        h,
-        &[
-            "traceroute",
-            family,
-            "-n",
-            "-q",
-            "1",
-            "-w",
-            "2",
-            "-m",
-            "4",
-            to,
-        ],
-    );
-    out.lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
-        .collect()
-}
+use common::{prefix, run_in, traceroute, Lab};
 
 /// The link-layer address `h`'s kernel holds for `ip`.
 fn neighbour_mac(h: &LabHost, ip: &str) -> String {
@@ -139,6 +102,55 @@ fn routing_between_bridge_networks_over_both_families() {
         neighbour_mac(c, "10.81.2.1"),
         neighbour_mac(c, "fd00:81:2::1")
     );
+    lab.finish();
+}
+
+/// A kernel TCP connection from `h` to `to`: sends `data`, half-closes, and reads until the peer closes.
+fn tcp_echo(h: &LabHost, to: SocketAddr, data: &[u8]) -> std::io::Result<Vec<u8>> {
+    h.ns.run(|| {
+        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.write_all(data)?;
+        s.shutdown(Shutdown::Write)?;
+        let mut back = Vec::new();
+        s.read_to_end(&mut back)?;
+        Ok(back)
+    })?
+}
+
+#[test]
+fn the_routers_host_stack_echoes_kernel_tcp_and_refuses_closed_ports() {
+    if !netns::require_root("the_routers_host_stack_echoes_kernel_tcp_and_refuses_closed_ports") {
+        return;
+    }
+    let lab = Lab::start("lab-routed.toml", &prefix('t'), |_| {});
+    let a = lab.host("a");
+    // The echo service (port 7) on the gateway a uses, over both families, and on the other network's
+    // gateway (delivered locally all the same). 200 KB: more than the service's buffers, so its window closes
+    // and opens again.
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 31 + i / 977) as u8).collect();
+    for addr in ["10.81.1.1", "fd00:81:1::1", "10.81.2.1"] {
+        let to = SocketAddr::new(addr.parse().unwrap(), 7);
+        let back = tcp_echo(a, to, &data).unwrap_or_else(|e| panic!("echo from {to}: {e}"));
+        assert_eq!(back.len(), data.len(), "{to}");
+        assert!(back == data, "{to}: the echo differs");
+    }
+    // A closed port is refused at once (the router's RST), not left to time out.
+    for addr in ["10.81.1.1", "fd00:81:1::1"] {
+        let to = SocketAddr::new(addr.parse().unwrap(), 9);
+        let t0 = Instant::now();
+        let r =
+            a.ns.run(move || TcpStream::connect_timeout(&to, Duration::from_secs(5)).map(drop))
+                .unwrap();
+        let e = r.expect_err("port 9 is closed");
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{to}: {e}");
+        assert!(t0.elapsed() < Duration::from_secs(2), "{to}: refused late");
+    }
+    let host = lab.router().show_stats()["host_stack"].clone();
+    assert_eq!(host["echo_connections"], 3, "{host}");
+    assert_eq!(host["echo_bytes"], 3 * data.len() as u64, "{host}");
+    assert!(lab.event("to_host_stack") > 0 && lab.event("from_host_stack") > 0);
+    assert_eq!(lab.drops("host_queue_full"), 0);
     lab.finish();
 }
 

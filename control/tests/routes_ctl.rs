@@ -5,10 +5,12 @@
 
 use control::ctl::{handle, Request, Show};
 use control::router::Router;
-use dataplane::{Burst, Port, PortQueue};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
+use common::ring_peer::Peer;
 
 const CONFIG: &str = r#"
 [dataplane]
@@ -32,54 +34,6 @@ const HOST_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 const GW1_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xf1];
 const GW2_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xf2];
 
-struct Peer {
-    q: Box<dyn PortQueue>,
-}
-
-impl Peer {
-    fn open(router: &Router, name: &str) -> Peer {
-        Peer {
-            q: router.ring_peer(name).unwrap().open_queue(0).unwrap(),
-        }
-    }
-
-    fn send(&mut self, router: &Router, frame: &[u8]) {
-        let mut b = Burst::new(1);
-        let mut p = router.pool().alloc().unwrap();
-        assert!(p.set_frame(frame));
-        b.push(p).unwrap();
-        assert_eq!(self.q.tx_burst(&mut b), 1);
-    }
-
-    /// Frames received within `wait` (stops early once `n` arrived).
-    /// IPv4 frames received within `wait` (stops early once `n` arrived); ARP is left out.
-    fn recv_ip(&mut self, n: usize, wait: Duration) -> Vec<Vec<u8>> {
-        let deadline = Instant::now() + wait;
-        let mut got = Vec::new();
-        while got.len() < n && Instant::now() < deadline {
-            got.extend(
-                self.recv(1, Duration::from_millis(20))
-                    .into_iter()
-                    .filter(|f| f.len() > 14 && f[12..14] == [0x08, 0x00]),
-            );
-        }
-        got
-    }
-
-    fn recv(&mut self, n: usize, wait: Duration) -> Vec<Vec<u8>> {
-        let deadline = Instant::now() + wait;
-        let mut got = Vec::new();
-        let mut b = Burst::new(32);
-        while got.len() < n && Instant::now() < deadline {
-            if self.q.rx_burst(&mut b) == 0 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            got.extend(b.drain().map(|p| p.data().to_vec()));
-        }
-        got
-    }
-}
-
 /// A UDP datagram from the inside host to `dst` with source port `sport` and TTL 64.
 fn udp_to(router_mac: [u8; 6], dst: [u8; 4], sport: u16) -> Vec<u8> {
     let b = PacketBuilder::ethernet2(HOST_MAC, router_mac)
@@ -97,55 +51,6 @@ fn ctl(router: &mut Router, req: Request) -> Value {
     r["data"].clone()
 }
 
-/// Answers the router's ARP request for `ip` on the outside peer with `mac` (skipping other frames).
-fn answer_arp(router: &Router, out: &mut Peer, ip: [u8; 4], mac: [u8; 6]) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        assert!(Instant::now() < deadline, "no ARP request for {ip:?}");
-        for f in out.recv(1, Duration::from_millis(200)) {
-            if f.len() >= 42 && f[12..14] == [0x08, 0x06] && f[38..42] == ip {
-                let router_mac: [u8; 6] = f[6..12].try_into().unwrap();
-                let mut r = vec![0u8; 60];
-                r[0..6].copy_from_slice(&router_mac);
-                r[6..12].copy_from_slice(&mac);
-                r[12..14].copy_from_slice(&[0x08, 0x06]);
-                r[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
-                r[22..28].copy_from_slice(&mac);
-                r[28..32].copy_from_slice(&ip);
-                r[32..38].copy_from_slice(&router_mac);
-                r[38..42].copy_from_slice(&[10, 1, 0, 1]);
-                out.send(router, &r);
-                return;
-            }
-        }
-    }
-}
-
-/// The router's MAC on the inside port, learned from its ARP reply to the host.
-fn router_mac_inside(router: &Router, inside: &mut Peer) -> [u8; 6] {
-    let mut req = vec![0u8; 60];
-    req[0..6].copy_from_slice(&[0xff; 6]);
-    req[6..12].copy_from_slice(&HOST_MAC);
-    req[12..14].copy_from_slice(&[0x08, 0x06]);
-    req[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
-    req[22..28].copy_from_slice(&HOST_MAC);
-    req[28..32].copy_from_slice(&[10, 0, 0, 2]);
-    req[38..42].copy_from_slice(&[10, 0, 0, 1]);
-    inside.send(router, &req);
-    // (The router's gratuitous ARP at start may come first.)
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Some(reply) = inside
-            .recv(1, Duration::from_millis(100))
-            .into_iter()
-            .find(|f| f[12..14] == [0x08, 0x06] && f[20..22] == [0, 2])
-        {
-            return reply[22..28].try_into().unwrap();
-        }
-    }
-    panic!("no ARP reply for the router's inside address")
-}
-
 #[test]
 fn routes_added_and_removed_at_run_time() {
     let dir = tempfile::tempdir().unwrap();
@@ -154,7 +59,7 @@ fn routes_added_and_removed_at_run_time() {
     let mut router = Router::start_file(&path).unwrap();
     let mut inside = Peer::open(&router, "host_in");
     let mut outside = Peer::open(&router, "host_out");
-    let rmac = router_mac_inside(&router, &mut inside);
+    let rmac = inside.resolve(&router, None, HOST_MAC, [10, 0, 0, 2], [10, 0, 0, 1]);
 
     // No route yet: the router says net unreachable, from its inside address, quoting our datagram.
     inside.send(&router, &udp_to(rmac, [10, 9, 1, 1], 1000));
@@ -179,7 +84,7 @@ fn routes_added_and_removed_at_run_time() {
     );
     assert_eq!(added["route"]["type"], "gateway");
     inside.send(&router, &udp_to(rmac, [10, 9, 1, 1], 1001));
-    answer_arp(&router, &mut outside, [10, 1, 0, 254], GW1_MAC);
+    outside.answer_arp(&router, [10, 1, 0, 254], GW1_MAC);
     inside.send(&router, &udp_to(rmac, [10, 9, 200, 7], 1002));
     let fwd = outside.recv_ip(2, Duration::from_secs(5));
     assert_eq!(fwd.len(), 2, "both datagrams forwarded");
@@ -208,7 +113,7 @@ fn routes_added_and_removed_at_run_time() {
     for sport in 2000..2016u16 {
         inside.send(&router, &udp_to(rmac, [10, 8, 0, 1], sport));
     }
-    answer_arp(&router, &mut outside, [10, 1, 0, 253], GW2_MAC);
+    outside.answer_arp(&router, [10, 1, 0, 253], GW2_MAC);
     let _ = outside.recv_ip(16, Duration::from_millis(500));
     let mut per_gw = std::collections::HashMap::new();
     for sport in 3000..3064u16 {

@@ -61,6 +61,9 @@ drop_reasons! {
     NoRoute => "no_route", "No route (or no cross-connect) for the packet.";
     NoPort => "no_port", "The chosen output port does not exist.";
     NatExhausted => "nat_exhausted", "No NAT port or session left.";
+    NatNoSession => "nat_no_session", "Needs a NAT session and has none: a TCP segment without SYN, an echo reply or an ICMP error of no known flow.";
+    NatUnsupported => "nat_unsupported", "A masqueraded packet of a protocol the NAT cannot translate (not TCP, UDP or ICMP).";
+    NatHandoffDrop => "nat_handoff_drop", "A packet for the worker that owns its NAT flow, whose handoff queue was full.";
     AclDeny => "acl_deny", "Denied by policy.";
     VxlanUnknownVni => "vxlan_unknown_vni", "VXLAN packet for a VNI we do not serve.";
     TooBig => "too_big", "Frame larger than the output MTU or the buffer.";
@@ -75,7 +78,7 @@ drop_reasons! {
     BadSourceMac => "bad_src_mac", "Multicast or all-zero source MAC.";
     NoEndpoint => "no_endpoint", "No endpoint has the destination MAC (macvlan, ipvlan).";
     HostIsolated => "host_isolated", "Traffic between an endpoint and the host, which the mode forbids.";
-    NoLocalStack => "no_local_stack", "For the router itself, and no local stack handles it yet.";
+    NoLocalStack => "no_local_stack", "For the router and handled by nothing: ICMP but echo, a gateway MAC without addresses, TCP with no host stack.";
     BadIpHeader => "bad_ip_header", "IP version or header length impossible (IPv4 IHL < 5, version not 4 or 6).";
     IpOptions => "ip_options", "IPv4 options, and the router is set to drop them.";
     Fragment => "fragment", "A fragment for the router itself (it does not reassemble).";
@@ -86,7 +89,12 @@ drop_reasons! {
     BadArp => "bad_arp", "ARP packet with wrong sizes, types or operation.";
     BadNd => "bad_nd", "Neighbor Discovery message with a bad hop limit, code or option.";
     UnknownEthertype => "unknown_ethertype", "EtherType a routed interface does not handle.";
-    LocalPortUnreachable => "local_port_unreachable", "UDP or other protocol to the router with no listener (ICMP sent back).";
+    LocalPortUnreachable => "local_port_unreachable", "UDP to the router, where nothing listens: ICMP port unreachable sent back.";
+    HostQueueFull => "host_queue_full", "For the router's host stack (TCP, other protocols to a router address); its input queue was full.";
+    VxlanBadFlags => "vxlan_bad_flags", "VXLAN header without the I flag (no valid VNI).";
+    VxlanMalformed => "vxlan_malformed", "VXLAN packet too short for its headers, or an inner frame shorter than an Ethernet header.";
+    VxlanMtu => "vxlan_mtu", "Frame too large for the overlay MTU: its VXLAN packet would exceed the underlay MTU.";
+    VxlanNoVtep => "vxlan_no_vtep", "Remote VTEP unknown to the encapsulation, or the VTEP table is full.";
 }
 
 macro_rules! events {
@@ -116,7 +124,7 @@ events! {
     MacMoved => "mac_moved", "Station moves: a known MAC seen on another port.";
     MacLimit => "mac_limit", "MACs not learned because the bridge domain is at its limit.";
     MacTableFull => "mac_table_full", "MACs not learned because their slots in the table were taken.";
-    Routed => "routed", "IP packets forwarded by the router.";
+    Routed => "routed", "IP packets sent on to their next hop: forwarded by the router, or sent by its host stack.";
     ArpRequestsSent => "arp_requests_sent", "ARP requests the router sent to resolve a next hop.";
     ArpRepliesSent => "arp_replies_sent", "ARP replies the router sent for its own (or proxied) addresses.";
     NdSolicitsSent => "nd_solicits_sent", "Neighbor Solicitations the router sent.";
@@ -127,6 +135,14 @@ events! {
     IcmpErrorsSent => "icmp_errors_sent", "ICMP/ICMPv6 errors sent (time exceeded, unreachable, too big).";
     IcmpRateLimited => "icmp_rate_limited", "ICMP errors not sent because of the rate limit.";
     Announced => "announced", "Gratuitous ARPs and unsolicited Neighbor Advertisements sent.";
+    ToHostStack => "to_host_stack", "IP packets for a router address handed to the router's host stack (TCP, other protocols).";
+    NatTranslated => "nat_translated", "Packets the NAT translated (either direction).";
+    NatHandoff => "nat_handoff", "Packets handed to the worker that owns their NAT flow.";
+    FromHostStack => "from_host_stack", "IP packets the router's host stack sent, taken by a worker to be routed out.";
+    VxlanEncap => "vxlan_encap", "Frames encapsulated in VXLAN towards a remote VTEP (head-end replication copies included).";
+    VxlanDecap => "vxlan_decap", "VXLAN packets decapsulated into an overlay bridge domain.";
+    VxlanFloods => "vxlan_floods", "Overlay frames (broadcast, multicast, unknown unicast) replicated to the flood list of remote VTEPs.";
+    VxlanArpSuppressed => "vxlan_arp_suppressed", "ARP requests for remote overlay endpoints answered locally from the FDB.";
 }
 
 /// One counter per event.

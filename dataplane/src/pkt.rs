@@ -55,6 +55,9 @@ impl Meta {
     pub const FLAG_L3_CSUM_OK: u16 = 1 << 1;
     /// The L4 checksum was verified.
     pub const FLAG_L4_CSUM_OK: u16 = 1 << 2;
+    /// The frame came out of a tunnel (VXLAN decapsulation): it is not decapsulated a second time, so a
+    /// packet nested many times over cannot make a stage recurse.
+    pub const FLAG_DECAPPED: u16 = 1 << 3;
 
     pub(crate) fn new(home: *const PoolInner, index: u32, buf_len: u32) -> Meta {
         Meta {

@@ -65,6 +65,8 @@ pub trait Processor: Send + Sync + 'static {
 /// Per-output-port batches of one worker, filled by the processor and flushed after each burst.
 pub struct TxBatches {
     batches: Vec<Burst>,
+    /// Packets a stage hands to a later stage of the same round instead of a port (see [`TxBatches::stage`]).
+    staged: Burst,
     counters: Arc<WorkerCounters>,
 }
 
@@ -72,8 +74,34 @@ impl TxBatches {
     fn new(ports: usize, counters: Arc<WorkerCounters>) -> TxBatches {
         TxBatches {
             batches: (0..ports).map(|_| Burst::new(MAX_BURST)).collect(),
+            staged: Burst::new(MAX_BURST),
             counters,
         }
+    }
+
+    /// Hands `pkt` to a later stage of the same processor instead of a port: a stage deep in the graph (the
+    /// bridge sending to a remote VTEP) cannot run the stage that must follow (VXLAN encapsulation and
+    /// routing), so it parks the packet here and the processor drains it with [`TxBatches::swap_staged`]
+    /// before returning. A full staging burst drops the packet as `tx_full`; what a processor leaves here is
+    /// dropped as `no_route` when the batches are flushed.
+    #[inline]
+    pub fn stage(&mut self, pkt: Pkt) {
+        if let Err(pkt) = self.staged.push(pkt) {
+            self.drop_pkt(pkt, DropReason::TxFull);
+        }
+    }
+
+    /// Packets staged by [`TxBatches::stage`] and not taken yet.
+    #[inline]
+    pub fn staged(&self) -> usize {
+        self.staged.len()
+    }
+
+    /// Exchanges the staged packets with `with` (an empty burst the processor owns), without copying or
+    /// allocating: the processor then works on them while stages can stage more.
+    #[inline]
+    pub fn swap_staged(&mut self, with: &mut Burst) {
+        std::mem::swap(&mut self.staged, with);
     }
 
     /// Queues `pkt` for transmission on `port`. A port that does not exist or a full batch drops the packet
@@ -489,6 +517,10 @@ impl<P: Processor> Drop for Worker<P> {
 /// Transmits every non-empty batch, retrying a full queue a little before dropping the rest as `tx_full`.
 #[inline]
 fn flush(queues: &mut [Box<dyn PortQueue>], out: &mut TxBatches, c: &WorkerCounters) {
+    if !out.staged.is_empty() {
+        c.drops.add(DropReason::NoRoute, out.staged.len() as u64);
+        out.staged.clear();
+    }
     for (port, batch) in out.batches.iter_mut().enumerate() {
         if batch.is_empty() {
             continue;

@@ -212,6 +212,11 @@ fn port_info_matches_the_interface() {
 
     // Carrier follows the peer end.
     netns::set_down(Some(lab.ns.name()), lab.veth.a()).unwrap();
+    // The carrier change reaches the other end asynchronously: give it a moment under load.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while port.info().link_up && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     assert!(!port.info().link_up);
     netns::set_up(Some(lab.ns.name()), lab.veth.a()).unwrap();
     netns::set_mtu(Some(lab.hns.name()), lab.veth.b(), 1400).unwrap();

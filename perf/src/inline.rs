@@ -4,10 +4,12 @@
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use control::ports::OpenedPorts;
+use dataplane::port::ring::RingPort;
 use dataplane::worker::{IdlePolicy, Worker, WorkerSpec};
 use dataplane::{Pool, PoolConfig, WorkerCounters};
 use pipelines::Snapshot;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The router's pieces without its threads.
 pub struct Inline {
@@ -16,20 +18,33 @@ pub struct Inline {
     snapshot: Arc<ArcSwap<Snapshot>>,
     worker: Worker<Snapshot>,
     counters: Arc<WorkerCounters>,
+    /// How long `control::compile::compile` took (the FIB builds are in it).
+    pub compile_time: Duration,
 }
 
 impl Inline {
     /// Opens `config_text`'s ports (one queue each) and compiles its snapshot, with `buffers` packet buffers.
     pub fn new(config_text: &str, burst: usize, buffers: u32) -> anyhow::Result<Inline> {
         let cfg = control::config::parse(config_text, "<inline>")?;
+        Inline::from_config(&cfg, burst, buffers)
+    }
+
+    /// The same from a config already parsed (and possibly extended in code, e.g. with a large route table).
+    pub fn from_config(
+        cfg: &control::config::Config,
+        burst: usize,
+        buffers: u32,
+    ) -> anyhow::Result<Inline> {
         let pool = Pool::new(&PoolConfig {
             buffers,
             hugepages: false,
             ..Default::default()
         })?;
-        let opened = control::ports::open_ports(&cfg, &pool, 1)?;
-        let snap = control::compile::compile(&cfg, 1, Default::default())
+        let opened = control::ports::open_ports(cfg, &pool, 1)?;
+        let t0 = Instant::now();
+        let snap = control::compile::compile(cfg, 1, Default::default())
             .map_err(|e| anyhow::anyhow!(e))?;
+        let compile_time = t0.elapsed();
         let snapshot = Arc::new(ArcSwap::from_pointee(snap));
         let queues = opened
             .ports
@@ -49,7 +64,28 @@ impl Inline {
             snapshot,
             worker,
             counters,
+            compile_time,
         })
+    }
+
+    /// The packet pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The worker's counters.
+    pub fn counters(&self) -> &WorkerCounters {
+        &self.counters
+    }
+
+    /// The router's ring port `name` (to inject frames into its receive queue).
+    pub fn ring_port(&self, name: &str) -> Option<Arc<RingPort>> {
+        self.opened.ring_port(name)
+    }
+
+    /// The far end of a ring port, by its `peer` name (receives what the router sends out of that port).
+    pub fn ring_peer(&self, name: &str) -> Option<Arc<RingPort>> {
+        self.opened.ring_peers.get(name).cloned()
     }
 
     /// The published snapshot (to pre-load learned state).
@@ -76,11 +112,33 @@ impl Inline {
         Ok(())
     }
 
-    /// Polls until `packets` packets were received; returns (packets, drops).
-    pub fn run(&mut self, packets: u64) -> (u64, u64) {
-        while self.counters.rx_packets.get() < packets {
+    /// Polls until the worker has received `rx_total` packets since it started. Never inlined, so that
+    /// `callgrind --toggle-collect='*Inline::poll_until*'` counts the worker's instructions alone when a bench
+    /// does other work (refilling the receive ring) between calls.
+    #[inline(never)]
+    pub fn poll_until(&mut self, rx_total: u64) {
+        while self.counters.rx_packets.get() < rx_total {
             self.worker.poll_once();
         }
-        (self.counters.rx_packets.get(), self.counters.drops.total())
+    }
+
+    /// `runs` timed runs of `packets` packets each (after one untimed warm-up run when `runs` > 1), printed as
+    /// Mpps and ns/packet under `name`; returns the median Mpps (0 without runs).
+    pub fn timed_runs(&mut self, name: &str, packets: u64, runs: usize) -> f64 {
+        if runs > 1 {
+            let warm = self.counters.rx_packets.get() + packets;
+            self.poll_until(warm);
+        }
+        let mut mpps = Vec::with_capacity(runs);
+        for run in 1..=runs {
+            let start = self.counters.rx_packets.get();
+            let t0 = Instant::now();
+            self.poll_until(start + packets);
+            let n = self.counters.rx_packets.get() - start;
+            let r = n as f64 / t0.elapsed().as_secs_f64() / 1e6;
+            println!("{name} run {run}: {r:.2} Mpps ({:.1} ns/packet)", 1e3 / r);
+            mpps.push(r);
+        }
+        crate::median(&mut mpps)
     }
 }

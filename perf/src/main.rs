@@ -5,6 +5,9 @@
 //!   transmits forever and its packet rate is the per-core cost of port I/O plus pipeline. Median of N runs.
 //! - `xconnect-inline`: the same loop driven on the calling thread for a fixed packet count, deterministic, for
 //!   `valgrind --tool=callgrind` instruction counts (see `perf/callgrind.sh`).
+//! - `bridge-ring`, `bridge-inline`: the learning bridge (see `bridge_bench`).
+//! - `route-ring`, `route-inline`: IPv4/IPv6 routing over 1 to 1M routes (see `route_bench`).
+//! - `nat-inline`: masquerade and its answers over 1k to 1M established sessions (see `nat_bench`).
 //! - `xconnect-afpacket`: forwarding rate through real kernel I/O: a generator in a network namespace sends
 //!   over a veth into wharf's AF_PACKET port, wharf cross-connects to a second veth, the generator receives.
 //! - `xconnect-dpdk`: wharf's cross-connect (`--pipeline xconnect`) or IPv4 routing (`--pipeline route`) over
@@ -23,6 +26,9 @@ mod dpdk_bench;
 #[cfg(feature = "dpdk")]
 mod dpdk_peer;
 mod inline;
+mod nat_bench;
+mod route_bench;
+mod vxlan_bench;
 
 #[derive(Parser)]
 #[command(name = "wharf-perf", about = "wharf benchmarks")]
@@ -39,9 +45,12 @@ enum Cmd {
     XconnectRing(RingArgs),
     /// Cross-connect over ring ports on this thread for exactly --packets packets (for callgrind).
     XconnectInline {
-        /// Packets to process.
+        /// Packets to process (per run).
         #[arg(long, default_value_t = 1_000_000)]
         packets: u64,
+        /// Timed runs (the median is printed); more than one adds an untimed warm-up run first.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
         /// Frame size in bytes (without FCS).
         #[arg(long, default_value_t = 60)]
         frame: usize,
@@ -63,9 +72,12 @@ enum Cmd {
     BridgeRing(bridge_bench::Args),
     /// The bridge loop on this thread for exactly --packets packets (for callgrind).
     BridgeInline {
-        /// Packets to process.
+        /// Packets to process (per run).
         #[arg(long, default_value_t = 1_000_000)]
         packets: u64,
+        /// Timed runs (the median is printed); more than one adds an untimed warm-up run first.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
         /// Flows (two MACs each).
         #[arg(long, default_value_t = 512)]
         flows: usize,
@@ -76,6 +88,18 @@ enum Cmd {
         #[arg(long, default_value_t = 32)]
         burst: usize,
     },
+    /// IPv4 or IPv6 routing between two routed ring ports over N routes, fed by a generator on core 0: Mpps
+    /// per core.
+    RouteRing(route_bench::Args),
+    /// The routing pipeline on this thread, the traffic already in the receive ring (pipeline-only Mpps per
+    /// core, and exact packet counts for callgrind).
+    RouteInline(route_bench::InlineArgs),
+    /// NAT of established UDP sessions between two routed ring ports on this thread (pipeline-only Mpps per
+    /// core; exact packet counts for callgrind).
+    NatInline(nat_bench::Args),
+    /// VXLAN encapsulation or decapsulation on this thread over ring ports, every frame checked (Mpps per core,
+    /// exact packet counts for callgrind).
+    VxlanInline(vxlan_bench::InlineArgs),
 }
 
 /// How a measurement is repeated: every benchmark reports the median of `runs` runs.
@@ -200,14 +224,21 @@ fn xconnect_ring(a: &RingArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn xconnect_inline(packets: u64, frame: usize, burst: usize) -> anyhow::Result<()> {
+fn xconnect_inline(packets: u64, runs: usize, frame: usize, burst: usize) -> anyhow::Result<()> {
     let mut inline = inline::Inline::new(&loop_config(burst, None), burst, 8192)?;
     inline.seed(
         "a",
         std::iter::repeat_n(udp4_frame(&Udp4Flow::default(), frame), 1024),
     )?;
-    let (n, drops) = inline.run(packets);
-    println!("xconnect-inline: {n} packets, {drops} drops");
+    let m = inline.timed_runs("xconnect-inline", packets, runs);
+    let (n, drops) = (
+        inline.counters().rx_packets.get(),
+        inline.counters().drops.total(),
+    );
+    println!(
+        "xconnect-inline: median {m:.2} Mpps per core ({:.1} ns/packet) over {runs} runs of {packets} packets; {n} packets, {drops} drops",
+        1e3 / m
+    );
     Ok(())
 }
 
@@ -217,9 +248,10 @@ fn main() -> anyhow::Result<()> {
         Cmd::XconnectRing(a) => xconnect_ring(&a),
         Cmd::XconnectInline {
             packets,
+            runs,
             frame,
             burst,
-        } => xconnect_inline(packets, frame, burst),
+        } => xconnect_inline(packets, runs, frame, burst),
         Cmd::XconnectAfpacket(a) => afpacket_bench::run(&a),
         #[cfg(feature = "dpdk")]
         Cmd::XconnectDpdk(a) => dpdk_bench::run(&a),
@@ -228,9 +260,14 @@ fn main() -> anyhow::Result<()> {
         Cmd::BridgeRing(a) => bridge_bench::run(&a),
         Cmd::BridgeInline {
             packets,
+            runs,
             flows,
             frame,
             burst,
-        } => bridge_bench::inline(packets, flows, frame, burst),
+        } => bridge_bench::inline(packets, runs, flows, frame, burst),
+        Cmd::RouteRing(a) => route_bench::run(&a),
+        Cmd::RouteInline(a) => route_bench::inline(&a),
+        Cmd::NatInline(a) => nat_bench::inline(&a),
+        Cmd::VxlanInline(a) => vxlan_bench::inline(&a),
     }
 }

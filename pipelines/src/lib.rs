@@ -11,8 +11,10 @@ pub mod ipvlan;
 pub mod l2;
 pub mod l3;
 pub mod macvlan;
+pub mod nat;
 pub mod snapshot;
 pub mod vlan;
+pub mod vxlan;
 pub mod wire;
 pub mod xconnect;
 

@@ -9,6 +9,8 @@ use crate::ipvlan::IpvlanNet;
 use crate::l2::{self, L2Ingress, L2Tables};
 use crate::l3::{self, L3Ctx, L3State, L3Tables};
 use crate::macvlan::MacvlanNet;
+use crate::vxlan::encap::{self, EncapState};
+use crate::vxlan::VxlanTables;
 use crate::xconnect::{self, XconnectTable};
 use dataplane::worker::{BurstCtx, Processor, TxBatches};
 use dataplane::{Burst, DropReason};
@@ -47,6 +49,8 @@ pub struct Snapshot {
     pub ipvlans: Arc<Vec<IpvlanNet>>,
     /// Router interfaces, FIBs, adjacencies and the neighbour cache.
     pub l3: Arc<L3Tables>,
+    /// VNIs, local VTEP addresses and remote VTEPs of the overlay networks.
+    pub vxlan: Arc<VxlanTables>,
 }
 
 /// Per-worker state that survives snapshot changes.
@@ -60,6 +64,8 @@ pub struct WorkerState {
     pub to_l3: Burst,
     /// Packets waiting for a neighbour, the ICMP budget.
     pub l3: L3State,
+    /// Frames staged for VXLAN encapsulation, being worked on.
+    pub encap: EncapState,
 }
 
 impl WorkerState {
@@ -70,18 +76,21 @@ impl WorkerState {
             bursts: 0,
             to_l3: Burst::new(dataplane::MAX_BURST),
             l3: L3State::default(),
+            encap: EncapState::default(),
         }
     }
 }
 
 impl Snapshot {
     #[inline]
-    fn l3_ctx(&self, now_ns: u64) -> L3Ctx<'_> {
+    fn l3_ctx(&self, now_ns: u64, worker: usize) -> L3Ctx<'_> {
         L3Ctx {
+            worker: worker as u16,
             t: &self.l3,
             bridges: &self.bridges,
             generation: self.generation,
             now_ns,
+            vxlan: &self.vxlan,
         }
     }
 }
@@ -117,7 +126,7 @@ impl Processor for Snapshot {
                 l2::process(&t, ing, ctx, burst, &mut state.to_l3, out);
                 if !state.to_l3.is_empty() {
                     l3::process(
-                        &self.l3_ctx(ctx.now_ns),
+                        &self.l3_ctx(ctx.now_ns, ctx.worker),
                         &mut state.l3,
                         &mut state.to_l3,
                         out,
@@ -128,22 +137,39 @@ impl Processor for Snapshot {
                 for p in burst.iter_mut() {
                     p.meta_mut().scratch[l3::SCRATCH_IFACE] = *iface as u32;
                 }
-                l3::process(&self.l3_ctx(ctx.now_ns), &mut state.l3, burst, out)
+                l3::process(
+                    &self.l3_ctx(ctx.now_ns, ctx.worker),
+                    &mut state.l3,
+                    burst,
+                    out,
+                )
             }
             Some(PortRole::Unused) | None => {
                 out.count_drops(DropReason::NoRoute, burst.len() as u64);
                 burst.clear();
             }
         }
+        if out.staged() > 0 {
+            encap::run(
+                &self.l3_ctx(ctx.now_ns, ctx.worker),
+                &mut state.l3,
+                &mut state.encap,
+                out,
+            );
+        }
     }
 
     #[inline]
     fn has_deferred(&self, state: &WorkerState, now_ns: u64) -> bool {
         !self.l3.ifaces.is_empty()
-            && l3::has_deferred(&self.l3_ctx(now_ns), &state.l3, state.worker)
+            && l3::has_deferred(&self.l3_ctx(now_ns, state.worker), &state.l3, state.worker)
     }
 
     fn run_deferred(&self, state: &mut WorkerState, ctx: &BurstCtx, out: &mut TxBatches) {
-        l3::run_deferred(&self.l3_ctx(ctx.now_ns), &mut state.l3, state.worker, out)
+        let c = self.l3_ctx(ctx.now_ns, ctx.worker);
+        l3::run_deferred(&c, &mut state.l3, state.worker, out);
+        if out.staged() > 0 {
+            encap::run(&c, &mut state.l3, &mut state.encap, out);
+        }
     }
 }

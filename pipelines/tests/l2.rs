@@ -59,6 +59,7 @@ fn bridge(name: &str, members: &[(u16, Egress)], limit: usize) -> BridgeDomain {
         gateway_mac: None,
         gateway_iface: None,
         aging_s: 300,
+        overlay: None,
     }
 }
 
@@ -70,6 +71,7 @@ fn snapshot(bridges: Vec<BridgeDomain>, macvlans: Vec<MacvlanNet>) -> Snapshot {
             let vlan = match e {
                 Egress::Untagged => None,
                 Egress::Tagged(v) => Some(*v),
+                Egress::Vxlan { .. } => continue,
             };
             ing[*p as usize].add(vlan, Domain::Bridge(i as u16));
         }
@@ -78,6 +80,7 @@ fn snapshot(bridges: Vec<BridgeDomain>, macvlans: Vec<MacvlanNet>) -> Snapshot {
         let vlan = match m.uplink_egress {
             Egress::Untagged => None,
             Egress::Tagged(v) => Some(v),
+            Egress::Vxlan { .. } => None,
         };
         ing[m.uplink as usize].add(vlan, Domain::MacvlanUplink(i as u16));
         for (e, (p, _)) in m.endpoints.iter().enumerate() {

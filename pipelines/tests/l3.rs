@@ -16,6 +16,7 @@ use pipelines::bridge::mac_table::MacTable;
 use pipelines::bridge::{BridgeDomain, Egress};
 use pipelines::fib::{Lpm4, Lpm6};
 use pipelines::l2::{Domain, L2Ingress};
+use pipelines::l3::host::HostQueues;
 use pipelines::l3::neigh::{NeighKey, NeighTable, Neighbor};
 use pipelines::l3::{link_local_of, Adjacency, Attach, Interface, L3Tables};
 use pipelines::snapshot::{PortRole, WorkerState};
@@ -235,6 +236,8 @@ fn tables(o: &Opts, pool: Option<&Pool>) -> L3Tables {
         reachable_s: 30,
         pool: pool.cloned(),
         announce_id: 1,
+        host: None,
+        nat: None,
     }
 }
 
@@ -250,6 +253,7 @@ fn snapshot(o: &Opts, pool: Option<&Pool>) -> Snapshot {
         gateway_mac: Some(GW),
         gateway_iface: Some(2),
         aging_s: 300,
+        overlay: None,
     };
     let mut ing = L2Ingress::default();
     ing.add(None, Domain::Bridge(0));
@@ -2497,4 +2501,276 @@ fn a_waiting_packet_gets_its_request_retried_every_second() {
     }
     assert!(asked >= 1, "no retry while a packet waited 3 s");
     assert_eq!(h.event(Event::ArpRequestsSent), 1 + asked as u64);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Local delivery to the host stack, and what it sends
+// ---------------------------------------------------------------------------------------------------------
+
+impl Harness {
+    /// Gives the snapshot host-stack queues of `cap` packets each, as compilation does when the router runs a
+    /// host stack.
+    fn with_host(&mut self, cap: usize) -> Arc<HostQueues> {
+        let q = Arc::new(HostQueues::new(cap));
+        let mut s = self.snap.clone();
+        let mut l3 = (*s.l3).clone();
+        l3.host = Some(q.clone());
+        s.l3 = Arc::new(l3);
+        self.snap = s;
+        q
+    }
+
+    /// Queues the IP packet `ip` as the host stack sends it.
+    fn host_sends(&self, q: &HostQueues, ip: &[u8]) {
+        let mut p = self.pool.alloc().unwrap();
+        assert!(p.set_frame(ip));
+        q.push_from_host(p).unwrap();
+    }
+}
+
+/// What the host stack received, as bytes (the buffers go home).
+fn host_got(q: &HostQueues) -> Vec<Vec<u8>> {
+    std::iter::from_fn(|| q.pop_to_host())
+        .map(|p| p.data().to_vec())
+        .collect()
+}
+
+/// A TCP segment as an IP packet without Ethernet, as the host stack writes it.
+fn ip_tcp4(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ipv4(src, dst, 64)
+        .tcp(7, 40000, 1, 1000)
+        .ack(2)
+        .write(&mut v, payload)
+        .unwrap();
+    v
+}
+
+fn ip_tcp6(src: &str, dst: &str, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ipv6(o6(src), o6(dst), 64)
+        .tcp(7, 40000, 1, 1000)
+        .ack(2)
+        .write(&mut v, payload)
+        .unwrap();
+    v
+}
+
+/// Asserts `f` is the IP packet `ip` in an Ethernet frame from `src_mac` to `dst_mac`, unchanged (the router
+/// originated it: no TTL decrement).
+fn assert_sent(f: &[u8], ip: &[u8], dst_mac: Mac, src_mac: Mac) {
+    assert_eq!(eth_dst(f), dst_mac);
+    assert_eq!(eth_src(f), src_mac);
+    let ethertype = if ip[0] >> 4 == 4 { 0x0800u16 } else { 0x86dd };
+    assert_eq!(f[12..14], ethertype.to_be_bytes());
+    assert_eq!(&f[14..], ip, "the packet as the host stack wrote it");
+}
+
+#[test]
+fn tcp_and_other_protocols_to_the_router_reach_the_host_stack_without_their_ethernet_header() {
+    let mut h = Harness::new();
+    let q = h.with_host(16);
+    // TCP to the interface's own address and to another interface's, both families.
+    let frames = [
+        tcp4(H0, R0, H0_4, [10, 0, 0, 1]),
+        tcp4(H0, R0, H0_4, [10, 2, 0, 1]),
+        tcp6("fd00::2", "fd00::1"),
+        tcp6("fd00::2", "fd01::1"),
+    ];
+    let out = h.send(0, T, &frames);
+    assert!(
+        out.iter().all(Vec::is_empty),
+        "nothing answered in the fast path"
+    );
+    assert_eq!(h.event(Event::ToHostStack), 4);
+    let got = host_got(&q);
+    let want: Vec<Vec<u8>> = frames.iter().map(|f| f[14..].to_vec()).collect();
+    assert_eq!(got, want);
+    // Another IP protocol (GRE) to the router goes there too.
+    let mut gre = from_h0([10, 0, 0, 1], 64, b"gre?");
+    gre[23] = 47;
+    fix4(&mut gre);
+    h.send1(0, T, gre.clone());
+    assert_eq!(host_got(&q), vec![gre[14..].to_vec()]);
+    // UDP and ICMP echo stay in the fast path; an IPv6 fragment to the router is dropped (no reassembly).
+    let out = h.send1(0, T, from_h0([10, 0, 0, 1], 64, b"dns?"));
+    assert_eq!(
+        icmp4(only(&out, 0)).1,
+        3,
+        "port unreachable from the fast path"
+    );
+    let out = h.send1(0, T, echo4(H0, R0, H0_4, [10, 0, 0, 1], 1, b"ping"));
+    assert_eq!(icmp4(only(&out, 0)).1, 0, "echo reply from the fast path");
+    let mut frag6 = tcp6("fd00::2", "fd00::1");
+    frag6[20] = 44;
+    h.send1(0, T, frag6);
+    assert_eq!(h.drops(DropReason::Fragment), 1);
+    assert!(host_got(&q).is_empty());
+    assert_eq!(h.event(Event::ToHostStack), 5);
+    assert_eq!(h.drops(DropReason::NoLocalStack), 0);
+    h.assert_no_leak();
+}
+
+#[test]
+fn a_full_host_queue_drops_as_host_queue_full() {
+    let mut h = Harness::new();
+    let q = h.with_host(2);
+    let f = tcp4(H0, R0, H0_4, [10, 0, 0, 1]);
+    h.send(0, T, &[f.clone(), f.clone(), f.clone()]);
+    assert_eq!(h.event(Event::ToHostStack), 2);
+    assert_eq!(h.drops(DropReason::HostQueueFull), 1);
+    assert_eq!(host_got(&q).len(), 2);
+    // Room again: the next one goes.
+    h.send1(0, T, f);
+    assert_eq!(host_got(&q).len(), 1);
+    assert_eq!(h.drops(DropReason::HostQueueFull), 1);
+    h.assert_no_leak();
+}
+
+#[test]
+fn host_stack_output_leaves_by_the_fib_to_a_resolved_neighbour_from_worker_0_only() {
+    let mut h = Harness::new();
+    let q = h.with_host(128);
+    h.deferred(T); // the start-up announcement
+    assert!(!h.snap.has_deferred(&h.state, T), "nothing to send yet");
+    // H0 is known: it asked for the router's address.
+    h.send1(0, T, arp_request(H0, H0_4, [10, 0, 0, 1]));
+    let ip = ip_tcp4([10, 0, 0, 1], H0_4, b"echo me");
+    h.host_sends(&q, &ip);
+    // Worker 1 leaves it to worker 0 (one worker keeps a connection's segments in order).
+    let other = h.snap.new_state(1);
+    assert!(!h.snap.has_deferred(&other, T));
+    assert!(h.snap.has_deferred(&h.state, T));
+    let out = h.deferred(T);
+    assert_sent(only(&out, 0), &ip, H0, R0);
+    assert_eq!(h.event(Event::FromHostStack), 1);
+    // IPv6, a global address: resolved from H0's solicitation.
+    h.send1(0, T, ns(H0, "fd00::2", "fd00::1", 255, &ll_opt(1, H0)));
+    let ip6 = ip_tcp6("fd00::1", "fd00::2", b"echo me too");
+    h.host_sends(&q, &ip6);
+    let out = h.deferred(T);
+    assert_sent(only(&out, 0), &ip6, H0, R0);
+    // A burst larger than one round's share leaves over several rounds, in order.
+    let n = pipelines::l3::host::OUTPUT_PER_ROUND + 10;
+    let many: Vec<Vec<u8>> = (0..n)
+        .map(|i| ip_tcp4([10, 0, 0, 1], H0_4, &[i as u8; 8]))
+        .collect();
+    for p in &many {
+        h.host_sends(&q, p);
+    }
+    let mut sent = h.deferred(T).swap_remove(0);
+    assert_eq!(sent.len(), pipelines::l3::host::OUTPUT_PER_ROUND);
+    sent.extend(h.deferred(T).swap_remove(0));
+    assert_eq!(sent.len(), n);
+    for (f, p) in sent.iter().zip(&many) {
+        assert_sent(f, p, H0, R0);
+    }
+    assert!(!h.snap.has_deferred(&h.state, T), "drained");
+    assert_eq!(h.event(Event::FromHostStack), 2 + n as u64);
+    assert_eq!(h.all_drops(), 0);
+    h.assert_no_leak();
+}
+
+#[test]
+fn host_stack_output_to_an_unresolved_next_hop_waits_for_it_like_forwarded_packets() {
+    let mut h = Harness::new();
+    let q = h.with_host(16);
+    // On-link, unknown: ARP goes out of port 1, the packet waits, the reply releases it.
+    let ip = ip_tcp4([10, 1, 0, 1], N1_4, b"syn-ack");
+    h.host_sends(&q, &ip);
+    let out = h.deferred(T);
+    let (op, _, _, _, tpa) = arp_of(only(&out, 1));
+    assert_eq!((op, tpa), (st::ArpOperation::Request, N1_4.into()));
+    assert_eq!(h.parked(), 1);
+    let out = h.send1(1, T, arp_reply(N1, N1_4, R1, [10, 1, 0, 1]));
+    assert_sent(only(&out, 1), &ip, N1, R1);
+    // Behind a static route: the gateway is asked for, not the destination.
+    let ip = ip_tcp4([10, 1, 0, 1], [192, 168, 7, 7], b"far");
+    h.host_sends(&q, &ip);
+    let out = h.deferred(T);
+    let (_, _, _, _, tpa) = arp_of(only(&out, 1));
+    assert_eq!(tpa, Ipv4Addr::new(10, 1, 0, 254));
+    let out = h.send1(1, T, arp_reply(G1, [10, 1, 0, 254], R1, [10, 1, 0, 1]));
+    assert_sent(only(&out, 1), &ip, G1, R1);
+    // IPv6: a solicitation, then the advertisement releases it.
+    let ip6 = ip_tcp6("fd01::1", "fd01::5", b"v6");
+    h.host_sends(&q, &ip6);
+    let out = h.deferred(T);
+    assert!(matches!(
+        nd_of(only(&out, 1)).3,
+        st::NdiscRepr::NeighborSolicit { .. }
+    ));
+    let out = h.send1(1, T, na(N1, "fd01::5", R1, "fd01::1"));
+    assert_sent(only(&out, 1), &ip6, N1, R1);
+    assert_eq!(h.event(Event::FromHostStack), 3);
+    assert_eq!(h.all_drops(), 0);
+    h.assert_no_leak();
+}
+
+#[test]
+fn host_stack_output_to_a_link_local_peer_leaves_by_the_interface_owning_its_source() {
+    let mut h = Harness::new();
+    let q = h.with_host(16);
+    let (r0_ll, r1_ll, h0_ll) = (
+        link_local_of(&R0).to_string(),
+        link_local_of(&R1).to_string(),
+        link_local_of(&H0).to_string(),
+    );
+    // H0 solicited the router's link-local address from its own: known on interface 0.
+    h.send1(0, T, ns(H0, &h0_ll, &r0_ll, 255, &ll_opt(1, H0)));
+    let ip = ip_tcp6(&r0_ll, &h0_ll, b"link-local");
+    h.host_sends(&q, &ip);
+    let out = h.deferred(T);
+    assert_sent(only(&out, 0), &ip, H0, R0);
+    // An unknown peer of interface 1's link-local address is asked for on interface 1 (port 1).
+    h.host_sends(&q, &ip_tcp6(&r1_ll, "fe80::99", b"who?"));
+    let out = h.deferred(T);
+    let (src, _, _, nd) = nd_of(only(&out, 1));
+    assert_eq!(src, v6(&r1_ll));
+    assert!(
+        matches!(nd, st::NdiscRepr::NeighborSolicit { target_addr, .. } if target_addr == v6("fe80::99"))
+    );
+    assert_eq!(h.parked(), 1);
+    h.assert_no_leak();
+}
+
+#[test]
+fn host_stack_output_without_a_route_or_that_does_not_parse_is_dropped_by_reason() {
+    let mut h = Harness::with(Opts {
+        mtu1: 1280,
+        ..Opts::default()
+    });
+    let q = h.with_host(16);
+    learn_n1(&mut h);
+    h.take();
+    let cases: Vec<(Vec<u8>, DropReason)> = vec![
+        (
+            ip_tcp4([10, 0, 0, 1], [8, 8, 8, 8], b"x"),
+            DropReason::NoRoute,
+        ),
+        (
+            ip_tcp4([10, 0, 0, 1], [198, 51, 100, 1], b"x"),
+            DropReason::NoRoute,
+        ),
+        (
+            ip_tcp6("fd00::1", "2001:db8:bad::1", b"x"),
+            DropReason::NoRoute,
+        ),
+        (
+            ip_tcp4([10, 1, 0, 1], N1_4, &[0; 1300]),
+            DropReason::MtuExceeded,
+        ),
+        (vec![0x50; 40], DropReason::BadIpHeader),
+        (vec![0x45; 10], DropReason::Malformed),
+        (Vec::new(), DropReason::Truncated),
+    ];
+    for (ip, reason) in &cases {
+        let before = h.drops(*reason);
+        h.host_sends(&q, ip);
+        let out = h.deferred(T);
+        assert!(out.iter().all(Vec::is_empty), "{reason:?}: nothing sent");
+        assert_eq!(h.drops(*reason), before + 1, "{reason:?}");
+    }
+    assert_eq!(h.all_drops(), cases.len() as u64);
+    h.assert_no_leak();
 }

@@ -7,6 +7,7 @@ use crate::config::{
 use pipelines::bridge::BridgeDomain;
 use pipelines::bridge::Egress;
 use pipelines::fib::{Lpm4, Lpm6};
+use pipelines::l3::host::HostQueues;
 use pipelines::l3::neigh::NeighTable;
 use pipelines::l3::{link_local_of, Adjacency, Attach, Interface, L3Tables};
 use pipelines::snapshot::PortRole;
@@ -101,6 +102,7 @@ fn endpoint_hosts<'a>(
 }
 
 /// Builds the L3 tables, attaches each bridge with addresses to its gateway interface and marks routed ports.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn compile_l3(
     cfg: &Config,
     port_index: &dyn Fn(&str) -> Result<u16, String>,
@@ -109,6 +111,7 @@ pub(super) fn compile_l3(
     roles: &mut [PortRole],
     previous: Option<&Snapshot>,
     pool: Option<&dataplane::Pool>,
+    host: Option<&Arc<HostQueues>>,
 ) -> Result<L3Tables, String> {
     let r = &cfg.router;
     let mut ifaces: Vec<Interface> = Vec::new();
@@ -369,5 +372,7 @@ pub(super) fn compile_l3(
         icmp_rate: r.icmp_rate,
         reachable_s: r.neighbor_reachable_s,
         pool: pool.cloned(),
+        host: host.cloned(),
+        nat: None,
     })
 }

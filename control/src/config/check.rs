@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 mod ipam;
 mod ipvlan;
+mod nat;
+mod overlay;
 
 pub(crate) use ipam::pool_spec;
 mod routing;
@@ -15,8 +17,8 @@ mod routing;
 use super::dpdk;
 use super::error::did_you_mean;
 use super::raw::{
-    RawConfig, RawControl, RawDataplane, RawEndpoint, RawIpam, RawLink, RawNetwork, RawPort,
-    RawRewrite, RawRoute, RawRouter, RawStaticMac,
+    RawConfig, RawControl, RawDataplane, RawEndpoint, RawFdb, RawIpam, RawLink, RawNetwork,
+    RawPort, RawRewrite, RawRoute, RawRouter, RawStaticMac, RawVxlan,
 };
 use super::*;
 
@@ -223,6 +225,7 @@ pub(crate) fn check(raw: &RawConfig, base: Option<&Path>) -> Result<Config, Vec<
         .copied()
         .collect();
     let routes = routing::check_routes(&mut ck, raw, &connected);
+    let nat = nat::check_nat(&mut ck, raw);
     if !ck.problems.is_empty() {
         return Err(ck.problems);
     }
@@ -245,6 +248,8 @@ pub(crate) fn check(raw: &RawConfig, base: Option<&Path>) -> Result<Config, Vec<
             router: router?,
             routes: routes?,
             links: links?,
+            nat: nat.as_ref()?.0.clone(),
+            services: nat?.1,
         })
     })();
     built.ok_or_else(|| {
@@ -955,7 +960,8 @@ fn check_networks(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<NetworkCfg>> 
         let l2 = check_l2(ck, i, n, mode, &port_names, &mut tagged);
         let ipvlan = ipvlan::check_ipvlan(ck, i, n, mode, raw);
         let pool = ipam::check_network_ipam(ck, i, n, mode);
-        out.push(match (ok, mode, ports, rewrite, l2, ipvlan, pool) {
+        let vx = overlay::check_overlay(ck, i, n, mode, raw);
+        out.push(match (ok, mode, ports, rewrite, l2, ipvlan, pool, vx) {
             (
                 true,
                 Some(mode),
@@ -964,6 +970,7 @@ fn check_networks(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<NetworkCfg>> 
                 Some((bridge, macvlan)),
                 Some(ipvlan),
                 Some(ipam),
+                Some(overlay),
             ) => Some(NetworkCfg {
                 name: name.to_string(),
                 mode,
@@ -974,6 +981,7 @@ fn check_networks(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<NetworkCfg>> 
                 ipvlan,
                 ipam,
                 addresses: Vec::new(),
+                overlay,
             }),
             _ => None,
         });
@@ -1054,7 +1062,11 @@ fn check_l2<'a>(
     };
     let mut ok = true;
     for (opt, set, owner) in mode_options(n) {
-        if set && mode != owner {
+        // An overlay is a bridge domain: it takes the bridge's table options, not its VLAN or gateway ones.
+        let overlay_ok = mode == NetworkMode::Overlay
+            && owner == NetworkMode::Bridge
+            && !matches!(opt, "trunk_ports" | "gateway_mac");
+        if set && mode != owner && !overlay_ok {
             ck.err(
                 at(opt),
                 format!("`{opt}` is only for {owner} networks (this one is {mode})"),
@@ -1101,9 +1113,12 @@ fn check_l2<'a>(
             true
         };
     match mode {
-        NetworkMode::Bridge => {
+        NetworkMode::Bridge | NetworkMode::Overlay => {
             let mut trunk_ports = Vec::new();
-            for (j, p) in n.trunk_ports.iter().flatten().enumerate() {
+            // An overlay's trunk ports were refused above.
+            let trunks = n.trunk_ports.iter().flatten();
+            let trunks = trunks.filter(|_| mode == NetworkMode::Bridge);
+            for (j, p) in trunks.enumerate() {
                 let field = at(&format!("trunk_ports[{j}]"));
                 if n.ports.iter().flatten().any(|a| a == p) {
                     ck.err(
@@ -1469,6 +1484,7 @@ fn check_endpoints(ck: &mut Checker, raw: &RawConfig) -> Vec<Option<EndpointCfg>
             address6,
             gateway6,
             routes,
+            publish: _,
         } = e;
         let routes = ipvlan::check_endpoint_routes(ck, i, routes.as_deref());
         let at = |f: &str| format!("endpoints[{i}].{f}");
@@ -1888,6 +1904,25 @@ pub(crate) fn to_raw(c: &Config) -> RawConfig {
                 max_macs: n.macvlan.as_ref().map(|m| num(m.max_macs)),
                 allow_host: n.macvlan.as_ref().map(|m| m.allow_host),
                 addresses: cidrs(&n.addresses),
+                vxlan: n.overlay.as_ref().map(|o| RawVxlan {
+                    vni: Some(i64::from(o.vni)),
+                    underlay: Some(o.underlay.clone()),
+                    local: Some(o.local.to_string()),
+                    remotes: (!o.remotes.is_empty())
+                        .then(|| o.remotes.iter().map(|a| a.to_string()).collect()),
+                    port: Some(i64::from(o.port)),
+                    df: Some(o.df),
+                    ttl: Some(i64::from(o.ttl)),
+                    mtu: Some(i64::from(o.mtu)),
+                    fdb: o
+                        .fdb
+                        .iter()
+                        .map(|e| RawFdb {
+                            mac: Some(e.mac.to_string()),
+                            vtep: Some(e.vtep.to_string()),
+                        })
+                        .collect(),
+                }),
                 ipam: n.ipam.as_ref().map(|p| RawIpam {
                     subnet: Some(p.subnet.to_string()),
                     range: p.range.map(|(a, b)| format!("{a}-{b}")),
@@ -1910,6 +1945,15 @@ pub(crate) fn to_raw(c: &Config) -> RawConfig {
                 gateway6: e.gateway6.map(|g| g.to_string()),
                 routes: (!e.routes.is_empty())
                     .then(|| e.routes.iter().map(|r| r.to_string()).collect()),
+                publish: c.nat.as_ref().and_then(|n| {
+                    let list: Vec<String> = n
+                        .published
+                        .iter()
+                        .filter(|p| p.endpoint == e.name)
+                        .map(|p| p.spec.to_string())
+                        .collect();
+                    (!list.is_empty()).then_some(list)
+                }),
             })
             .collect(),
         links: c
@@ -1927,6 +1971,7 @@ pub(crate) fn to_raw(c: &Config) -> RawConfig {
             neighbor_stale_s: Some(i64::from(c.router.neighbor_stale_s)),
             neighbor_capacity: Some(num(c.router.neighbor_capacity)),
             fib_tbl8_groups: Some(i64::from(c.router.fib_tbl8_groups)),
+            echo_port: Some(i64::from(c.router.echo_port)),
         }),
         routes: c
             .routes
@@ -1944,6 +1989,8 @@ pub(crate) fn to_raw(c: &Config) -> RawConfig {
                 ),
             })
             .collect(),
+        nat: c.nat.as_ref().map(nat::nat_to_raw),
+        services: c.services.iter().map(nat::service_to_raw).collect(),
     }
 }
 

@@ -21,6 +21,33 @@ pub(crate) struct RawConfig {
     pub router: Option<RawRouter>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    pub nat: Option<RawNat>,
+    #[serde(default)]
+    pub services: Vec<RawService>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNat {
+    pub outside: Option<String>,
+    pub masquerade: Option<Vec<String>>,
+    pub port_range: Option<String>,
+    pub max_sessions: Option<i64>,
+    pub udp_mapping: Option<String>,
+    pub tcp_established_s: Option<i64>,
+    pub tcp_transitory_s: Option<i64>,
+    pub tcp_close_s: Option<i64>,
+    pub udp_s: Option<i64>,
+    pub udp_assured_s: Option<i64>,
+    pub icmp_s: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawService {
+    pub name: Option<String>,
+    pub publish: Option<String>,
+    pub backends: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -33,6 +60,7 @@ pub(crate) struct RawRouter {
     pub neighbor_stale_s: Option<i64>,
     pub neighbor_capacity: Option<i64>,
     pub fib_tbl8_groups: Option<i64>,
+    pub echo_port: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,6 +152,30 @@ pub(crate) struct RawNetwork {
     // the router's addresses on the network (bridge)
     pub addresses: Option<Vec<String>>,
     pub ipam: Option<RawIpam>,
+    // overlay
+    pub vxlan: Option<RawVxlan>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVxlan {
+    pub vni: Option<i64>,
+    pub underlay: Option<String>,
+    pub local: Option<String>,
+    pub remotes: Option<Vec<String>>,
+    pub port: Option<i64>,
+    pub df: Option<bool>,
+    pub ttl: Option<i64>,
+    pub mtu: Option<i64>,
+    #[serde(default)]
+    pub fdb: Vec<RawFdb>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFdb {
+    pub mac: Option<String>,
+    pub vtep: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -161,4 +213,5 @@ pub(crate) struct RawEndpoint {
     pub address6: Option<String>,
     pub gateway6: Option<String>,
     pub routes: Option<Vec<String>>,
+    pub publish: Option<Vec<String>>,
 }

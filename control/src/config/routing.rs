@@ -36,6 +36,8 @@ pub const NEIGHBOR_CAPACITY_RANGE: std::ops::RangeInclusive<usize> = 64..=(1 << 
 pub const DEFAULT_TBL8_GROUPS: u32 = 16_384;
 /// Accepted `fib_tbl8_groups`.
 pub const TBL8_GROUPS_RANGE: std::ops::RangeInclusive<u32> = 16..=(1 << 20);
+/// Default TCP port of the router's echo service (RFC 862); 0 turns it off.
+pub const DEFAULT_ECHO_PORT: u16 = 7;
 
 /// `[router]`: settings of the L3 stage.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -54,6 +56,8 @@ pub struct RouterCfg {
     pub neighbor_capacity: usize,
     /// `fib_tbl8_groups`: IPv4 FIB groups for prefixes longer than /24 (each 1 KiB).
     pub fib_tbl8_groups: u32,
+    /// `echo_port`: TCP port on which the router's host stack echoes what it receives (0: no echo service).
+    pub echo_port: u16,
 }
 
 impl Default for RouterCfg {
@@ -66,6 +70,7 @@ impl Default for RouterCfg {
             neighbor_stale_s: DEFAULT_STALE_S,
             neighbor_capacity: DEFAULT_NEIGHBOR_CAPACITY,
             fib_tbl8_groups: DEFAULT_TBL8_GROUPS,
+            echo_port: DEFAULT_ECHO_PORT,
         }
     }
 }

@@ -2,6 +2,8 @@
 //! per-process name prefixes, and a raw AF_PACKET sender for hand-made frames.
 #![allow(dead_code)] // each test file uses a part
 
+pub mod ring_peer;
+
 use control::config;
 use control::lab::{self, LabHost, Topology};
 use control::router::Router;
@@ -9,6 +11,7 @@ use dataplane::netns;
 use serde_json::Value;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
+use std::process::Command;
 
 // ---- the lab guard ---------------------------------------------------------------------------------------------
 
@@ -130,6 +133,46 @@ pub fn quiet_ipv6(topo: &Topology) {
         })
         .unwrap();
     }
+}
+
+/// Runs `args` inside `h`'s namespace; stdout and stderr together, and whether it succeeded.
+pub fn run_in(h: &LabHost, args: &[&str]) -> (bool, String) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", h.ns.name()])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {args:?}: {e}"));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The hops `traceroute -n` printed, in order (`*` for a hop that did not answer).
+pub fn traceroute(h: &LabHost, family: &str, to: &str) -> Vec<String> {
+    let (_, out) = run_in(
+        h,
+        &[
+            "traceroute",
+            family,
+            "-n",
+            "-q",
+            "1",
+            "-w",
+            "2",
+            "-m",
+            "4",
+            to,
+        ],
+    );
+    out.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .collect()
 }
 
 // ---- raw frames ------------------------------------------------------------------------------------------------

@@ -215,7 +215,7 @@ fn zeroed_slice<T: ZeroValid>(len: usize) -> Result<Box<[T]>, FibError> {
 /// memory traffic; with 2 MiB pages the whole first table needs 32 entries. The cost: a touched region commits
 /// 2 MiB rather than 4 KiB. Only advice: errors are ignored, and nothing changes where THP is off.
 #[cfg(target_os = "linux")]
-fn advise_huge_pages(p: *mut u8, len: usize) {
+pub(crate) fn advise_huge_pages(p: *mut u8, len: usize) {
     const HUGE: usize = 2 << 20;
     const MADV_HUGEPAGE: std::ffi::c_int = 14;
     extern "C" {
@@ -236,7 +236,7 @@ fn advise_huge_pages(p: *mut u8, len: usize) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn advise_huge_pages(_p: *mut u8, _len: usize) {}
+pub(crate) fn advise_huge_pages(_p: *mut u8, _len: usize) {}
 
 /// Types for which all-zero bytes are a valid value.
 ///

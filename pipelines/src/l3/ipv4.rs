@@ -86,6 +86,16 @@ pub(super) fn input(
     if pkt.len() > ETH_LEN + total {
         pkt.truncate(ETH_LEN + total);
     }
+    let mut dst = dst;
+    if let Some(t) = c.t.nat.as_deref() {
+        if crate::nat::owner::NatConfig::is_external(t, dst) {
+            let Some(p) = super::nat::before_route(c, t, st, iface, pkt, out) else {
+                return;
+            };
+            pkt = p;
+            dst = super::nat::dst_of(&pkt);
+        }
+    }
     let Some(nh) = c.t.fib4.lookup(dst) else {
         icmp::unreachable4(
             c,
@@ -151,11 +161,26 @@ pub(super) fn input(
         }
         return;
     }
-    ip.decrement_ttl();
+    match c.t.nat.as_deref() {
+        Some(t) if oif == t.outside && iface != t.outside => {
+            // After the TTL and MTU checks (ICMP errors quote what the sender sent) and before the TTL is
+            // decremented (a packet handed to another worker is routed again there).
+            let Some(p) = super::nat::after_route(c, t, st, iface, pkt, out) else {
+                return;
+            };
+            pkt = p;
+            if let Ok(mut ip) = Ipv4Packet::new_checked(&mut pkt.data_mut()[ETH_LEN..]) {
+                ip.decrement_ttl();
+            }
+        }
+        _ => {
+            ip.decrement_ttl();
+        }
+    }
     to_neighbor(c, st, NeighKey::v4(oif, via), pkt, out);
 }
 
-/// A packet for one of the router's addresses.
+/// A packet for one of the router's addresses: ICMP and UDP are answered here, the rest goes to the host stack.
 fn local(
     c: &L3Ctx<'_>,
     st: &mut L3State,
@@ -171,15 +196,21 @@ fn local(
     let proto = pkt.data()[ETH_LEN + 9];
     match proto {
         IPPROTO_ICMP => icmp::echo4(c, iface, pkt, out),
-        IPPROTO_UDP => icmp::unreachable4(
-            c,
-            st,
-            iface,
-            pkt,
-            icmp::Unreach::Port,
-            DropReason::LocalPortUnreachable,
-            out,
-        ),
-        _ => out.drop_pkt(pkt, DropReason::NoLocalStack),
+        IPPROTO_UDP => {
+            // VXLAN to a local VTEP is taken by the overlay; other UDP has no listener here.
+            let Some(pkt) = crate::vxlan::decap::input(c, pkt, out) else {
+                return;
+            };
+            icmp::unreachable4(
+                c,
+                st,
+                iface,
+                pkt,
+                icmp::Unreach::Port,
+                DropReason::LocalPortUnreachable,
+                out,
+            )
+        }
+        _ => super::host::deliver(c, pkt, out),
     }
 }

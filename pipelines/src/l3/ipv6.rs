@@ -15,6 +15,9 @@ fn reason(e: Ipv6Error) -> DropReason {
     }
 }
 
+/// IPv6 Fragment extension header.
+const IPPROTO_FRAGMENT: u8 = 44;
+
 /// ICMPv6 types of Neighbor Solicitation and Advertisement.
 const ND_NS: u8 = 135;
 const ND_NA: u8 = 136;
@@ -154,9 +157,11 @@ pub(super) fn input(
     );
 }
 
-/// A packet for one of the router's addresses.
+/// A packet for one of the router's addresses: ICMPv6 and UDP are answered here, fragments dropped (the router
+/// does not reassemble), the rest goes to the host stack.
 fn local(c: &L3Ctx<'_>, st: &mut L3State, iface: u16, pkt: Pkt, next: u8, out: &mut TxBatches) {
     match next {
+        IPPROTO_FRAGMENT => out.drop_pkt(pkt, DropReason::Fragment),
         IPPROTO_ICMPV6 => icmp::echo6(c, iface, pkt, out),
         IPPROTO_UDP => icmp::unreachable6(
             c,
@@ -167,6 +172,6 @@ fn local(c: &L3Ctx<'_>, st: &mut L3State, iface: u16, pkt: Pkt, next: u8, out: &
             DropReason::LocalPortUnreachable,
             out,
         ),
-        _ => out.drop_pkt(pkt, DropReason::NoLocalStack),
+        _ => super::host::deliver(c, pkt, out),
     }
 }

@@ -5,8 +5,9 @@
 //! `Meta::scratch[2]`; the burst is handled in two passes, VPP style: the first parses the EtherType and warms
 //! the FIB entry of each IPv4 destination, the second decides every packet:
 //!
-//! - IPv4/IPv6 to a router address: echo requests are answered in place, UDP gets port unreachable, the
-//!   rest is counted as `no_local_stack`.
+//! - IPv4/IPv6 to a router address: echo requests are answered in place, UDP gets port unreachable, other
+//!   ICMP is counted as `no_local_stack`; the rest (TCP, other protocols) goes to the router's host stack
+//!   ([`host`]), whose output worker 0 routes.
 //! - IPv4/IPv6 to elsewhere: longest-prefix match, ECMP by flow hash, TTL/hop-limit check and decrement
 //!   (incremental checksum), MTU check (ICMP fragmentation needed / packet too big), then the next hop's MAC
 //!   from the shared neighbour cache. An unresolved next hop gets a request and the packet waits in the
@@ -17,9 +18,11 @@
 //! ICMP errors are rate-limited per worker by a token bucket.
 
 mod arp;
+pub mod host;
 mod icmp;
 mod ipv4;
 mod ipv6;
+mod nat;
 mod nd;
 pub mod neigh;
 pub mod pending;
@@ -188,6 +191,11 @@ pub struct L3Tables {
     /// Identity of the interfaces' addresses and MACs: worker 0 announces them when it changes (not on every
     /// new snapshot: a route change does not).
     pub announce_id: u64,
+    /// The queues to and from the router's host stack (kept across reloads); `None`: no host stack, and what
+    /// it would take is dropped as `no_local_stack`.
+    pub host: Option<Arc<host::HostQueues>>,
+    /// Source and destination NAT of IPv4 through the outside interface; `None`: no NAT.
+    pub nat: Option<Arc<crate::nat::stage::NatTables>>,
 }
 
 impl Default for L3Tables {
@@ -204,6 +212,8 @@ impl Default for L3Tables {
             reachable_s: 30,
             pool: None,
             announce_id: 0,
+            host: None,
+            nat: None,
         }
     }
 }
@@ -252,6 +262,8 @@ pub struct L3State {
     pub icmp: TokenBucket,
     /// The [`L3Tables::announce_id`] this worker last announced (worker 0 only announces).
     pub announced: u64,
+    /// The worker's NAT flows and ports (taken from the NAT tables' prebuilt states when NAT is configured).
+    pub nat: Option<Box<crate::nat::stage::NatState>>,
 }
 
 /// Everything one burst's L3 work reads.
@@ -264,6 +276,10 @@ pub struct L3Ctx<'a> {
     pub generation: u64,
     /// The worker's clock.
     pub now_ns: u64,
+    /// The worker's index.
+    pub worker: u16,
+    /// The VXLAN tables (the decapsulation hooks into local delivery).
+    pub vxlan: &'a crate::vxlan::VxlanTables,
 }
 
 impl L3Ctx<'_> {
@@ -273,17 +289,54 @@ impl L3Ctx<'_> {
     }
 }
 
+/// Packets whose IPv6 FIB lookups pass 1 of [`process`] overlaps at a time.
+const WARM: usize = 32;
+
 /// Scratch word holding a packet's input interface between the stages.
 pub const SCRATCH_IFACE: usize = 2;
 
 /// Runs the L3 stage over `burst`, every packet's input interface being in `Meta::scratch[SCRATCH_IFACE]`.
 pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxBatches) {
-    // Pass 1: warm the FIB entries of IPv4 destinations.
-    for pkt in burst.iter() {
-        let d = pkt.data();
-        if d.len() >= ETH_LEN + 20 && u16::from_be_bytes([d[12], d[13]]) == ETH_IPV4 {
-            let dst = u32::from_be_bytes([d[30], d[31], d[32], d[33]]);
-            c.t.fib4.prefetch(dst);
+    let with_nat = c.t.nat.is_some();
+    if with_nat {
+        nat::begin(c, st);
+    }
+    // Pass 1: warm the FIB. An IPv4 lookup is one read (rarely two): prefetching its tbl24 entry is enough. An
+    // IPv6 lookup walks up to one level per byte past the third, each read depending on the one before, so
+    // for WARM packets at a time the first levels are prefetched, then each lookup is walked once with its
+    // result thrown away: the levels of different packets are then in flight together in the out-of-order
+    // window, where pass 2, with hundreds of instructions per packet between two lookups, would wait for each
+    // level of each packet in turn.
+    for chunk in burst.as_slice().chunks(WARM) {
+        let mut v6 = [[0u8; 16]; WARM];
+        let mut n6 = 0;
+        for pkt in chunk {
+            let d = pkt.data();
+            if d.len() < ETH_LEN + 20 {
+                continue;
+            }
+            match u16::from_be_bytes([d[12], d[13]]) {
+                ETH_IPV4 => {
+                    let dst = u32::from_be_bytes([d[30], d[31], d[32], d[33]]);
+                    c.t.fib4.prefetch(dst);
+                }
+                ETH_IPV6 if d.len() >= ETH_LEN + 40 => {
+                    v6[n6].copy_from_slice(&d[ETH_LEN + 24..ETH_LEN + 40]);
+                    c.t.fib6.prefetch(&v6[n6]);
+                    n6 += 1;
+                }
+                _ => {}
+            }
+        }
+        if with_nat {
+            nat::warm(st, chunk);
+        }
+        if n6 > 0 {
+            let mut warm = 0u32;
+            for a in &v6[..n6] {
+                warm ^= c.t.fib6.lookup(a).unwrap_or(0);
+            }
+            std::hint::black_box(warm);
         }
     }
     // Pass 2: decide.
@@ -292,6 +345,9 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
     }
     if st.pending.due(&c.t.neigh, c.now_ns) {
         release_pending(c, st, out);
+    }
+    if with_nat {
+        nat::tick(c, st);
     }
 }
 
@@ -417,17 +473,28 @@ pub fn release_pending(c: &L3Ctx<'_>, st: &mut L3State, out: &mut TxBatches) {
         });
 }
 
-/// Whether worker state has deferred L3 work (waiting packets due, or addresses to announce).
+/// Whether worker state has deferred L3 work (waiting packets due, addresses to announce, or, on worker 0,
+/// packets the host stack sent).
 #[inline]
 pub fn has_deferred(c: &L3Ctx<'_>, st: &L3State, worker: usize) -> bool {
-    st.pending.due(&c.t.neigh, c.now_ns) || (worker == 0 && st.announced != c.t.announce_id)
+    st.pending.due(&c.t.neigh, c.now_ns)
+        || (worker == 0 && st.announced != c.t.announce_id)
+        || host::has_output(c, worker)
+        || nat::has_deferred(c, st)
 }
 
-/// Runs deferred L3 work: releases waiting packets and, on worker 0 when the interfaces changed, announces
-/// every interface address (gratuitous ARP, unsolicited Neighbor Advertisement) so peers update their caches.
+/// Runs deferred L3 work: releases waiting packets, routes what the host stack sent (worker 0) and, on
+/// worker 0 when the interfaces changed, announces every interface address (gratuitous ARP, unsolicited
+/// Neighbor Advertisement) so peers update their caches.
 pub fn run_deferred(c: &L3Ctx<'_>, st: &mut L3State, worker: usize, out: &mut TxBatches) {
     if st.pending.due(&c.t.neigh, c.now_ns) {
         release_pending(c, st, out);
+    }
+    if host::has_output(c, worker) {
+        host::run(c, st, out);
+    }
+    if c.t.nat.is_some() {
+        nat::run_deferred(c, st, out);
     }
     if worker == 0 && st.announced != c.t.announce_id {
         st.announced = c.t.announce_id;

@@ -22,6 +22,7 @@ pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
 pub mod ndisc;
+pub mod vxlan;
 
 pub use crate::ethernet::Mac;
 

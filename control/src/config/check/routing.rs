@@ -357,6 +357,13 @@ pub(super) fn check_router(ck: &mut Checker, r: &RawRouter) -> Option<RouterCfg>
         i64_range(&TBL8_GROUPS_RANGE),
         d.fib_tbl8_groups,
     );
+    let echo_port = ck.range_or(
+        "router.echo_port",
+        "echo_port",
+        r.echo_port,
+        0..=i64::from(u16::MAX),
+        d.echo_port,
+    );
     if let (Some(reach), Some(stale)) = (reach, stale) {
         if stale < reach {
             let default = if r.neighbor_reachable_s.is_none() {
@@ -382,6 +389,7 @@ pub(super) fn check_router(ck: &mut Checker, r: &RawRouter) -> Option<RouterCfg>
         neighbor_stale_s: stale?,
         neighbor_capacity: cap?,
         fib_tbl8_groups: groups?,
+        echo_port: echo_port?,
     })
 }
 
