@@ -532,6 +532,7 @@ fn route_setup(a: &Args, socket: &Path) -> anyhow::Result<RouteSetup> {
             previous: None,
             port_macs: &macs,
             pool: None,
+            host: None,
         },
     )
     .map_err(|e| anyhow::anyhow!("compile: {e}"))?;
