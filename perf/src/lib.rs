@@ -16,5 +16,20 @@ pub mod gen;
 pub mod impair;
 pub mod latency;
 pub mod plot;
+pub mod scenario;
 pub mod search;
 pub mod trial;
+
+/// Median of the runs (sorts `v`; 0 when empty).
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        return 0.0;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
