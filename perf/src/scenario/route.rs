@@ -44,8 +44,9 @@ impl Table {
             .map(|i| {
                 let (p, l) = prefixes[i % prefixes.len()];
                 let host = if l >= 32 { 0 } else { u32::MAX >> l };
-                // Not the network's first or last address.
-                let r = (rng.next_u64() as u32 & host).clamp(1.min(host), host.saturating_sub(1));
+                // Not the network's first or last address, when it has others.
+                let r = rng.next_u64() as u32 & host;
+                let r = if host >= 2 { r.clamp(1, host - 1) } else { r };
                 (u32::from(p) | r).to_be_bytes()
             })
             .collect();
