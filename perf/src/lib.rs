@@ -2,6 +2,7 @@
 //!
 //! - [`gen`]: the traffic generator (frame sizes, IMIX, flows, UDP/TCP/ICMP, VLAN; paced or flat out) over
 //!   any wharf port backend; every frame carries a sequence number and a timestamp.
+//! - [`generate`]: the `wharf-perf gen` subcommand: generator and receiver against any device.
 //! - [`analyse`]: the receiver: loss, duplicates, reordering, latency histogram.
 //! - [`latency`], [`plot`]: latency percentiles, `.hgrm` files and SVG plots.
 //! - [`trial`]: one trial (send for a while at a rate, receive, count) over two port queues.
@@ -13,6 +14,7 @@
 
 pub mod analyse;
 pub mod gen;
+pub mod generate;
 pub mod impair;
 pub mod latency;
 pub mod plot;

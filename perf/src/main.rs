@@ -1,5 +1,6 @@
 //! `wharf-perf`: benchmarks of wharf's pipelines.
 //!
+//! - `gen`: the traffic generator and receiver against any device (see `wharf_perf::generate`).
 //! - `scenario NAME`: the benchmark harness (see the `wharf_perf` library and `perf/RESULTS.md`): builds a
 //!   topology, runs traffic profiles (sizes, IMIX, flows, protocols), MRR runs, the NDR/PDR search and a
 //!   latency trial for wharf and, on veth, its Linux kernel twin; appends rows to `perf/results/results.tsv`.
@@ -38,6 +39,9 @@ struct Cli {
 // Subcommands are named pipeline-backend; the other pipelines join as they land.
 #[allow(clippy::enum_variant_names)]
 enum Cmd {
+    /// Traffic generator and receiver on two ports (a wharf config's, two AF_PACKET interfaces, or a ring
+    /// self-test): one trial at --rate or the NDR/PDR search; loss, reordering, latency percentiles.
+    Gen(wharf_perf::generate::GenArgs),
     /// Run a harness scenario (`--list` lists them): topology, MRR runs, optional NDR/PDR search, latency,
     /// wharf vs kernel on veth; appends to the results file.
     Scenario {
@@ -243,6 +247,7 @@ fn xconnect_inline(packets: u64, runs: usize, frame: usize, burst: usize) -> any
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Gen(a) => wharf_perf::generate::run(&a).map(drop),
         Cmd::Scenario {
             name,
             list,
