@@ -64,7 +64,7 @@ depth = 4096
 
 /// `bridge-veth`.
 pub fn veth(o: &Options) -> anyhow::Result<Vec<Measured>> {
-    let topo = VethTopo::build(&prefix('b'), o.core, o.gen_core(), o.rps)?;
+    let topo = VethTopo::build(&prefix('b'), o.core, o.gen_core(), !o.no_rps)?;
     let config = super::xconnect::veth_ports(&topo, o, "", NETWORK);
     let kernel = KernelTwin {
         name: "kernel-bridge",

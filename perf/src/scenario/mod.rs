@@ -123,10 +123,11 @@ pub struct Options {
     /// Measure wharf only, not its kernel twin.
     #[arg(long)]
     pub no_kernel: bool,
-    /// Steer the kernel's receive work of each veth end to its side's core (RPS): the device's to its core,
-    /// the generator's to the other.
+    /// Leave the kernel's receive work where the sender runs. By default receive packet steering (RPS) puts
+    /// it on the core of the side that receives: the device's core for `d_a`/`d_b`, the generator's for
+    /// `g_a`/`g_b`; without it, the kernel's forwarding work on veth runs on the generator's core.
     #[arg(long)]
-    pub rps: bool,
+    pub no_rps: bool,
     /// Core of wharf's worker (the generator takes the other of cores 0 and 1).
     #[arg(long, default_value_t = 1)]
     pub core: usize,

@@ -101,6 +101,10 @@ pub fn append(
     }
     let date = sh("date", &["-u", "+%Y-%m-%d %H:%M"]).unwrap_or_default();
     let (commit, machine) = (commit(), machine());
+    // The load when the rows were written: other processes on a shared machine move the figures.
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    let load = format!("load average {}", load.join(" "));
     let command: Vec<String> = std::env::args().collect();
     let command = command.join(" ");
     let r = ratios(rows);
@@ -144,7 +148,7 @@ pub fn append(
             l.p99,
             l.p999,
             l.max,
-            m.notes.replace('\t', " ")
+            format!("{}; {load}", m.notes).replace('\t', " ")
         )?;
         summary += &format!(
             "  {:<16} MRR median {:.4} Mpps (runs {}); NDR {} PDR {} Mpps; {}\n",

@@ -148,7 +148,7 @@ addresses = ["10.1.0.1/24"]
 /// `route-veth`.
 pub fn veth(o: &Options) -> anyhow::Result<Vec<Measured>> {
     let t = Table::new(o.routes);
-    let topo = VethTopo::build(&prefix('r'), o.core, o.gen_core(), o.rps)?;
+    let topo = VethTopo::build(&prefix('r'), o.core, o.gen_core(), !o.no_rps)?;
     let config = with_routes(
         &super::xconnect::veth_ports(&topo, o, "addresses = [\"{net}\"]", ""),
         &t,

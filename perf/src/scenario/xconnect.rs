@@ -83,7 +83,7 @@ interface = "{b}"
 
 /// `xconnect-veth`.
 pub fn veth(o: &Options) -> anyhow::Result<Vec<Measured>> {
-    let topo = VethTopo::build(&prefix('x'), o.core, o.gen_core(), o.rps)?;
+    let topo = VethTopo::build(&prefix('x'), o.core, o.gen_core(), !o.no_rps)?;
     let config = veth_ports(
         &topo,
         o,
