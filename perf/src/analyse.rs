@@ -54,19 +54,31 @@ pub fn locate(f: &[u8]) -> Option<(usize, bool)> {
     }
 }
 
-/// Reads a signature: `(sequence, send time's low 32 bits)`, or `None` without the magic.
+/// A frame's signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Signature {
+    /// Trial number.
+    pub epoch: u8,
+    /// Sequence number.
+    pub seq: u64,
+    /// Send time's low 32 bits, nanoseconds.
+    pub ts: u32,
+}
+
+/// Reads a signature, or `None` without the magic.
 #[inline]
-pub fn signature(s: &[u8]) -> Option<(u64, u32)> {
+pub fn signature(s: &[u8]) -> Option<Signature> {
     let s = s.get(..SIG_LEN)?;
     if u16::from_be_bytes([s[0], s[1]]) != MAGIC {
         return None;
     }
     let mut seq = [0u8; 8];
-    seq[2..8].copy_from_slice(&s[2..8]);
-    Some((
-        u64::from_be_bytes(seq),
-        u32::from_be_bytes([s[8], s[9], s[10], s[11]]),
-    ))
+    seq[3..8].copy_from_slice(&s[3..8]);
+    Some(Signature {
+        epoch: s[2],
+        seq: u64::from_be_bytes(seq),
+        ts: u32::from_be_bytes([s[8], s[9], s[10], s[11]]),
+    })
 }
 
 /// What a receiver counted.
@@ -84,6 +96,8 @@ pub struct Counts {
     pub late: u64,
     /// Frames without our signature (ARP, IPv6 neighbour discovery, anything else on the wire).
     pub foreign: u64,
+    /// Frames of another trial (stragglers of an earlier one), not counted otherwise.
+    pub stale: u64,
     /// Bytes of the frames with our signature (without FCS).
     pub bytes: u64,
     /// Frames that came VXLAN-encapsulated.
@@ -95,6 +109,8 @@ pub struct Counts {
 /// The receiver's state for one trial.
 pub struct Analyser {
     counts: Counts,
+    /// Trial number of the frames counted (`None`: any).
+    epoch: Option<u8>,
     /// Bit `s % WINDOW` says sequence `s` was seen, for `s` in `[base, base + WINDOW)`.
     bits: Vec<u64>,
     base: u64,
@@ -116,6 +132,7 @@ impl Analyser {
     pub fn new() -> Analyser {
         Analyser {
             counts: Counts::default(),
+            epoch: None,
             bits: vec![0; (WINDOW / 64) as usize],
             base: 0,
             any: false,
@@ -128,6 +145,12 @@ impl Analyser {
 
     /// Forgets everything (a new trial); allocates nothing.
     pub fn reset(&mut self) {
+        self.reset_for(None);
+    }
+
+    /// Forgets everything and counts only frames of trial `epoch` from now on (`None`: any).
+    pub fn reset_for(&mut self, epoch: Option<u8>) {
+        self.epoch = epoch;
         self.counts = Counts::default();
         self.bits.fill(0);
         self.base = 0;
@@ -155,12 +178,17 @@ impl Analyser {
     /// Counts frame `f`, received at `now_ns` on the generator's clock.
     #[inline]
     pub fn record(&mut self, f: &[u8], now_ns: u64) {
-        let Some(((seq, ts), vxlan)) =
+        let Some((sig, vxlan)) =
             locate(f).and_then(|(off, vx)| signature(&f[off..]).map(|s| (s, vx)))
         else {
             self.counts.foreign += 1;
             return;
         };
+        if self.epoch.is_some_and(|e| e != sig.epoch) {
+            self.counts.stale += 1;
+            return;
+        }
+        let (seq, ts) = (sig.seq, sig.ts);
         self.counts.vxlan += vxlan as u64;
         let c = &mut self.counts;
         c.received += 1;
@@ -271,18 +299,31 @@ mod tests {
         let mut f = f0.clone();
         let n = 3 * WINDOW + 17;
         for s in 0..n {
-            f[off + 2..off + 8].copy_from_slice(&s.to_be_bytes()[2..8]);
+            f[off + 3..off + 8].copy_from_slice(&s.to_be_bytes()[3..8]);
             a.record(&f, 0);
         }
         // A duplicate inside the window is caught; one far behind is late.
-        f[off + 2..off + 8].copy_from_slice(&(n - 5).to_be_bytes()[2..8]);
+        f[off + 3..off + 8].copy_from_slice(&(n - 5).to_be_bytes()[3..8]);
         a.record(&f, 0);
-        f[off + 2..off + 8].copy_from_slice(&5u64.to_be_bytes()[2..8]);
+        f[off + 3..off + 8].copy_from_slice(&5u64.to_be_bytes()[3..8]);
         a.record(&f, 0);
         let c = a.counts();
         assert_eq!(c.unique, n + 1);
         assert_eq!(c.duplicates, 1);
         assert_eq!(c.late, 1);
+    }
+
+    #[test]
+    fn frames_of_another_trial_are_stale() {
+        let mut g = gen();
+        let old = g.frame(3);
+        g.restart();
+        let mut a = Analyser::new();
+        a.reset_for(Some(g.epoch()));
+        a.record(&old, 0);
+        a.record(&g.frame(3), 0);
+        let c = a.counts();
+        assert_eq!((c.stale, c.received, c.unique), (1, 1, 1));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! in bursts over any wharf [`PortQueue`] (ring, afpacket, dpdk), paced to a packet rate or as fast as the
 //! port takes them.
 //!
-//! Every frame carries a 12-byte [signature](SIG_LEN) at the start of its L4 payload: a 16-bit magic, a
-//! 48-bit sequence number and the low 32 bits of the send time in nanoseconds on the shared [`Clock`]. The
+//! Every frame carries a 12-byte [signature](SIG_LEN) at the start of its L4 payload: a 16-bit magic, an 8-bit
+//! trial number (so stragglers of an earlier trial are not counted in the next), a 40-bit sequence number and
+//! the low 32 bits of the send time in nanoseconds on the shared [`Clock`]. The
 //! receiver ([`crate::analyse`]) finds it by parsing the headers, so VLAN tags added or removed on the way, or
 //! addresses rewritten by NAT, do not hide it; it counts loss, duplicates and reordering from the sequence and
 //! one-way latency from the timestamp (both ends run in one process, on one clock).
@@ -17,14 +18,14 @@ use std::time::Instant;
 
 /// Magic at the start of the signature ("Wh").
 pub const MAGIC: u16 = 0x5768;
-/// Bytes of signature in each frame's L4 payload: magic (2), sequence number (6), send time (4).
+/// Bytes of signature in each frame's L4 payload: magic (2), trial (1), sequence number (5), send time (4).
 pub const SIG_LEN: usize = 12;
 /// The IMIX mix (simple IMIX: 7 × 64, 4 × 594, 1 × 1518 bytes with FCS), in the order it is sent.
 pub const IMIX: [usize; 12] = [64, 594, 64, 64, 1518, 64, 594, 64, 64, 594, 64, 594];
 /// Bytes of Ethernet FCS that frame sizes include (RFC 2544 sizes) and buffers do not.
 pub const FCS: usize = 4;
 /// Longest sequence number the signature holds.
-pub const SEQ_MASK: u64 = (1 << 48) - 1;
+pub const SEQ_MASK: u64 = (1 << 40) - 1;
 
 /// The shared time base of generator and receiver: nanoseconds since it was made.
 #[derive(Clone, Copy, Debug)]
@@ -248,6 +249,7 @@ pub struct Generator {
     /// Template index per packet, cycled.
     pattern: Vec<u8>,
     next_seq: u64,
+    epoch: u8,
     burst: Burst,
     clock: Clock,
 }
@@ -289,6 +291,7 @@ impl Generator {
             templates,
             pattern,
             next_seq: 0,
+            epoch: 0,
             burst: Burst::new(burst.clamp(1, dataplane::MAX_BURST)),
             clock,
         })
@@ -304,9 +307,15 @@ impl Generator {
         self.next_seq
     }
 
-    /// Starts the sequence again at 0 (a new trial).
+    /// Starts the sequence again at 0 under the next trial number (a new trial).
     pub fn restart(&mut self) {
         self.next_seq = 0;
+        self.epoch = self.epoch.wrapping_add(1);
+    }
+
+    /// The trial number written in the frames.
+    pub fn epoch(&self) -> u8 {
+        self.epoch
     }
 
     /// Buffer lengths (without FCS) of the frames, one per distinct size.
@@ -356,7 +365,8 @@ impl Generator {
         let seq = seq & SEQ_MASK;
         let s = &mut d[sig..sig + SIG_LEN];
         s[0..2].copy_from_slice(&MAGIC.to_be_bytes());
-        s[2..8].copy_from_slice(&seq.to_be_bytes()[2..8]);
+        s[2] = self.epoch;
+        s[3..8].copy_from_slice(&seq.to_be_bytes()[3..8]);
         s[8..12].copy_from_slice(&ts.to_be_bytes());
         l4s += sum16(s) as u64;
         let mut c = !fold(l4s);
@@ -512,7 +522,8 @@ mod tests {
                     let min = 14 + encap.len() + 20 + proto.header_len() + SIG_LEN;
                     assert_eq!(f.len(), want.max(min), "{proto:?} {encap:?} seq {seq}");
                     let (sig, _) = crate::analyse::locate(&f).expect("signature found");
-                    assert_eq!(crate::analyse::signature(&f[sig..]), Some((seq, 0)));
+                    let s = crate::analyse::signature(&f[sig..]).unwrap();
+                    assert_eq!((s.epoch, s.seq, s.ts), (0, seq, 0));
                     if let Encap::Vlan(id) = encap {
                         assert_eq!(u16::from_be_bytes([f[14], f[15]]) & 0xfff, id);
                     }

@@ -286,12 +286,13 @@ pub fn run(a: &GenArgs) -> anyhow::Result<Outcome> {
             r.received_pps() / 1e6
         );
         println!(
-            "lost {} ({:.4}%), duplicates {}, reordered {}, late {}, not ours {}",
+            "lost {} ({:.4}%), duplicates {}, reordered {}, late {}, of an earlier trial {}, not ours {}",
             r.lost(),
             r.loss_ratio() * 100.0,
             c.duplicates,
             c.reordered,
             c.late,
+            c.stale,
             c.foreign
         );
         r

@@ -3,9 +3,15 @@
 //! them to a packet rate (token bucket: above the rate, the excess is dropped), and/or holds each one back
 //! for a fixed delay before handing it over. Transmit passes straight through.
 //!
+//! Rate and delay are reckoned from each frame's send time (its signature's timestamp, see [`crate::gen`]),
+//! not from when the receiving thread happens to poll: a link that delays or polices on the wire, unmoved by
+//! the receiver being descheduled for a moment on a busy machine. Frames without a signature use the time
+//! they are received.
+//!
 //! Held frames wait in a FIFO of fixed capacity allocated up front; when it is full, the wrapper stops
 //! reading the inner queue (which then overflows as a real one would). Nothing is allocated per frame.
 
+use crate::analyse::{locate, signature};
 use crate::gen::Clock;
 use dataplane::{Burst, Pkt, PortQueue};
 use std::collections::VecDeque;
@@ -61,6 +67,7 @@ pub struct Impaired {
     /// Drop when the next random 64-bit number is below this.
     drop_below: u64,
     tokens: f64,
+    /// Send time of the last frame the bucket saw.
     last_ns: u64,
     held: VecDeque<(u64, Pkt)>,
     scratch: Burst,
@@ -101,27 +108,32 @@ fn next_random(state: &mut u64) -> u64 {
 impl PortQueue for Impaired {
     fn rx_burst(&mut self, burst: &mut Burst) -> usize {
         let now = self.clock.now_ns();
-        if let Some(rate) = self.imp.rate_pps {
-            let dt = now.saturating_sub(self.last_ns) as f64 / 1e9;
-            self.tokens = (self.tokens + dt * rate).min(self.imp.bucket);
-        }
-        self.last_ns = now;
         if HOLD - self.held.len() >= self.scratch.capacity() {
             self.inner.rx_burst(&mut self.scratch);
-            let release = now + self.imp.delay.as_nanos() as u64;
+            let delay = self.imp.delay.as_nanos() as u64;
             let (mut dropped, mut policed) = (0, 0);
             for p in self.scratch.drain() {
                 if self.drop_below > 0 && next_random(&mut self.rng) < self.drop_below {
                     dropped += 1;
                     continue;
                 }
-                if self.imp.rate_pps.is_some() {
+                // The full send time from the stamp's low 32 bits (it is less than 4 s old).
+                let f = p.data();
+                let sent = locate(f)
+                    .and_then(|(off, _)| signature(&f[off..]))
+                    .map_or(now, |s| now - (now as u32).wrapping_sub(s.ts) as u64);
+                if let Some(rate) = self.imp.rate_pps {
+                    let dt = sent.saturating_sub(self.last_ns) as f64 / 1e9;
+                    self.last_ns = self.last_ns.max(sent);
+                    self.tokens = (self.tokens + dt * rate).min(self.imp.bucket);
                     if self.tokens < 1.0 {
                         policed += 1;
                         continue;
                     }
                     self.tokens -= 1.0;
                 }
+                // Released in arrival order, at the send time plus the delay (never before it arrived).
+                let release = (sent + delay).max(self.held.back().map_or(0, |h| h.0));
                 self.held.push_back((release, p));
             }
             self.stats.dropped.fetch_add(dropped, Ordering::Relaxed);

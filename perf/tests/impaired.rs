@@ -31,8 +31,13 @@ fn impaired_trial(
     (t, stats)
 }
 
+/// The tests here busy-poll (generator, receiver, workers): one at a time, so that they do not take the
+/// CPUs from each other.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn one_percent_drop_is_counted_and_fails_ndr_and_pdr() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let imp = Impairment {
         drop: 0.01,
         ..Impairment::default()
@@ -83,12 +88,13 @@ fn one_percent_drop_is_counted_and_fails_ndr_and_pdr() {
 
 #[test]
 fn search_converges_to_a_policed_rate() {
-    let limit = 150_000.0;
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let limit = 50_000.0;
     let imp = Impairment {
         rate_pps: Some(limit),
-        // 5 ms of frames: the bucket absorbs pacing jitter (a generator descheduled for a moment catches up
-        // with a burst), and lets at most 5 ms × rate more through over a trial: 2.5% of a 0.2 s trial.
-        bucket: limit / 200.0,
+        // 30 ms of frames: the bucket absorbs the bursts of a generator catching up after being descheduled
+        // on a busy machine, and lets at most 30 ms × rate more through over a trial: 6% of a 0.5 s trial.
+        bucket: limit * 0.03,
         ..Impairment::default()
     };
     let (mut t, _) = impaired_trial(
@@ -101,18 +107,18 @@ fn search_converges_to_a_policed_rate() {
     );
     let cfg = SearchConfig {
         min_pps: 10_000.0,
-        max_pps: Some(600_000.0),
-        trial_secs: 0.2,
+        max_pps: Some(200_000.0),
+        trial_secs: 0.5,
         precision: 0.02,
         ..SearchConfig::default()
     };
     let res = search(&mut t, &cfg, |l| println!("{l}")).unwrap();
     let ndr = res.ndr.rate().expect("an NDR below the limit");
     let pdr = res.pdr.rate().expect("a PDR");
-    // The true NDR is the limit (plus the bucket spread over a trial: 2.5%); the true PDR 0.5% above it.
-    assert!(ndr > 0.9 * limit && ndr < 1.05 * limit, "NDR {ndr}");
+    // The true NDR is the limit (plus the bucket spread over a trial: 6%); the true PDR 0.5% above it.
+    assert!(ndr > 0.9 * limit && ndr < 1.08 * limit, "NDR {ndr}");
     assert!(
-        pdr >= ndr * 0.98 && pdr < 1.1 * limit,
+        pdr >= ndr * 0.98 && pdr < 1.12 * limit,
         "PDR {pdr} NDR {ndr}"
     );
     assert!(res.ndr.done && res.pdr.done);
@@ -120,26 +126,28 @@ fn search_converges_to_a_policed_rate() {
 
 #[test]
 fn latency_percentiles_follow_an_injected_delay() {
-    let delay = Duration::from_millis(3);
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let delay = Duration::from_millis(10);
     let imp = Impairment {
         delay,
         ..Impairment::default()
     };
     let (mut t, _) = impaired_trial(imp, Profile::default());
-    let r = t.run(100_000.0, 0.3).unwrap();
+    let r = t.run(50_000.0, 0.4).unwrap();
     assert_eq!(r.lost(), 0, "{r:?}");
     let s = Summary::of(t.rx.histogram());
     println!("{s}");
     let d = delay.as_secs_f64() * 1e6;
     assert_eq!(s.count, r.received);
-    // Nothing arrives before the delay; the median within 20% of it (polling and scheduling add a little).
+    // Nothing arrives before the delay; the median within 30% of it (polling adds microseconds; a loaded
+    // machine that deschedules the polling thread adds milliseconds).
     assert!(s.min >= d * 0.999, "{s}");
-    assert!(s.p50 < d * 1.2, "{s}");
+    assert!(s.p50 < d * 1.3, "{s}");
     assert!(s.p90 >= s.p50 && s.p99 >= s.p90 && s.max >= s.p99);
 
     // Without delay, the same path is much faster: the delay is what was measured.
     let (mut t, _) = impaired_trial(Impairment::default(), Profile::default());
-    t.run(100_000.0, 0.1).unwrap();
+    t.run(50_000.0, 0.1).unwrap();
     let s0 = Summary::of(t.rx.histogram());
     assert!(s0.p50 < d / 3.0, "{s0}");
 }

@@ -7,6 +7,10 @@ use clap::Parser;
 use dataplane::netns;
 use wharf_perf::scenario::{self, Options};
 
+/// The tests here busy-poll (generator, receiver, workers): one at a time, so that they do not take the
+/// CPUs from each other.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[derive(Parser)]
 struct Cli {
     #[command(flatten)]
@@ -85,6 +89,7 @@ fn check(name: &str, o: &Options, duts: &[&str]) -> Vec<String> {
 
 #[test]
 fn ring_scenarios_measure_and_append_rows() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let o = options(dir.path(), &[]);
     check("xconnect-ring", &o, &["wharf"]);
@@ -114,6 +119,7 @@ fn nothing_left(letter: char) {
 
 #[test]
 fn bridge_veth_against_the_kernel_bridge() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     if !netns::require_root("scenarios::bridge_veth_against_the_kernel_bridge") {
         return;
     }
@@ -130,6 +136,7 @@ fn bridge_veth_against_the_kernel_bridge() {
 
 #[test]
 fn route_veth_and_xconnect_veth_against_the_kernel() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     if !netns::require_root("scenarios::route_veth_and_xconnect_veth_against_the_kernel") {
         return;
     }

@@ -441,7 +441,6 @@ pub fn veth_scenario<'a>(
     let clock = crate::gen::Clock::new();
     let gen = crate::gen::Generator::new(profile, 32, clock)?;
     let mut trial = PortTrial::new(gen, txq, rxq, pool, clock);
-    trial.quiet = std::time::Duration::from_millis(100);
     let mut wharf = dut::WharfDut::new(topo, config, prepare);
     let mut rows = match kernel.filter(|_| !o.no_kernel) {
         Some(k) => {
