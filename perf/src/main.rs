@@ -264,6 +264,8 @@ fn main() -> anyhow::Result<()> {
                 }
                 return Ok(());
             }
+            // Ctrl-C ends the trial, and the scenario unwinds: namespaces and veths are removed.
+            wharf_perf::trial::stop_on_signals()?;
             wharf_perf::scenario::run(&name.unwrap_or_default(), &options)
         }
         Cmd::XconnectRing(a) => xconnect_ring(&a),

@@ -8,7 +8,26 @@ use crate::analyse::Analyser;
 use crate::gen::{Clock, Generator};
 use crate::search::{Trial, TrialResult};
 use dataplane::{Burst, Pool, PortQueue};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// Set (by a signal handler, see [`stop_on_signals`]) to end the current trial with an error, so that a
+/// scenario unwinds and removes its namespaces.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// SIGINT and SIGTERM set [`INTERRUPTED`]; a second one ends the process at once.
+pub fn stop_on_signals() -> anyhow::Result<()> {
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 1, flag.clone())?;
+        signal_hook::flag::register(sig, flag.clone())?;
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            signal_hook::low_level::register(sig, || INTERRUPTED.store(true, Ordering::Relaxed))?;
+        }
+    }
+    Ok(())
+}
 
 /// Generator and receiver on two port queues.
 pub struct PortTrial {
@@ -115,6 +134,9 @@ impl Trial for PortTrial {
         let span = (secs * 1e9) as u64;
         let mut now = t0;
         while now - t0 < span {
+            if INTERRUPTED.load(Ordering::Relaxed) {
+                anyhow::bail!("interrupted");
+            }
             // Behind the schedule (this thread was descheduled for a moment), the generator catches up in
             // back-to-back bursts: the trial keeps its average rate.
             let due = if rate_pps.is_finite() {
