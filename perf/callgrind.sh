@@ -42,9 +42,9 @@ route_per_packet() {
   i2=$(route_count route-inline "$@" --packets "$n2")
   echo "| $name | **$(( (i2 - i1) / (n2 - n1) ))** | $i1 | $i2 |"
 }
-for family in 4 6; do
-  for routes in 1 1000000; do
-    route_per_packet "route IPv$family (ring, burst 32, 60/70-byte frames, $routes routes, max(routes, 1024) flows)" \
-      --family "$family" --routes "$routes"
-  done
+# IPv6 with 1M routes needs 1.35 GiB of trie groups, too much under valgrind: 10k routes instead.
+for spec in "4 1" "4 1000000" "6 1" "6 10000"; do
+  read -r family routes <<<"$spec"
+  route_per_packet "route IPv$family (ring, burst 32, 60/70-byte frames, $routes routes, max(routes, 1024) flows)" \
+    --family "$family" --routes "$routes"
 done

@@ -301,7 +301,8 @@ pub fn compare(
     Ok(out)
 }
 
-/// Writes the `.hgrm` files and the SVG plot of `rows` into `o.out`; returns the plot's path.
+/// Writes the `.hgrm` files and the SVG plot of `rows` into `o.out`, named after `scenario`; returns the
+/// plot's path.
 pub fn write_latency(scenario: &str, rows: &[Measured], o: &Options) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&o.out)?;
     let mut series = Vec::new();
@@ -348,7 +349,13 @@ pub fn run(name: &str, o: &Options) -> anyhow::Result<()> {
         );
     }
     let rows = (s.run)(o)?;
-    let svg = write_latency(name, &rows, o)?;
+    // Route scenarios with a large table keep their own latency files.
+    let stem = if name.starts_with("route") && o.routes > 1 {
+        format!("{name}-{}routes", o.routes)
+    } else {
+        name.to_string()
+    };
+    let svg = write_latency(&stem, &rows, o)?;
     let summary = results::append(&o.results, name, &rows, o)?;
     println!("{summary}");
     println!("latency plot: {}", svg.display());
