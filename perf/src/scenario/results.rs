@@ -43,11 +43,10 @@ pub fn machine() -> String {
         .trim()
         .to_string();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!(
-        "{} CPUs {model}, Linux {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        kernel.trim()
-    )
+    // Online CPUs of the machine (not `available_parallelism`, which a pinned thread sees as 1).
+    // SAFETY: sysconf has no preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    format!("{cpus} CPUs {model}, Linux {}", kernel.trim())
 }
 
 fn mpps(v: Option<Option<f64>>) -> String {
