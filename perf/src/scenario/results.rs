@@ -21,12 +21,23 @@ fn sh(cmd: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// The commit of the source tree (with `-dirty` when it has changes), or `unknown`.
+/// The commit of the source tree (with `-dirty` when it has changes outside `perf/results`), or `unknown`.
 pub fn commit() -> String {
     let Some(c) = sh("git", &["rev-parse", "--short", "HEAD"]) else {
         return "unknown".into();
     };
-    match sh("git", &["status", "--porcelain", "--untracked-files=no"]) {
+    // The results themselves do not make the tree dirty.
+    match sh(
+        "git",
+        &[
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ":/",
+            ":(exclude,top)perf/results",
+        ],
+    ) {
         Some(s) if !s.is_empty() => format!("{c}-dirty"),
         _ => c,
     }
