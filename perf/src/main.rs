@@ -45,7 +45,7 @@ enum Cmd {
     /// Run a harness scenario (`--list` lists them): topology, MRR runs, optional NDR/PDR search, latency,
     /// wharf vs kernel on veth; appends to the results file.
     Scenario {
-        /// Scenario name.
+        /// Scenario name, or `all`.
         #[arg(required_unless_present = "list")]
         name: Option<String>,
         /// List the scenarios and exit.

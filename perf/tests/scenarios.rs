@@ -143,7 +143,10 @@ fn route_veth_and_xconnect_veth_against_the_kernel() {
     let dir = tempfile::tempdir().unwrap();
     let o = options(dir.path(), &["--routes", "1000"]);
     check("route-veth", &o, &["wharf", "kernel-ip-forward"]);
-    let o = options(dir.path(), &["--frame", "imix", "--proto", "icmp"]);
+    let o = options(
+        dir.path(),
+        &["--frame", "imix", "--proto", "icmp", "--vlan", "42"],
+    );
     check("xconnect-veth", &o, &["wharf", "kernel-tc-mirred"]);
     nothing_left('r');
     nothing_left('x');

@@ -30,6 +30,10 @@ const NETWORK: &str = "[[networks]]\nname = \"br\"\nmode = \"bridge\"\nports = [
 
 /// `bridge-ring`.
 pub fn ring(o: &Options) -> anyhow::Result<Vec<Measured>> {
+    anyhow::ensure!(
+        o.vlan.is_none(),
+        "--vlan: this scenario's network takes untagged frames"
+    );
     let config = format!(
         r#"
 [dataplane]
@@ -64,6 +68,10 @@ depth = 4096
 
 /// `bridge-veth`.
 pub fn veth(o: &Options) -> anyhow::Result<Vec<Measured>> {
+    anyhow::ensure!(
+        o.vlan.is_none(),
+        "--vlan: this scenario's network takes untagged frames"
+    );
     let topo = VethTopo::build(&prefix('b'), o.core, o.gen_core(), !o.no_rps)?;
     let config = super::xconnect::veth_ports(&topo, o, "", NETWORK);
     let kernel = KernelTwin {

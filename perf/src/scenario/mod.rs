@@ -96,6 +96,10 @@ pub struct Options {
     /// L4 protocol.
     #[arg(long, value_enum, default_value_t = Proto::Udp)]
     pub proto: Proto,
+    /// Tag frames with this 802.1Q VLAN (cross-connect scenarios; the bridge and route networks of the
+    /// scenarios take untagged frames).
+    #[arg(long)]
+    pub vlan: Option<u16>,
     /// Routes in the table (route scenarios).
     #[arg(long, default_value_t = 1)]
     pub routes: usize,
@@ -146,7 +150,7 @@ impl Options {
             sizes: self.frame.clone(),
             flows: self.flows,
             proto: self.proto,
-            encap: Encap::None,
+            encap: self.vlan.map_or(Encap::None, Encap::Vlan),
             ..Profile::default()
         }
     }
@@ -330,10 +334,24 @@ pub fn write_latency(scenario: &str, rows: &[Measured], o: &Options) -> anyhow::
 
 /// Runs scenario `name` with options `o`: measures, writes latency files, appends result rows, prints a
 /// summary with the wharf / kernel ratios.
+/// `all` runs every scenario in turn (those needing root only as root).
 pub fn run(name: &str, o: &Options) -> anyhow::Result<()> {
+    if name == "all" {
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        for s in SCENARIOS {
+            if s.root && !root {
+                println!("=== {}: skipped (needs root)", s.name);
+                continue;
+            }
+            println!("=== {}", s.name);
+            run(s.name, o)?;
+        }
+        return Ok(());
+    }
     let Some(s) = SCENARIOS.iter().find(|s| s.name == name) else {
         anyhow::bail!(
-            "no scenario {name}; there are: {}",
+            "no scenario {name}; there are: {} (or all)",
             SCENARIOS
                 .iter()
                 .map(|s| s.name)

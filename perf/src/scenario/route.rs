@@ -105,6 +105,10 @@ fn with_routes(config: &str, t: &Table) -> anyhow::Result<Config> {
 
 /// `route-ring`.
 pub fn ring(o: &Options) -> anyhow::Result<Vec<Measured>> {
+    anyhow::ensure!(
+        o.vlan.is_none(),
+        "--vlan: this scenario's network takes untagged frames"
+    );
     let t = Table::new(o.routes);
     let config = with_routes(
         &format!(
@@ -147,6 +151,10 @@ addresses = ["10.1.0.1/24"]
 
 /// `route-veth`.
 pub fn veth(o: &Options) -> anyhow::Result<Vec<Measured>> {
+    anyhow::ensure!(
+        o.vlan.is_none(),
+        "--vlan: this scenario's network takes untagged frames"
+    );
     let t = Table::new(o.routes);
     let topo = VethTopo::build(&prefix('r'), o.core, o.gen_core(), !o.no_rps)?;
     let config = with_routes(
