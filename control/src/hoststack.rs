@@ -19,7 +19,9 @@
 //!
 //! Services: a TCP echo (RFC 862) on `[router] echo_port`, up to [`ECHO_SOCKETS`] connections at once.
 //! Everything else is smoltcp's own behaviour: a SYN to a closed port gets a RST, another IP protocol a
-//! protocol unreachable. (UDP to the router never comes here: the fast path answers port unreachable itself,
+//! protocol unreachable. Those unsolicited answers (TCP resets, ICMP and ICMPv6 errors) share the workers'
+//! ICMP error budget, `[router] icmp_rate` per second: a SYN flood at closed ports is not answered at line
+//! rate (what is over the budget is counted as `tx_rate_limited`). (UDP to the router never comes here: the fast path answers port unreachable itself,
 //! within its ICMP rate limit.)
 //!
 //! The thread polls smoltcp, runs the services, and when idle sleeps for at most what smoltcp's timers allow,
@@ -29,13 +31,14 @@
 use dataplane::counters::Stat;
 use dataplane::{Pkt, Pool};
 use pipelines::l3::host::HostQueues;
+use pipelines::l3::TokenBucket;
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -69,6 +72,7 @@ struct Counters {
     tx_queue_full: Stat,
     tx_no_buffer: Stat,
     tx_too_big: Stat,
+    tx_rate_limited: Stat,
     echo_connections: Stat,
     echo_bytes: Stat,
 }
@@ -91,6 +95,8 @@ pub struct HostStats {
     pub tx_no_buffer: u64,
     /// Packets dropped because they did not fit a buffer.
     pub tx_too_big: u64,
+    /// Resets and ICMP errors not sent: over `[router] icmp_rate`.
+    pub tx_rate_limited: u64,
     /// Echo connections accepted.
     pub echo_connections: u64,
     /// Bytes echoed.
@@ -109,6 +115,8 @@ struct Shared {
     counters: Counters,
     stop: AtomicBool,
     echo_port: AtomicU16,
+    /// Resets and ICMP errors the stack may send per second.
+    error_rate: AtomicU32,
 }
 
 /// The running host stack. Stop it with [`HostStack::stop`] (dropping it stops it too).
@@ -120,18 +128,21 @@ pub struct HostStack {
 
 impl HostStack {
     /// Starts the stack's thread on `queues`, sending in buffers from `pool`, with IP MTU `mtu` (the smallest
-    /// of the router's interfaces: TCP's MSS follows from it) and the echo service on `echo_port` (0: off).
+    /// of the router's interfaces: TCP's MSS follows from it), the echo service on `echo_port` (0: off) and
+    /// at most `error_rate` resets and ICMP errors a second.
     pub fn start(
         queues: Arc<HostQueues>,
         pool: Pool,
         mtu: u16,
         echo_port: u16,
+        error_rate: u32,
     ) -> std::io::Result<HostStack> {
         let shared = Arc::new(Shared {
             queues,
             counters: Counters::default(),
             stop: AtomicBool::new(false),
             echo_port: AtomicU16::new(echo_port),
+            error_rate: AtomicU32::new(error_rate),
         });
         let s = shared.clone();
         let thread = std::thread::Builder::new()
@@ -158,6 +169,11 @@ impl HostStack {
         self.shared.echo_port.store(port, Ordering::Relaxed);
     }
 
+    /// Sets the budget of resets and ICMP errors per second.
+    pub fn set_error_rate(&self, rate: u32) {
+        self.shared.error_rate.store(rate, Ordering::Relaxed);
+    }
+
     /// The counters now.
     pub fn stats(&self) -> HostStats {
         let c = &self.shared.counters;
@@ -169,6 +185,7 @@ impl HostStack {
             tx_queue_full: c.tx_queue_full.get(),
             tx_no_buffer: c.tx_no_buffer.get(),
             tx_too_big: c.tx_too_big.get(),
+            tx_rate_limited: c.tx_rate_limited.get(),
             echo_connections: c.echo_connections.get(),
             echo_bytes: c.echo_bytes.get(),
             queued_in: self.shared.queues.queued().0 as u64,
@@ -207,6 +224,10 @@ struct QueueDevice<'a> {
     mtu: usize,
     /// Where smoltcp writes a packet that has no buffer to go to (dropped).
     scratch: Vec<u8>,
+    /// The budget of unsolicited answers (resets, ICMP errors).
+    errors: TokenBucket,
+    /// The clock of the budget.
+    epoch: std::time::Instant,
 }
 
 struct Rx(Pkt);
@@ -224,6 +245,8 @@ impl RxToken for Rx {
 struct Tx<'a> {
     shared: &'a Shared,
     pool: &'a Pool,
+    errors: &'a mut TokenBucket,
+    now_ns: u64,
     scratch: &'a mut Vec<u8>,
 }
 
@@ -243,6 +266,14 @@ impl TxToken for Tx<'_> {
         }
         let r = f(&mut pkt.rx_room()[..len]);
         pkt.set_rx_len(len);
+        if unsolicited(pkt.data())
+            && !self
+                .errors
+                .take(self.shared.error_rate.load(Ordering::Relaxed), self.now_ns)
+        {
+            c.tx_rate_limited.inc();
+            return r;
+        }
         match self.shared.queues.push_from_host(pkt) {
             Ok(()) => {
                 c.tx_packets.inc();
@@ -251,6 +282,28 @@ impl TxToken for Tx<'_> {
             Err(_) => c.tx_queue_full.inc(),
         }
         r
+    }
+}
+
+/// Whether an IP packet the stack sends is an answer nobody asked for: a TCP segment with RST, an ICMP error
+/// (destination unreachable, time exceeded, parameter problem) or an ICMPv6 error (types 1 to 4). Only the
+/// first header is looked at: smoltcp sends no extension headers.
+fn unsolicited(ip: &[u8]) -> bool {
+    match ip.first().map(|b| b >> 4) {
+        Some(4) if ip.len() >= 20 => {
+            let l4 = ((ip[0] & 0x0f) as usize) * 4;
+            match ip[9] {
+                6 => ip.get(l4 + 13).is_some_and(|f| f & 0x04 != 0),
+                1 => ip.get(l4).is_some_and(|t| matches!(t, 3 | 11 | 12)),
+                _ => false,
+            }
+        }
+        Some(6) if ip.len() >= 40 => match ip[6] {
+            6 => ip.get(40 + 13).is_some_and(|f| f & 0x04 != 0),
+            58 => ip.get(40).is_some_and(|t| (1..=4).contains(t)),
+            _ => false,
+        },
+        _ => false,
     }
 }
 
@@ -276,11 +329,14 @@ impl Device for QueueDevice<'_> {
         let c = &self.shared.counters;
         c.rx_packets.inc();
         c.rx_bytes.add(pkt.len() as u64);
+        let now_ns = self.epoch.elapsed().as_nanos() as u64 + 1;
         Some((
             Rx(pkt),
             Tx {
                 shared: self.shared,
                 pool: self.pool,
+                errors: &mut self.errors,
+                now_ns,
                 scratch: &mut self.scratch,
             },
         ))
@@ -291,9 +347,12 @@ impl Device for QueueDevice<'_> {
         if self.shared.queues.output_full() {
             return None;
         }
+        let now_ns = self.epoch.elapsed().as_nanos() as u64 + 1;
         Some(Tx {
             shared: self.shared,
             pool: self.pool,
+            errors: &mut self.errors,
+            now_ns,
             scratch: &mut self.scratch,
         })
     }
@@ -410,6 +469,8 @@ fn run(shared: &Shared, pool: &Pool, mtu: usize) {
         pool,
         mtu,
         scratch: Vec::new(),
+        errors: TokenBucket::default(),
+        epoch: std::time::Instant::now(),
     };
     let mut config = Config::new(HardwareAddress::Ip);
     config.random_seed = seed();

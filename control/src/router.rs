@@ -154,7 +154,10 @@ impl Router {
         }
         let r = &self.cfg.router;
         match &self.host {
-            Some(h) if h.mtu() == r.mtu => h.set_echo_port(r.echo_port),
+            Some(h) if h.mtu() == r.mtu => {
+                h.set_echo_port(r.echo_port);
+                h.set_error_rate(r.icmp_rate);
+            }
             _ => {
                 if let Some(old) = self.host.take() {
                     old.stop();
@@ -164,6 +167,7 @@ impl Router {
                     self.pool.clone(),
                     r.mtu,
                     r.echo_port,
+                    r.icmp_rate,
                 )?);
             }
         }

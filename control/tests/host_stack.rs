@@ -482,3 +482,48 @@ fn the_echo_service_serves_its_connections_at_once_and_refuses_one_more() {
     drop(c);
     router.stop();
 }
+
+#[test]
+fn resets_to_a_syn_flood_at_closed_ports_keep_to_the_error_budget() {
+    const RATE: u64 = 5;
+    let cfg = control::config::parse(
+        &CONFIG.replace(
+            "workers = 1\n",
+            &format!("workers = 1\n\n[router]\nicmp_rate = {RATE}\n"),
+        ),
+        "host_stack.toml",
+    )
+    .unwrap();
+    let router = Router::start(cfg, None).unwrap();
+    let mut c = Client::new(&router);
+    // 60 SYNs to a closed port at once (and their retransmissions while we wait).
+    let t0 = std::time::Instant::now();
+    for i in 0..60u16 {
+        c.connect(IpAddr::V4(ROUTER4), 9, 43_000 + i);
+    }
+    c.until("the stack to refuse more than its budget", |_| {
+        stats(&router)["host_stack"]["tx_rate_limited"]
+            .as_u64()
+            .unwrap()
+            >= 40
+    });
+    // What the stack did send reaches us through worker 0 and the ring.
+    let resets = |c: &Client| {
+        c.tcp_from(IpAddr::V4(ROUTER4), 9)
+            .iter()
+            .filter(|(_, _, rst)| *rst)
+            .count() as u64
+    };
+    c.until("the first resets", |c| resets(c) >= 1);
+    std::thread::sleep(Duration::from_millis(50));
+    c.poll();
+    let secs = t0.elapsed().as_secs_f64();
+    let resets = resets(&c);
+    // The bucket starts full (RATE) and earns RATE a second.
+    let budget = RATE + (secs * RATE as f64).ceil() as u64 + 1;
+    assert!(
+        resets <= budget,
+        "{resets} resets in {secs:.2} s, over the budget of {budget}"
+    );
+    router.stop();
+}

@@ -11,13 +11,12 @@
 
 use control::lab;
 use dataplane::netns::{self, NetnsGuard, VethGuard};
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{prefix, quiet_ipv6, Lab};
+use common::{prefix, quiet_ipv6, tcp, Lab};
 
 const R_ADDR: &str = "10.90.0.3";
 const KERNEL_VTEP: &str = "192.168.90.2";
@@ -51,39 +50,6 @@ fn ping(ns: &str, to: &str) -> Result<(), String> {
     } else {
         Err(String::from_utf8_lossy(&out.stdout).to_string())
     }
-}
-
-/// Moves 1 MiB over TCP from namespace `from` to a listener on `to` (in namespace `to_ns`); checks every byte.
-fn tcp(from: &str, to_ns: &str, to: SocketAddr) {
-    let data: Vec<u8> = (0..(1u32 << 20))
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
-    let want = data.clone();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let ns = to_ns.to_string();
-    let server = std::thread::spawn(move || {
-        netns::run_in_netns(&ns, move || {
-            let l = TcpListener::bind(to).unwrap();
-            ready_tx.send(()).unwrap();
-            let (mut s, _) = l.accept().unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-            let mut got = Vec::new();
-            s.read_to_end(&mut got).unwrap();
-            got
-        })
-        .unwrap()
-    });
-    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
-    netns::run_in_netns(from, move || {
-        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5)).unwrap();
-        s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
-        s.write_all(&data).unwrap();
-        s.shutdown(std::net::Shutdown::Write).unwrap();
-    })
-    .unwrap();
-    let got = server.join().expect("receiver");
-    assert_eq!(got.len(), want.len(), "TCP {from} -> {to}: short");
-    assert!(got == want, "TCP {from} -> {to}: bytes differ");
 }
 
 /// A capture running in a namespace, stopped (by its own pid) on drop.

@@ -4,34 +4,13 @@
 
 use control::router::Router;
 use dataplane::traffic::{udp4_frame, Sink, Source, Udp4Flow};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use std::time::{Duration, Instant};
 
-struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-static COUNTING: AtomicBool = AtomicBool::new(false);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        System.alloc(l)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        System.dealloc(p, l)
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        System.realloc(p, l, n)
-    }
-}
+mod common;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: common::counting::Counting = common::counting::Counting;
 
 const CONFIG: &str = r#"
 [dataplane]
@@ -93,9 +72,9 @@ fn forwarding_allocates_nothing_per_packet() {
     run(WARMUP, &mut src, &mut sink, &mut rewritten);
     assert_eq!(sink.received, WARMUP, "drops: {}", router.show_drops());
 
-    COUNTING.store(true, Ordering::SeqCst);
+    common::counting::counting(true);
     run(WARMUP + MEASURED, &mut src, &mut sink, &mut rewritten);
-    COUNTING.store(false, Ordering::SeqCst);
+    common::counting::counting(false);
 
     assert_eq!(sink.received, WARMUP + MEASURED, "all frames forwarded");
     assert_eq!(
@@ -104,7 +83,7 @@ fn forwarding_allocates_nothing_per_packet() {
         "and all went through the pipeline"
     );
     assert_eq!(
-        ALLOCS.load(Ordering::SeqCst),
+        common::counting::allocations(),
         0,
         "heap allocations while forwarding {MEASURED} frames"
     );

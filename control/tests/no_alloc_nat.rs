@@ -5,34 +5,13 @@
 use control::router::Router;
 use dataplane::{Burst, Port, PortQueue};
 use etherparse::PacketBuilder;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use std::time::{Duration, Instant};
 
-struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-static COUNTING: AtomicBool = AtomicBool::new(false);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        System.alloc(l)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        System.dealloc(p, l)
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        System.realloc(p, l, n)
-    }
-}
+mod common;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: common::counting::Counting = common::counting::Counting;
 
 const CONFIG: &str = r#"
 [dataplane]
@@ -161,10 +140,10 @@ fn nat_translation_allocates_nothing_per_packet() {
     // Warm up both directions, then count.
     assert_eq!(pump(&router, &mut *qin, &mut *qup, &out, 10_000), 10_000);
     assert_eq!(pump(&router, &mut *qup, &mut *qin, &back, 10_000), 10_000);
-    COUNTING.store(true, Ordering::SeqCst);
+    common::counting::counting(true);
     let n_out = pump(&router, &mut *qin, &mut *qup, &out, 100_000);
     let n_in = pump(&router, &mut *qup, &mut *qin, &back, 100_000);
-    COUNTING.store(false, Ordering::SeqCst);
+    common::counting::counting(false);
     assert_eq!((n_out, n_in), (100_000, 100_000), "{}", router.show_drops());
     let translated = router.show_stats()["events"]["nat_translated"]
         .as_u64()
@@ -174,7 +153,7 @@ fn nat_translation_allocates_nothing_per_packet() {
         "every packet went through the NAT ({translated})"
     );
     assert_eq!(
-        ALLOCS.load(Ordering::SeqCst),
+        common::counting::allocations(),
         0,
         "heap allocations while translating 200k packets"
     );

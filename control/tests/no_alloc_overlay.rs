@@ -7,34 +7,13 @@ use control::router::Router;
 use dataplane::traffic::{udp4_frame, Udp4Flow};
 use dataplane::{Burst, Port};
 use pipelines::l3::neigh::NeighKey;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use std::time::{Duration, Instant};
 
-struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-static COUNTING: AtomicBool = AtomicBool::new(false);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        System.alloc(l)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        System.dealloc(p, l)
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        System.realloc(p, l, n)
-    }
-}
+mod common;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: common::counting::Counting = common::counting::Counting;
 
 const CONFIG: &str = r#"
 [dataplane]
@@ -171,9 +150,9 @@ fn the_overlay_allocates_nothing_per_packet() {
         "drops: {}",
         router.show_drops()
     );
-    COUNTING.store(true, Ordering::SeqCst);
+    common::counting::counting(true);
     run(MEASURED, &mut encapped, &mut decapped);
-    COUNTING.store(false, Ordering::SeqCst);
+    common::counting::counting(false);
     assert_eq!(
         (encapped, decapped),
         (WARMUP + MEASURED, WARMUP + MEASURED),
@@ -181,7 +160,7 @@ fn the_overlay_allocates_nothing_per_packet() {
         router.show_drops()
     );
     assert_eq!(
-        ALLOCS.load(Ordering::SeqCst),
+        common::counting::allocations(),
         0,
         "heap allocations while encapsulating and decapsulating {MEASURED} frames each"
     );

@@ -14,14 +14,12 @@
 
 use control::ctl::{self, Request, Show};
 use dataplane::netns::{self, NetnsGuard, VethGuard};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::prefix;
+use common::{prefix, tcp};
 
 /// A `wharf run` child in a namespace, stopped with SIGTERM (then SIGKILL) on drop.
 struct Wharf {
@@ -145,43 +143,6 @@ fn ping(ns: &str, to: &str) {
         out.status.success(),
         "ping {ns} -> {to}: {}",
         String::from_utf8_lossy(&out.stdout)
-    );
-}
-
-/// Moves 1 MiB over TCP from namespace `from` to a listener on `to` in namespace `to_ns`, checking every byte.
-fn tcp(from: &str, to_ns: &str, to: SocketAddr) {
-    let data: Vec<u8> = (0..(1u32 << 20))
-        .map(|i| (i.wrapping_mul(40503) >> 7) as u8)
-        .collect();
-    let want = data.clone();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let ns = to_ns.to_string();
-    let server = std::thread::spawn(move || {
-        netns::run_in_netns(&ns, move || {
-            let l = TcpListener::bind(to).unwrap();
-            ready_tx.send(()).unwrap();
-            let (mut s, _) = l.accept().unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-            let mut got = Vec::new();
-            s.read_to_end(&mut got).unwrap();
-            got
-        })
-        .unwrap()
-    });
-    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
-    netns::run_in_netns(from, move || {
-        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5)).unwrap();
-        s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
-        s.write_all(&data).unwrap();
-        s.shutdown(std::net::Shutdown::Write).unwrap();
-    })
-    .unwrap();
-    let got = server.join().expect("receiver");
-    assert!(
-        got == want,
-        "TCP {from} -> {to}: {} of {} bytes, or different",
-        got.len(),
-        want.len()
     );
 }
 

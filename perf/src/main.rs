@@ -1,5 +1,10 @@
 //! `wharf-perf`: benchmarks of wharf's pipelines.
 //!
+//! - `gen`: the traffic generator and receiver against any device (see `wharf_perf::generate`).
+//! - `scenario NAME`: the benchmark harness (see the `wharf_perf` library and `perf/RESULTS.md`): builds a
+//!   topology, runs traffic profiles (sizes, IMIX, flows, protocols), MRR runs, the NDR/PDR search and a
+//!   latency trial for wharf and, on veth, its Linux kernel twin; appends rows to `perf/results/results.tsv`.
+//!   `scenario --list` lists them.
 //! - `xconnect-ring`: Mpps per core of the cross-connect over `ring` ports, closed loop: two ring ports of the
 //!   router are cabled to each other and seeded with frames, so the one pinned worker receives, processes and
 //!   transmits forever and its packet rate is the per-core cost of port I/O plus pipeline. Median of N runs.
@@ -41,6 +46,21 @@ struct Cli {
 // Subcommands are named pipeline-backend; the other pipelines join as they land.
 #[allow(clippy::enum_variant_names)]
 enum Cmd {
+    /// Traffic generator and receiver on two ports (a wharf config's, two AF_PACKET interfaces, or a ring
+    /// self-test): one trial at --rate or the NDR/PDR search; loss, reordering, latency percentiles.
+    Gen(wharf_perf::generate::GenArgs),
+    /// Run a harness scenario (`--list` lists them): topology, MRR runs, optional NDR/PDR search, latency,
+    /// wharf vs kernel on veth; appends to the results file.
+    Scenario {
+        /// Scenario name, or `all`.
+        #[arg(required_unless_present = "list")]
+        name: Option<String>,
+        /// List the scenarios and exit.
+        #[arg(long)]
+        list: bool,
+        #[command(flatten)]
+        options: wharf_perf::scenario::Options,
+    },
     /// Closed-loop cross-connect over ring ports: Mpps per core.
     XconnectRing(RingArgs),
     /// Cross-connect over ring ports on this thread for exactly --packets packets (for callgrind).
@@ -245,6 +265,27 @@ fn xconnect_inline(packets: u64, runs: usize, frame: usize, burst: usize) -> any
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Gen(a) => wharf_perf::generate::run(&a).map(drop),
+        Cmd::Scenario {
+            name,
+            list,
+            options,
+        } => {
+            if list {
+                for s in wharf_perf::scenario::SCENARIOS {
+                    println!(
+                        "{:<16} {}{}",
+                        s.name,
+                        s.about,
+                        if s.root { " (root)" } else { "" }
+                    );
+                }
+                return Ok(());
+            }
+            // Ctrl-C ends the trial, and the scenario unwinds: namespaces and veths are removed.
+            wharf_perf::trial::stop_on_signals()?;
+            wharf_perf::scenario::run(&name.unwrap_or_default(), &options)
+        }
         Cmd::XconnectRing(a) => xconnect_ring(&a),
         Cmd::XconnectInline {
             packets,

@@ -161,8 +161,11 @@ pub fn process(
             Domain::Bridge(b) => match t.bridges.get(b as usize) {
                 Some(bd) => {
                     if let Some(mut p) = bd.forward(pkt, ctx.in_port, now_s, out) {
-                        p.meta_mut().scratch[crate::l3::SCRATCH_IFACE] =
+                        let m = p.meta_mut();
+                        m.scratch[crate::l3::SCRATCH_IFACE] =
                             bd.gateway_iface.unwrap_or(u16::MAX) as u32;
+                        // Not handed over by another worker (whatever a recycled buffer carried).
+                        m.scratch[crate::nat::stage::SCRATCH_NAT] = 0;
                         if let Err(p) = to_l3.push(p) {
                             out.drop_pkt(p, DropReason::TxFull);
                         }

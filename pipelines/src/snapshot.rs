@@ -135,7 +135,11 @@ impl Processor for Snapshot {
             }
             Some(PortRole::L3(iface)) => {
                 for p in burst.iter_mut() {
-                    p.meta_mut().scratch[l3::SCRATCH_IFACE] = *iface as u32;
+                    let m = p.meta_mut();
+                    m.scratch[l3::SCRATCH_IFACE] = *iface as u32;
+                    // Fresh from a port: not handed over by another worker, whatever a buffer that went
+                    // round a ring cable carried.
+                    m.scratch[crate::nat::stage::SCRATCH_NAT] = 0;
                 }
                 l3::process(
                     &self.l3_ctx(ctx.now_ns, ctx.worker),

@@ -2,6 +2,7 @@
 //! per-process name prefixes, and a raw AF_PACKET sender for hand-made frames.
 #![allow(dead_code)] // each test file uses a part
 
+pub mod counting;
 pub mod ring_peer;
 
 use control::config;
@@ -173,6 +174,45 @@ pub fn traceroute(h: &LabHost, family: &str, to: &str) -> Vec<String> {
         .skip(1)
         .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
         .collect()
+}
+
+/// Moves 1 MiB over TCP from namespace `from` to a listener on `to` in namespace `to_ns`, checking every byte.
+pub fn tcp(from: &str, to_ns: &str, to: std::net::SocketAddr) {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let data: Vec<u8> = (0..(1u32 << 20))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let want = data.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let ns = to_ns.to_string();
+    let server = std::thread::spawn(move || {
+        netns::run_in_netns(&ns, move || {
+            let l = std::net::TcpListener::bind(to).unwrap();
+            ready_tx.send(()).unwrap();
+            let (mut s, _) = l.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            got
+        })
+        .unwrap()
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    netns::run_in_netns(from, move || {
+        let mut s = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5)).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(&data).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+    })
+    .unwrap();
+    let got = server.join().expect("receiver");
+    assert!(
+        got == want,
+        "TCP {from} -> {to}: {} of {} bytes, or different",
+        got.len(),
+        want.len()
+    );
 }
 
 // ---- raw frames ------------------------------------------------------------------------------------------------
