@@ -396,10 +396,12 @@ pub fn emit(c: &L3Ctx<'_>, iface: u16, mut pkt: Pkt, dst_mac: &Mac, out: &mut Tx
         out.drop_pkt(pkt, DropReason::NoPort);
         return;
     };
-    {
-        let f = pkt.data_mut();
-        f[0..6].copy_from_slice(dst_mac);
-        f[6..12].copy_from_slice(&ifc.mac);
+    // Both MACs in one fixed-size write (a frame that reaches here holds at least an Ethernet header).
+    if let Some(f) = pkt.data_mut().first_chunk_mut::<12>() {
+        let mut macs = [0u8; 12];
+        macs[..6].copy_from_slice(dst_mac);
+        macs[6..].copy_from_slice(&ifc.mac);
+        *f = macs;
     }
     match ifc.attach {
         Attach::Port { port, egress } => bridge::send(pkt, port, egress, out),
