@@ -48,6 +48,18 @@ for spec in "4 1" "4 1000000" "6 1" "6 10000"; do
   route_per_packet "route IPv$family (ring, burst 32, 60/70-byte frames, $routes routes, max(routes, 1024) flows)" \
     --family "$family" --routes "$routes"
 done
+# NAT: masquerade and its answers, alternating, over 1000 established UDP sessions (1024 packets in flight);
+# counted like the route rows.
+nat_per_packet() {
+  local name=$1
+  shift
+  local i1 i2
+  i1=$(route_count nat-inline "$@" --packets "$n1")
+  i2=$(route_count nat-inline "$@" --packets "$n2")
+  echo "$name: $(( (i2 - i1) / (n2 - n1) )) instructions per packet ($i1 for $n1 packets, $i2 for $n2)"
+}
+nat_per_packet "nat (ring, burst 32, 60-byte frames, 1000 UDP sessions, both directions)" \
+  --sessions 1000 --runs 1 --inflight 1024
 # VXLAN: the overlay's bridge plus encapsulation and routing out of the underlay, or the L3 stage plus
 # decapsulation and the bridge (64-byte inner frames on the wire); counted like the route rows.
 vxlan_per_packet() {

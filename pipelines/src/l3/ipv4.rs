@@ -2,7 +2,8 @@
 
 use super::{icmp, resolve_adj, to_neighbor, Adjacency, Interface, L3Ctx, L3State, ETH_LEN};
 use crate::l3::neigh::NeighKey;
-use crate::wire::ipv4::{Ipv4Error, Ipv4Packet};
+use crate::wire::checksum::header20_ok;
+use crate::wire::ipv4::{decrement_ttl_in, Ipv4Error, Ipv4Packet};
 use crate::wire::IPPROTO_ICMP;
 use crate::wire::IPPROTO_UDP;
 use dataplane::worker::TxBatches;
@@ -41,6 +42,57 @@ fn directed_broadcast(o: &Interface, dst: u32) -> bool {
     })
 }
 
+/// What [`input`] reads of a packet's IPv4 header, once: every later step (NAT, FIB, TTL and MTU checks, TTL
+/// decrement) works from this and from fixed offsets of the header it validated, instead of taking another
+/// checked view.
+#[derive(Clone, Copy)]
+struct Hdr {
+    src: u32,
+    dst: u32,
+    /// Total length (at least the header's, at most what the frame holds).
+    total: usize,
+    options: bool,
+    fragment: bool,
+}
+
+/// Validates the IPv4 header after the Ethernet header of `frame` (version, lengths, checksum) and reads it.
+/// The common header, 20 bytes without options, is checked with fixed offsets; anything else takes the general
+/// view, which gives the same verdicts.
+#[inline(always)]
+fn header(frame: &[u8]) -> Result<Hdr, DropReason> {
+    let ip = frame.get(ETH_LEN..).unwrap_or(&[]);
+    if let Some(h) = ip.first_chunk::<20>() {
+        if h[0] == 0x45 {
+            let total = u16::from_be_bytes([h[2], h[3]]) as usize;
+            if total < 20 || total > ip.len() {
+                return Err(reason(Ipv4Error::BadTotalLen));
+            }
+            if !header20_ok(h) {
+                return Err(DropReason::BadChecksum);
+            }
+            let be32 = |o: usize| u32::from_be_bytes([h[o], h[o + 1], h[o + 2], h[o + 3]]);
+            return Ok(Hdr {
+                src: be32(12),
+                dst: be32(16),
+                total,
+                options: false,
+                fragment: u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0,
+            });
+        }
+    }
+    let ip = Ipv4Packet::new_checked(ip).map_err(reason)?;
+    if !ip.verify_checksum() {
+        return Err(DropReason::BadChecksum);
+    }
+    Ok(Hdr {
+        src: u32::from_be_bytes(ip.src()),
+        dst: u32::from_be_bytes(ip.dst()),
+        total: ip.total_len(),
+        options: ip.has_options(),
+        fragment: ip.is_fragment(),
+    })
+}
+
 pub(super) fn input(
     c: &L3Ctx<'_>,
     st: &mut L3State,
@@ -55,22 +107,16 @@ pub(super) fn input(
         out.drop_pkt(pkt, DropReason::NotForUs);
         return;
     }
-    let (src, dst, total, options, fragment) = match Ipv4Packet::new_checked(&d[ETH_LEN..]) {
-        Ok(ip) => {
-            if !ip.verify_checksum() {
-                out.drop_pkt(pkt, DropReason::BadChecksum);
-                return;
-            }
-            (
-                u32::from_be_bytes(ip.src()),
-                u32::from_be_bytes(ip.dst()),
-                ip.total_len(),
-                ip.has_options(),
-                ip.is_fragment(),
-            )
-        }
-        Err(e) => {
-            out.drop_pkt(pkt, reason(e));
+    let Hdr {
+        src,
+        dst,
+        total,
+        options,
+        fragment,
+    } = match header(d) {
+        Ok(h) => h,
+        Err(r) => {
+            out.drop_pkt(pkt, r);
             return;
         }
     };
@@ -140,19 +186,17 @@ pub(super) fn input(
         out.drop_pkt(pkt, DropReason::MartianAddress);
         return;
     }
-    let mut ip = match Ipv4Packet::new_checked(&mut pkt.data_mut()[ETH_LEN..]) {
-        Ok(ip) => ip,
-        Err(e) => {
-            out.drop_pkt(pkt, reason(e));
-            return;
-        }
+    // The header was validated above and the NAT keeps its length; TTL and flags are at fixed offsets.
+    let (ttl, dont_frag) = {
+        let h = pkt.data().get(ETH_LEN..ETH_LEN + 20).unwrap_or(&[0; 20]);
+        (h[8], h[6] & 0x40 != 0)
     };
-    if ip.ttl() <= 1 {
+    if ttl <= 1 {
         icmp::time_exceeded4(c, st, iface, pkt, out);
         return;
     }
     if total > o.mtu as usize {
-        if ip.dont_frag() {
+        if dont_frag {
             let mtu = o.mtu;
             icmp::frag_needed4(c, st, iface, pkt, mtu, out);
         } else {
@@ -161,20 +205,19 @@ pub(super) fn input(
         }
         return;
     }
-    match c.t.nat.as_deref() {
-        Some(t) if oif == t.outside && iface != t.outside => {
+    if let Some(t) = c.t.nat.as_deref() {
+        if oif == t.outside && iface != t.outside {
             // After the TTL and MTU checks (ICMP errors quote what the sender sent) and before the TTL is
             // decremented (a packet handed to another worker is routed again there).
             let Some(p) = super::nat::after_route(c, t, st, iface, pkt, out) else {
                 return;
             };
             pkt = p;
-            if let Ok(mut ip) = Ipv4Packet::new_checked(&mut pkt.data_mut()[ETH_LEN..]) {
-                ip.decrement_ttl();
-            }
         }
-        _ => {
-            ip.decrement_ttl();
+    }
+    if let Some(h) = pkt.data_mut().get_mut(ETH_LEN..ETH_LEN + 12) {
+        if let Ok(h) = <&mut [u8; 12]>::try_from(h) {
+            decrement_ttl_in(h);
         }
     }
     to_neighbor(c, st, NeighKey::v4(oif, via), pkt, out);

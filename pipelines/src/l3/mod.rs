@@ -396,10 +396,12 @@ pub fn emit(c: &L3Ctx<'_>, iface: u16, mut pkt: Pkt, dst_mac: &Mac, out: &mut Tx
         out.drop_pkt(pkt, DropReason::NoPort);
         return;
     };
-    {
-        let f = pkt.data_mut();
-        f[0..6].copy_from_slice(dst_mac);
-        f[6..12].copy_from_slice(&ifc.mac);
+    // Both MACs in one fixed-size write (a frame that reaches here holds at least an Ethernet header).
+    if let Some(f) = pkt.data_mut().first_chunk_mut::<12>() {
+        let mut macs = [0u8; 12];
+        macs[..6].copy_from_slice(dst_mac);
+        macs[6..].copy_from_slice(&ifc.mac);
+        *f = macs;
     }
     match ifc.attach {
         Attach::Port { port, egress } => bridge::send(pkt, port, egress, out),
@@ -413,6 +415,18 @@ pub fn emit(c: &L3Ctx<'_>, iface: u16, mut pkt: Pkt, dst_mac: &Mac, out: &mut Tx
 /// Resolves `key`'s MAC and sends, or asks and parks the packet.
 #[inline]
 fn to_neighbor(c: &L3Ctx<'_>, st: &mut L3State, key: NeighKey, pkt: Pkt, out: &mut TxBatches) {
+    // The common case, a reachable neighbour, without building a `Neighbor`; the rest below.
+    if let Some((mac, confirmed_s)) = c.t.neigh.lookup_reachable(&key) {
+        if confirmed_s != u32::MAX
+            && c.now_s().wrapping_sub(confirmed_s) >= c.t.reachable_s
+            && c.t.neigh.should_request(&key, c.now_s(), 1)
+        {
+            solicit(c, key, &pkt, out);
+        }
+        out.count_event(Event::Routed, 1);
+        emit(c, key.iface, pkt, &mac, out);
+        return;
+    }
     match c.t.neigh.lookup(&key) {
         Some(Neighbor::Reachable { mac, confirmed_s }) => {
             if confirmed_s != u32::MAX

@@ -22,7 +22,7 @@
 //! Fragments are refused ([`NatError::Fragment`]): only the first carries the ports.
 
 use super::conntrack::{FlowKey, Key4};
-use crate::wire::checksum::{update16, update32};
+use crate::wire::checksum::{fold, update16, update32};
 use crate::wire::icmpv4::{
     TYPE_DEST_UNREACHABLE, TYPE_ECHO_REPLY, TYPE_ECHO_REQUEST, TYPE_PARAMETER_PROBLEM,
     TYPE_TIME_EXCEEDED,
@@ -158,6 +158,9 @@ fn put32(b: &mut [u8], off: usize, v: u32) {
 /// ignored). See [`NatError`] for what it refuses.
 #[inline]
 pub fn parse(ip: &[u8]) -> Result<Parsed, NatError> {
+    if let Some(p) = parse_plain(ip) {
+        return Ok(p);
+    }
     let p = Ipv4Packet::new_checked(ip).map_err(NatError::Ip)?;
     if p.is_fragment() {
         return Err(NatError::Fragment);
@@ -224,6 +227,49 @@ pub fn parse(ip: &[u8]) -> Result<Parsed, NatError> {
         _ => return Err(NatError::Unsupported),
     }
     Ok(out)
+}
+
+/// [`parse`] of the common case, with fixed offsets: a whole (unfragmented) UDP or TCP packet behind a 20-byte
+/// header, every length valid. `None` for anything else, which [`parse`] then reads the general way (and
+/// accepts or refuses exactly as it would have: this only skips the general checks for packets that pass
+/// them).
+#[inline(always)]
+fn parse_plain(ip: &[u8]) -> Option<Parsed> {
+    let h = ip.first_chunk::<28>()?;
+    let total = be16(h, 2) as usize;
+    if h[0] != 0x45 || total < 28 || total > ip.len() || be16(h, 6) & 0x3fff != 0 {
+        return None;
+    }
+    let (src, dst) = (be32(h, 12), be32(h, 16));
+    let (sport, dport) = (be16(h, 20), be16(h, 22));
+    let mut out = Parsed {
+        key: Key4::new(h[9], src, sport, dst, dport),
+        kind: Kind::Udp,
+        tcp_flags: 0,
+        icmp_type: 0,
+        l4: 20,
+        inner_kind: Kind::Tcp,
+        inner: 0,
+        inner_l4: 0,
+        end: total as u16,
+    };
+    match h[9] {
+        IPPROTO_UDP => {
+            let ulen = be16(h, 24) as usize;
+            (ulen >= 8 && ulen <= total - 20).then_some(out)
+        }
+        IPPROTO_TCP if total >= 40 => {
+            let t = ip.first_chunk::<40>()?;
+            let doff = (t[32] >> 4) as usize * 4;
+            if doff < 20 || doff > total - 20 {
+                return None;
+            }
+            out.kind = Kind::Tcp;
+            out.tcp_flags = t[33];
+            Some(out)
+        }
+        _ => None,
+    }
 }
 
 /// The quoted packet of an ICMP error: its kind, key and header length.
@@ -295,6 +341,23 @@ pub fn translate(ip: &mut [u8], info: &Parsed, to: &Key4) -> Result<(), NatError
         return Err(NatError::Mismatch);
     }
     let ip = &mut ip[..end];
+    if info.l4 == 20 {
+        match info.kind {
+            Kind::Udp => {
+                if let Some(h) = ip.first_chunk_mut::<28>() {
+                    translate_plain::<28, 26>(h, to, true);
+                    return Ok(());
+                }
+            }
+            Kind::Tcp => {
+                if let Some(h) = ip.first_chunk_mut::<40>() {
+                    translate_plain::<40, 36>(h, to, false);
+                    return Ok(());
+                }
+            }
+            _ => {}
+        }
+    }
     if info.kind == Kind::IcmpError {
         return translate_error(ip, info, to);
     }
@@ -343,6 +406,52 @@ pub fn translate(ip: &mut [u8], info: &Parsed, to: &Key4) -> Result<(), NatError
         put16(ip, co, l4c);
     }
     Ok(())
+}
+
+/// [`translate`] of a UDP (`udp`) or TCP packet behind a 20-byte header: `h` is its first `N` bytes, the
+/// transport checksum at `CO`. The same result as the general path (the checksum terms of the words that
+/// change are summed, then applied once: RFC 1624 eqn. 3 over their sum equals applying it word by word),
+/// without its loops over offset tables and their bounds checks.
+#[inline(always)]
+fn translate_plain<const N: usize, const CO: usize>(h: &mut [u8; N], to: &Key4, udp: bool) {
+    let (src, dst) = (be32(h, 12), be32(h, 16));
+    let (sport, dport) = (be16(h, 20), be16(h, 22));
+    // One's-complement terms `~old + new` of each changed 16-bit word; unchanged words add nothing (adding
+    // `~x + x` = 0xffff would turn a checksum of 0xffff into 0x0000).
+    let t16 = |old: u16, new: u16| {
+        if old != new {
+            !old as u32 + new as u32
+        } else {
+            0
+        }
+    };
+    let t32 = |old: u32, new: u32| {
+        t16((old >> 16) as u16, (new >> 16) as u16) + t16(old as u16, new as u16)
+    };
+    let addrs = t32(src, to.src) + t32(dst, to.dst);
+    let ports = t16(sport, to.sport) + t16(dport, to.dport);
+    if addrs != 0 {
+        h[12..16].copy_from_slice(&to.src.to_be_bytes());
+        h[16..20].copy_from_slice(&to.dst.to_be_bytes());
+        let ipc = !fold(!be16(h, 10) as u32 + addrs);
+        h[10..12].copy_from_slice(&ipc.to_be_bytes());
+    }
+    if ports != 0 {
+        h[20..22].copy_from_slice(&to.sport.to_be_bytes());
+        h[22..24].copy_from_slice(&to.dport.to_be_bytes());
+    }
+    let l4c0 = be16(h, CO);
+    // A UDP checksum of 0 means none: it stays 0.
+    if addrs + ports == 0 || (udp && l4c0 == 0) {
+        return;
+    }
+    let mut l4c = !fold(!l4c0 as u32 + addrs + ports);
+    if l4c != l4c0 {
+        if udp {
+            l4c = udp_nonzero(l4c);
+        }
+        h[CO..CO + 2].copy_from_slice(&l4c.to_be_bytes());
+    }
 }
 
 /// Whether an ICMP message is zero in every byte but its checksum, the one case where RFC 1624 eqn. 3 gives

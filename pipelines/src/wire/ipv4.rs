@@ -55,6 +55,27 @@ impl Ipv4Error {
     }
 }
 
+/// Decrements the TTL of the header at the start of `h` (its first 12 bytes: options do not matter), updating
+/// the checksum incrementally, and returns the new TTL; a TTL of 0 is left alone and 0 returned. The same as
+/// [`Ipv4Packet::decrement_ttl`] on a header the caller has already validated, without a second view and its
+/// bounds checks: the forwarding fast path calls it for every packet.
+#[inline(always)]
+pub fn decrement_ttl_in(h: &mut [u8; 12]) -> u8 {
+    let ttl = h[TTL];
+    if ttl == 0 {
+        return 0;
+    }
+    let proto = h[PROTOCOL];
+    h[TTL] = ttl - 1;
+    let c = checksum::update16(
+        u16::from_be_bytes([h[CHECKSUM], h[CHECKSUM + 1]]),
+        u16::from_be_bytes([ttl, proto]),
+        u16::from_be_bytes([ttl - 1, proto]),
+    );
+    h[CHECKSUM..CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+    ttl - 1
+}
+
 /// A read (and, over `&mut [u8]`, write) view of an IPv4 packet. The buffer may be longer than the packet
 /// (Ethernet padding): [`Ipv4Packet::payload`] stops at the total length.
 #[derive(Debug, Clone, Copy)]
@@ -378,6 +399,22 @@ mod tests {
         .unwrap();
         v[HEADER_LEN..].copy_from_slice(payload);
         v
+    }
+
+    #[test]
+    fn decrement_ttl_in_matches_the_view() {
+        for ttl in [0u8, 1, 2, 64, 255] {
+            let mut a = packet(b"xy");
+            a[TTL] = ttl;
+            a[CHECKSUM..CHECKSUM + 2].copy_from_slice(&[0, 0]);
+            let c = checksum::checksum(&a[..HEADER_LEN]);
+            a[CHECKSUM..CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+            let mut b = a.clone();
+            let n1 = Ipv4Packet::new_checked(&mut a[..]).unwrap().decrement_ttl();
+            let n2 = decrement_ttl_in((&mut b[..12]).try_into().unwrap());
+            assert_eq!((n1, &a), (n2, &b), "ttl {ttl}");
+            assert!(Ipv4Packet::new_checked(&b[..]).unwrap().verify_checksum());
+        }
     }
 
     #[test]
