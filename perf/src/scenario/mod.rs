@@ -419,9 +419,11 @@ pub fn run(name: &str, o: &Options) -> anyhow::Result<()> {
         );
     }
     let rows = (s.run)(o)?;
-    // Route scenarios with a large table keep their own latency files.
+    // Route scenarios with a large table, and NAT scenarios with many sessions, keep their own latency files.
     let stem = if name.starts_with("route") && o.routes > 1 {
         format!("{name}-{}routes", o.routes)
+    } else if name.starts_with("nat") && o.flows > 65_536 {
+        format!("{name}-{}flows", o.flows)
     } else {
         name.to_string()
     };
