@@ -10,8 +10,10 @@
 #   libdpdk-dev    DPDK 22.11 headers and libdpdk.pc, for the `dpdk` feature (dataplane/dpdk-sys)
 #   libclang-dev   libclang for bindgen (dataplane/dpdk-sys)
 #   pkg-config     finds libdpdk (dataplane/dpdk-sys)
+#   nftables       `nft`: the kernel twin of the nat-veth scenario (masquerade)
+#   conntrack      `conntrack -F`: that twin's session table emptied between runs
 set -euo pipefail
-pkgs=(iproute2 iputils-ping traceroute tcpdump tshark valgrind dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config)
+pkgs=(iproute2 iputils-ping traceroute tcpdump tshark valgrind dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config nftables conntrack)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

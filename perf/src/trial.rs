@@ -110,6 +110,26 @@ impl PortTrial {
         Ok(())
     }
 
+    /// Receives frames as they are, uncounted, until nothing has come for `quiet` (at most 5 s): a scenario's
+    /// [`Probe`](crate::scenario::Probe) looks at the headers the device wrote, which the receiver does not.
+    pub fn receive_raw(&mut self, quiet: Duration) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        let mut last = self.clock.now_ns();
+        let limit = last + 5_000_000_000;
+        loop {
+            let now = self.clock.now_ns();
+            if self.rx_q.rx_burst(&mut self.burst) > 0 {
+                got.extend(self.burst.iter().map(|p| p.data().to_vec()));
+                self.burst.clear();
+                last = now;
+            } else if now - last > quiet.as_nanos() as u64 || now > limit {
+                return got;
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
     #[inline]
     fn poll(&mut self) -> usize {
         let n = self.rx_q.rx_burst(&mut self.burst);

@@ -38,6 +38,11 @@ fn options(dir: &std::path::Path, extra: &[&str]) -> Options {
 
 /// Runs scenario `name`, checks its rows and files; returns the results file's lines.
 fn check(name: &str, o: &Options, duts: &[&str]) -> Vec<String> {
+    check_rows(name, o, duts).1
+}
+
+/// [`check`], also returning the rows.
+fn check_rows(name: &str, o: &Options, duts: &[&str]) -> (Vec<scenario::Measured>, Vec<String>) {
     let s = scenario::SCENARIOS
         .iter()
         .find(|s| s.name == name)
@@ -53,6 +58,10 @@ fn check(name: &str, o: &Options, duts: &[&str]) -> Vec<String> {
             m.dut
         );
         assert_eq!(m.dup_reorder.0, 0, "{name} {}: duplicates", m.dut);
+        if let Some((ok, sent)) = m.checked {
+            assert!(sent > 0, "{name} {}: the probe sent nothing", m.dut);
+            assert_eq!(ok, sent, "{name} {}: frames failed the probe", m.dut);
+        }
         assert!(m.latency.count > 0, "{name} {}: no latency samples", m.dut);
         assert!(
             m.latency.min > 0.0 && m.latency.min <= m.latency.p50 && m.latency.p50 <= m.latency.max,
@@ -80,11 +89,12 @@ fn check(name: &str, o: &Options, duts: &[&str]) -> Vec<String> {
         assert!(mrr > 0.0 && mrr.is_finite());
         assert!(summary.contains("wharf / kernel"), "{summary}");
     }
-    std::fs::read_to_string(&o.results)
+    let lines = std::fs::read_to_string(&o.results)
         .unwrap()
         .lines()
         .map(str::to_string)
-        .collect()
+        .collect();
+    (rows, lines)
 }
 
 #[test]
@@ -150,4 +160,66 @@ fn route_veth_and_xconnect_veth_against_the_kernel() {
     check("xconnect-veth", &o, &["wharf", "kernel-tc-mirred"]);
     nothing_left('r');
     nothing_left('x');
+}
+
+/// Checks scenario `name` as [`check`] does, and that its probe ran on every device and passed all the
+/// frames it sent (one per flow here); returns the results file's lines.
+fn check_probed(name: &str, o: &Options, duts: &[&str]) -> Vec<String> {
+    let (rows, lines) = check_rows(name, o, duts);
+    for m in &rows {
+        let want = u64::from(o.flows.min(256));
+        assert_eq!(m.checked, Some((want, want)), "{name} {}", m.dut);
+        assert!(m.notes.contains("probe: "), "{name} {}: {}", m.dut, m.notes);
+    }
+    lines
+}
+
+#[test]
+fn nat_and_vxlan_checks_reject_what_is_not_translated() {
+    use wharf_perf::gen::{Clock, Generator, Profile};
+    use wharf_perf::scenario::{nat, vxlan};
+    let g = Generator::new(
+        Profile {
+            src_ip: [10, 0, 16, 0],
+            dst_ips: vec![nat::server(0)],
+            ..Profile::default()
+        },
+        1,
+        Clock::new(),
+    )
+    .unwrap();
+    let mut f = g.frame(3);
+    let outside = [nat::external(0)];
+    // Untranslated: the inside source.
+    assert!(!nat::masqueraded(&f, &outside));
+    // The source rewritten without fixing the checksums.
+    f[26..30].copy_from_slice(&nat::external(0));
+    assert!(!nat::masqueraded(&f, &outside));
+    // A plain frame is not VXLAN.
+    assert!(vxlan::encapsulated(&g.frame(0)).is_none());
+}
+
+#[test]
+fn nat_ring_and_vxlan_ring_translate_every_probe() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let o = options(dir.path(), &[]);
+    let lines = check_probed("nat-ring", &o, &["wharf"]);
+    assert!(lines[1].contains("\tnat-ring\twharf\t"));
+    check_probed("vxlan-ring", &o, &["wharf"]);
+}
+
+#[test]
+fn nat_veth_and_vxlan_veth_against_the_kernel() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !netns::require_root("scenarios::nat_veth_and_vxlan_veth_against_the_kernel") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let o = options(dir.path(), &[]);
+    let lines = check_probed("nat-veth", &o, &["wharf", "kernel-nft-masq"]);
+    assert!(lines[2].contains("\tnat-veth\tkernel-nft-masq\t"));
+    check_probed("vxlan-veth", &o, &["wharf", "kernel-vxlan"]);
+    nothing_left('n');
+    nothing_left('v');
 }

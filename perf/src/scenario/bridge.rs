@@ -63,6 +63,7 @@ depth = 4096
         super::parse(&config)?,
         |_| Ok(profile(o)),
         learning_frames,
+        None,
     )
 }
 
@@ -97,6 +98,6 @@ pub fn veth(o: &Options) -> anyhow::Result<Vec<Measured>> {
         super::parse(&config)?,
         Box::new(|_| Ok(())),
         Some(kernel),
-        (p, learn),
+        (p, learn, None),
     )
 }

@@ -13,9 +13,11 @@
 
 pub mod bridge;
 pub mod dut;
+pub mod nat;
 pub mod results;
 pub mod route;
 pub mod topo;
+pub mod vxlan;
 pub mod xconnect;
 
 use crate::gen::{Encap, Profile, Proto, Sizes};
@@ -76,6 +78,30 @@ pub const SCENARIOS: &[Scenario] = &[
         root: true,
         run: route::veth,
     },
+    Scenario {
+        name: "nat-ring",
+        about: "NAT (masquerade) of --flows UDP sessions over ring ports (pipeline only, worker on one core)",
+        root: false,
+        run: nat::ring,
+    },
+    Scenario {
+        name: "nat-veth",
+        about: "NAT (masquerade) of --flows UDP sessions on AF_PACKET over veth, vs nftables masquerade",
+        root: true,
+        run: nat::veth,
+    },
+    Scenario {
+        name: "vxlan-ring",
+        about: "VXLAN encapsulation toward a remote VTEP over ring ports (pipeline only, worker on one core)",
+        root: false,
+        run: vxlan::ring,
+    },
+    Scenario {
+        name: "vxlan-veth",
+        about: "VXLAN encapsulation on AF_PACKET over veth, vs a Linux bridge with a vxlan device",
+        root: true,
+        run: vxlan::veth,
+    },
 ];
 
 /// Options common to every scenario.
@@ -124,6 +150,10 @@ pub struct Options {
     /// Seconds of the latency trial.
     #[arg(long, default_value_t = 2.0)]
     pub latency_secs: f64,
+    /// Seconds of traffic as fast as possible after each start, before a timed trial (caches, learning,
+    /// neighbour entries; NAT scenarios stretch it so that the sessions a timed run touches are open).
+    #[arg(long, default_value_t = 0.2)]
+    pub warmup_secs: f64,
     /// Measure wharf only, not its kernel twin.
     #[arg(long)]
     pub no_kernel: bool,
@@ -199,7 +229,17 @@ pub struct Measured {
     pub dup_reorder: (u64, u64),
     /// What the scenario wants said in the row (table size, backend...).
     pub notes: String,
+    /// The scenario's [`Probe`] of this device, when it has one: frames that passed its check, frames it
+    /// sent.
+    pub checked: Option<(u64, u64)>,
 }
+
+/// A scenario's check of what a device does to frames, beyond their arrival (which the receiver counts):
+/// run once per device, started, before the measurements; it sends frames with [`PortTrial::send_raw`],
+/// takes what arrives with [`PortTrial::receive_raw`], and returns (frames that passed, frames sent). A
+/// NAT checks that the source seen outside is an outside address; an overlay, that frames leave in VXLAN to
+/// the remote VTEP. The figures go into the rows' `checked`.
+pub type Probe<'a> = &'a dyn Fn(&mut PortTrial) -> anyhow::Result<(u64, u64)>;
 
 impl Measured {
     /// Median MRR.
@@ -216,6 +256,7 @@ pub fn compare(
     trial: &mut PortTrial,
     duts: &mut [&mut dyn Dut],
     learn: &[Vec<u8>],
+    probe: Option<Probe>,
     o: &Options,
 ) -> anyhow::Result<Vec<Measured>> {
     let start = |d: &mut dyn Dut, trial: &mut PortTrial| -> anyhow::Result<()> {
@@ -241,13 +282,24 @@ pub fn compare(
             latency_lost: 0,
             dup_reorder: (0, 0),
             notes: String::new(),
+            checked: None,
         })
         .collect();
+    if let Some(probe) = probe {
+        for (d, m) in duts.iter_mut().zip(out.iter_mut()) {
+            start(&mut **d, trial)?;
+            let r = probe(trial);
+            d.stop()?;
+            let (ok, sent) = r?;
+            println!("{label} {}: probe: {ok} of {sent} frames passed", m.dut);
+            m.checked = Some((ok, sent));
+        }
+    }
     for run in 1..=o.runs {
         for (d, m) in duts.iter_mut().zip(out.iter_mut()) {
             start(&mut **d, trial)?;
-            // Warm-up: caches, learning, neighbour entries.
-            trial.run(f64::INFINITY, 0.2)?;
+            // Warm-up: caches, learning, neighbour entries, sessions.
+            trial.run(f64::INFINITY, o.warmup_secs)?;
             let r = trial.run(f64::INFINITY, o.secs)?;
             let c = trial.rx.counts();
             m.dup_reorder.0 += c.duplicates;
@@ -266,7 +318,7 @@ pub fn compare(
     }
     for (d, m) in duts.iter_mut().zip(out.iter_mut()) {
         start(&mut **d, trial)?;
-        trial.run(f64::INFINITY, 0.2)?;
+        trial.run(f64::INFINITY, o.warmup_secs)?;
         let mut load_base = m.mrr_median();
         if o.search {
             let cfg = SearchConfig {
@@ -367,9 +419,11 @@ pub fn run(name: &str, o: &Options) -> anyhow::Result<()> {
         );
     }
     let rows = (s.run)(o)?;
-    // Route scenarios with a large table keep their own latency files.
+    // Route scenarios with a large table, and NAT scenarios with many sessions, keep their own latency files.
     let stem = if name.starts_with("route") && o.routes > 1 {
         format!("{name}-{}routes", o.routes)
+    } else if name.starts_with("nat") && o.flows > 65_536 {
+        format!("{name}-{}flows", o.flows)
     } else {
         name.to_string()
     };
@@ -388,13 +442,14 @@ pub fn parse(text: &str) -> anyhow::Result<control::config::Config> {
 
 /// A ring scenario: the router started from `config` (ring ports `a` and `b` with external peers `gen_a`
 /// and `gen_b`, worker on `o.core`), `prepare`d, then measured with `profile` from `gen_a` to `gen_b` by a
-/// generator on the other core. Returns the rows.
+/// generator on the other core (checked first by `probe`, if any). Returns the rows.
 pub fn ring_scenario(
     label: &str,
     o: &Options,
     config: control::config::Config,
     prepare: impl FnOnce(&control::router::Router) -> anyhow::Result<Profile>,
     learn: impl FnOnce(&Profile) -> Vec<Vec<u8>>,
+    probe: Option<Probe>,
 ) -> anyhow::Result<Vec<Measured>> {
     use anyhow::Context;
     use dataplane::Port;
@@ -415,7 +470,7 @@ pub fn ring_scenario(
             clock,
         );
         let mut dut = dut::AlwaysOn("wharf");
-        let mut rows = compare(label, &mut trial, &mut [&mut dut], &learn, o)?;
+        let mut rows = compare(label, &mut trial, &mut [&mut dut], &learn, probe, o)?;
         let drops = router.show_drops();
         for m in &mut rows {
             m.notes = format!(
@@ -445,7 +500,7 @@ pub struct KernelTwin<'a> {
 
 /// A veth scenario: builds [`topo::VethTopo`], sets up the kernel twin, and measures wharf (its config from
 /// `config`, `prepare`d after each start) and the kernel alternately with `profile` (and its `learn`ing
-/// frames). Everything is torn
+/// frames, and its `probe`, which checks each device first, if any). Everything is torn
 /// down at the end, also on error.
 pub fn veth_scenario<'a>(
     label: &str,
@@ -454,7 +509,7 @@ pub fn veth_scenario<'a>(
     config: control::config::Config,
     prepare: dut::Prepare<'a>,
     kernel: Option<KernelTwin<'a>>,
-    (profile, learn): (Profile, Vec<Vec<u8>>),
+    (profile, learn, probe): (Profile, Vec<Vec<u8>>, Option<Probe>),
 ) -> anyhow::Result<Vec<Measured>> {
     pin(o.gen_core());
     let pool = dut::generator_pool()?;
@@ -471,9 +526,16 @@ pub fn veth_scenario<'a>(
         Some(k) => {
             (k.setup)(topo)?;
             let mut kd = dut::KernelDut::new(topo, k.name, k.on, k.off);
-            compare(label, &mut trial, &mut [&mut wharf, &mut kd], &learn, o)?
+            compare(
+                label,
+                &mut trial,
+                &mut [&mut wharf, &mut kd],
+                &learn,
+                probe,
+                o,
+            )?
         }
-        None => compare(label, &mut trial, &mut [&mut wharf], &learn, o)?,
+        None => compare(label, &mut trial, &mut [&mut wharf], &learn, probe, o)?,
     };
     for m in &mut rows {
         m.notes = format!(

@@ -142,6 +142,7 @@ addresses = ["10.1.0.1/24"]
         config,
         |r| Ok(profile(o, &t, prepare(r)?)),
         |_| Vec::new(),
+        None,
     )?;
     for m in &mut rows {
         m.notes = format!("{} routes; {}", t.prefixes.len(), m.notes);
@@ -201,7 +202,7 @@ pub fn veth(o: &Options) -> anyhow::Result<Vec<Measured>> {
         config,
         Box::new(|r| prepare(r).map(drop)),
         Some(kernel),
-        (profile(o, &t, D_A_MAC), Vec::new()),
+        (profile(o, &t, D_A_MAC), Vec::new(), None),
     )?;
     for m in &mut rows {
         m.notes = format!("{} routes; {}", t.prefixes.len(), m.notes);

@@ -47,6 +47,7 @@ ports = ["a", "b"]
         super::parse(&config)?,
         |_| Ok(profile(o)),
         |_| Vec::new(),
+        None,
     )
 }
 
@@ -103,6 +104,6 @@ pub fn veth(o: &Options) -> anyhow::Result<Vec<Measured>> {
         super::parse(&config)?,
         Box::new(|_| Ok(())),
         Some(kernel),
-        (profile(o), Vec::new()),
+        (profile(o), Vec::new(), None),
     )
 }
