@@ -763,29 +763,27 @@ pub fn post_route(
     if t.is_external(info.key.src) {
         return Verdict::Pass;
     }
-    match owner_in_to_out(&info, &t.split, t) {
-        Owner::Here => {}
-        Owner::Worker(w) => {
-            if w != worker && handed & HANDED == 0 {
-                return Verdict::Handoff(w);
-            }
-        }
-        Owner::Search => {
-            if st.table.lookup(&info.key).is_none() {
-                let hops = handed & 0xff;
-                let n = t.shared.workers as u32;
-                if hops + 1 < n {
-                    return Verdict::Handoff(((worker as u32 + 1) % n) as u16);
-                }
-                return if masquerade {
-                    Verdict::Drop(DropReason::NatNoSession)
-                } else {
-                    Verdict::Pass
-                };
-            }
+    let owner = owner_in_to_out(&info, &t.split, t);
+    if let Owner::Worker(w) = owner {
+        if w != worker && handed & HANDED == 0 {
+            return Verdict::Handoff(w);
         }
     }
-    if let Some((id, dir)) = st.table.lookup(&info.key) {
+    let found = st.table.lookup(&info.key);
+    if owner == Owner::Search && found.is_none() {
+        // Not here: the next worker may have it, up to every worker once.
+        let hops = handed & 0xff;
+        let n = t.shared.workers as u32;
+        if hops + 1 < n {
+            return Verdict::Handoff(((worker as u32 + 1) % n) as u16);
+        }
+        return if masquerade {
+            Verdict::Drop(DropReason::NatNoSession)
+        } else {
+            Verdict::Pass
+        };
+    }
+    if let Some((id, dir)) = found {
         return known(st, id, dir, &info, ip, true, now_s);
     }
     if !masquerade {
