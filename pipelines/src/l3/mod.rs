@@ -25,6 +25,7 @@ mod ipv6;
 mod nat;
 mod nd;
 pub mod neigh;
+mod nh_cache;
 pub mod pending;
 
 use crate::bridge::{self, BridgeDomain, Egress};
@@ -264,6 +265,8 @@ pub struct L3State {
     pub announced: u64,
     /// The worker's NAT flows and ports (taken from the NAT tables' prebuilt states when NAT is configured).
     pub nat: Option<Box<crate::nat::stage::NatState>>,
+    /// Resolved next hops with their finished Ethernet rewrite, private to the worker.
+    nh: nh_cache::NextHopCache,
 }
 
 /// Everything one burst's L3 work reads.
@@ -414,14 +417,54 @@ pub fn emit(c: &L3Ctx<'_>, iface: u16, mut pkt: Pkt, dst_mac: &Mac, out: &mut Tx
 
 /// Resolves `key`'s MAC and sends, or asks and parks the packet.
 #[inline]
-fn to_neighbor(c: &L3Ctx<'_>, st: &mut L3State, key: NeighKey, pkt: Pkt, out: &mut TxBatches) {
-    // The common case, a reachable neighbour, without building a `Neighbor`; the rest below.
+fn to_neighbor(c: &L3Ctx<'_>, st: &mut L3State, key: NeighKey, mut pkt: Pkt, out: &mut TxBatches) {
+    // The common case: the worker's own cache has the finished rewrite.
+    if let Some(hit) = st
+        .nh
+        .get(&c.t.neigh, c.generation, &key, c.now_s(), c.t.reachable_s)
+    {
+        if let Some(f) = pkt.data_mut().first_chunk_mut::<12>() {
+            *f = hit.rewrite;
+        }
+        out.count_event(Event::Routed, 1);
+        if hit.port != nh_cache::NO_PORT {
+            out.send(hit.port, pkt);
+        } else {
+            let mut mac = [0u8; 6];
+            mac.copy_from_slice(&hit.rewrite[..6]);
+            emit(c, key.iface, pkt, &mac, out);
+        }
+        return;
+    }
+    to_neighbor_shared(c, st, key, pkt, out);
+}
+
+/// [`to_neighbor`] through the shared neighbour cache, refilling the worker's cache with what it says.
+#[inline(never)]
+fn to_neighbor_shared(
+    c: &L3Ctx<'_>,
+    st: &mut L3State,
+    key: NeighKey,
+    pkt: Pkt,
+    out: &mut TxBatches,
+) {
+    // A reachable neighbour, without building a `Neighbor`; the rest below.
     if let Some((mac, confirmed_s)) = c.t.neigh.lookup_reachable(&key) {
         if confirmed_s != u32::MAX
             && c.now_s().wrapping_sub(confirmed_s) >= c.t.reachable_s
             && c.t.neigh.should_request(&key, c.now_s(), 1)
         {
             solicit(c, key, &pkt, out);
+        }
+        if let Some(ifc) = c.t.ifaces.get(key.iface as usize) {
+            let port = match ifc.attach {
+                Attach::Port {
+                    port,
+                    egress: Egress::Untagged,
+                } => port,
+                _ => nh_cache::NO_PORT,
+            };
+            st.nh.fill(&key, &mac, &ifc.mac, confirmed_s, port);
         }
         out.count_event(Event::Routed, 1);
         emit(c, key.iface, pkt, &mac, out);
@@ -547,7 +590,7 @@ fn flow_hash(pkt: &Pkt) -> u32 {
 }
 
 /// Follows `nh` to a concrete adjacency (an ECMP group picks a member by flow hash).
-#[inline]
+#[inline(always)]
 fn resolve_adj(t: &L3Tables, nh: u32, pkt: &Pkt) -> Option<Adjacency> {
     match *t.adj.get(nh as usize)? {
         Adjacency::Ecmp { first, count } if count > 0 => {

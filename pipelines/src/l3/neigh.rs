@@ -134,7 +134,8 @@ pub enum LearnOutcome {
 pub struct NeighTable {
     slots: Box<[Slot]>,
     mask: usize,
-    /// Bumped whenever an entry becomes reachable, so workers with packets waiting know when to look again.
+    /// Bumped whenever an entry becomes reachable, changes MAC or is removed: workers with packets waiting know
+    /// when to look again, and workers' next-hop caches when to forget.
     version: AtomicU64,
 }
 
@@ -172,7 +173,7 @@ impl NeighTable {
         self.slots.len()
     }
 
-    /// Changes whenever an entry becomes reachable.
+    /// Changes whenever an entry becomes reachable, changes MAC or is removed.
     #[inline]
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
@@ -408,6 +409,8 @@ impl NeighTable {
             Some((i, _, seq)) => match self.claim(i, seq) {
                 Some(g) => {
                     g.slot.state.store(ST_FREE, Ordering::Relaxed);
+                    drop(g);
+                    self.version.fetch_add(1, Ordering::Release);
                     true
                 }
                 None => false,
@@ -435,6 +438,9 @@ impl NeighTable {
                 }
             }
         }
+        if removed > 0 {
+            self.version.fetch_add(1, Ordering::Release);
+        }
         removed
     }
 
@@ -446,6 +452,8 @@ impl NeighTable {
             if e.state != ST_FREE && !keep(e.key.iface) {
                 if let Some(g) = self.claim(i, seq & !1) {
                     g.slot.state.store(ST_FREE, Ordering::Relaxed);
+                    drop(g);
+                    self.version.fetch_add(1, Ordering::Release);
                 }
             }
         }
