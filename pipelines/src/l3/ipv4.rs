@@ -51,8 +51,10 @@ struct Hdr {
     dst: u32,
     /// Total length (at least the header's, at most what the frame holds).
     total: usize,
+    ttl: u8,
     options: bool,
     fragment: bool,
+    dont_frag: bool,
 }
 
 /// Validates the IPv4 header after the Ethernet header of `frame` (version, lengths, checksum) and reads it.
@@ -60,11 +62,13 @@ struct Hdr {
 /// view, which gives the same verdicts.
 #[inline(always)]
 fn header(frame: &[u8]) -> Result<Hdr, DropReason> {
-    let ip = frame.get(ETH_LEN..).unwrap_or(&[]);
-    if let Some(h) = ip.first_chunk::<20>() {
+    if let Some(h) = frame
+        .first_chunk::<{ ETH_LEN + 20 }>()
+        .and_then(|f| f.last_chunk::<20>())
+    {
         if h[0] == 0x45 {
             let total = u16::from_be_bytes([h[2], h[3]]) as usize;
-            if total < 20 || total > ip.len() {
+            if total < 20 || total > frame.len() - ETH_LEN {
                 return Err(reason(Ipv4Error::BadTotalLen));
             }
             if !header20_ok(h) {
@@ -75,12 +79,14 @@ fn header(frame: &[u8]) -> Result<Hdr, DropReason> {
                 src: be32(12),
                 dst: be32(16),
                 total,
+                ttl: h[8],
                 options: false,
                 fragment: u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0,
+                dont_frag: h[6] & 0x40 != 0,
             });
         }
     }
-    let ip = Ipv4Packet::new_checked(ip).map_err(reason)?;
+    let ip = Ipv4Packet::new_checked(frame.get(ETH_LEN..).unwrap_or(&[])).map_err(reason)?;
     if !ip.verify_checksum() {
         return Err(DropReason::BadChecksum);
     }
@@ -88,8 +94,10 @@ fn header(frame: &[u8]) -> Result<Hdr, DropReason> {
         src: u32::from_be_bytes(ip.src()),
         dst: u32::from_be_bytes(ip.dst()),
         total: ip.total_len(),
+        ttl: ip.ttl(),
         options: ip.has_options(),
         fragment: ip.is_fragment(),
+        dont_frag: ip.dont_frag(),
     })
 }
 
@@ -100,9 +108,12 @@ pub(super) fn input(
     mut pkt: Pkt,
     out: &mut TxBatches,
 ) {
-    let ifc = &c.t.ifaces[iface as usize];
     let d = pkt.data();
-    if d[0..6] != ifc.mac {
+    let for_us = match (c.t.ifaces.get(iface as usize), d.first_chunk::<6>()) {
+        (Some(ifc), Some(dst)) => *dst == ifc.mac,
+        _ => false,
+    };
+    if !for_us {
         // Broadcast and multicast IPv4 are not routed; unicast to another MAC is not ours.
         out.drop_pkt(pkt, DropReason::NotForUs);
         return;
@@ -111,8 +122,10 @@ pub(super) fn input(
         src,
         dst,
         total,
+        ttl,
         options,
         fragment,
+        dont_frag,
     } = match header(d) {
         Ok(h) => h,
         Err(r) => {
@@ -186,11 +199,7 @@ pub(super) fn input(
         out.drop_pkt(pkt, DropReason::MartianAddress);
         return;
     }
-    // The header was validated above and the NAT keeps its length; TTL and flags are at fixed offsets.
-    let (ttl, dont_frag) = {
-        let h = pkt.data().get(ETH_LEN..ETH_LEN + 20).unwrap_or(&[0; 20]);
-        (h[8], h[6] & 0x40 != 0)
-    };
+    // The NAT's translation before the lookup keeps the TTL, the flags and the header's length.
     if ttl <= 1 {
         icmp::time_exceeded4(c, st, iface, pkt, out);
         return;
@@ -215,10 +224,12 @@ pub(super) fn input(
             pkt = p;
         }
     }
-    if let Some(h) = pkt.data_mut().get_mut(ETH_LEN..ETH_LEN + 12) {
-        if let Ok(h) = <&mut [u8; 12]>::try_from(h) {
-            decrement_ttl_in(h);
-        }
+    if let Some(h) = pkt
+        .data_mut()
+        .first_chunk_mut::<{ ETH_LEN + 12 }>()
+        .and_then(|f| f.last_chunk_mut::<12>())
+    {
+        decrement_ttl_in(h);
     }
     to_neighbor(c, st, NeighKey::v4(oif, via), pkt, out);
 }

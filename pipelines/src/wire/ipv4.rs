@@ -65,14 +65,13 @@ pub fn decrement_ttl_in(h: &mut [u8; 12]) -> u8 {
     if ttl == 0 {
         return 0;
     }
-    let proto = h[PROTOCOL];
     h[TTL] = ttl - 1;
-    let c = checksum::update16(
-        u16::from_be_bytes([h[CHECKSUM], h[CHECKSUM + 1]]),
-        u16::from_be_bytes([ttl, proto]),
-        u16::from_be_bytes([ttl - 1, proto]),
-    );
-    h[CHECKSUM..CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+    // RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), with m the TTL/protocol word: m' = m - 0x100, so ~m + m' is
+    // the constant 0xfeff whatever the protocol (the sum cannot carry as m >= 0x100).
+    let hc = u16::from_be_bytes([h[CHECKSUM], h[CHECKSUM + 1]]);
+    let s = (!hc) as u32 + 0xfeff;
+    let s = (s & 0xffff) + (s >> 16);
+    h[CHECKSUM..CHECKSUM + 2].copy_from_slice(&(!(s as u16)).to_be_bytes());
     ttl - 1
 }
 
@@ -403,9 +402,18 @@ mod tests {
 
     #[test]
     fn decrement_ttl_in_matches_the_view() {
-        for ttl in [0u8, 1, 2, 64, 255] {
+        for (i, ttl) in [0u8, 1, 2, 64, 255]
+            .into_iter()
+            .cycle()
+            .take(2000)
+            .enumerate()
+        {
             let mut a = packet(b"xy");
             a[TTL] = ttl;
+            // Other protocols and addresses: checksums across their whole range, 0x0000 and 0xffff included.
+            a[PROTOCOL] = (i * 7) as u8;
+            a[12..20]
+                .copy_from_slice(&(i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes());
             a[CHECKSUM..CHECKSUM + 2].copy_from_slice(&[0, 0]);
             let c = checksum::checksum(&a[..HEADER_LEN]);
             a[CHECKSUM..CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
