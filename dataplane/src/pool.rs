@@ -25,8 +25,7 @@ use crate::pkt::{Meta, Pkt};
 use crossbeam::queue::ArrayQueue;
 use std::cell::RefCell;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 
 /// Bytes reserved at the start of every element for a DPDK `rte_mbuf` header (two cache lines).
 pub const MBUF_ROOM: usize = 128;
@@ -94,17 +93,28 @@ pub(crate) struct PoolInner {
     cache_size: usize,
     hugepages: bool,
     free: ArrayQueue<u32>,
+    /// [`Pool`] handles and thread caches holding the pool (see [`PoolRef`]).
+    owners: AtomicUsize,
+    /// Set once the last owner is gone: the region was unmapped (every buffer home) or is leaked for good.
+    retired: AtomicBool,
 }
 
 // The region is plain memory handed out to one owner at a time through the free queue.
 unsafe impl Send for PoolInner {}
 unsafe impl Sync for PoolInner {}
 
-impl Drop for PoolInner {
-    fn drop(&mut self) {
-        // Only unmap when every buffer is home: a `Pkt` that outlives its pool keeps pointing into the region,
-        // so leaking the region is the safe choice (and a bug elsewhere, which we say).
+impl PoolInner {
+    /// The last owner is gone: unmaps the region if every buffer is home. A `Pkt` that outlives every handle
+    /// keeps pointing into the region, so then the region is leaked instead (and a bug elsewhere, which we
+    /// say). The `PoolInner` itself is never freed: a packet's metadata points at it, and a packet dropped
+    /// after the last handle must still find its way home.
+    fn retire(&self) {
+        if self.retired.swap(true, Ordering::AcqRel) {
+            return;
+        }
         if self.free.len() == self.buffers as usize {
+            // SAFETY: every buffer is in the free queue and no owner is left to take one out (a packet would
+            // be needed to reach the pool otherwise), so nothing points into the region any more.
             unsafe { libc::munmap(self.base.as_ptr().cast(), self.map_len) };
         } else {
             tracing::warn!(
@@ -116,10 +126,45 @@ impl Drop for PoolInner {
     }
 }
 
+/// An owning reference to a pool's [`PoolInner`], counted in `owners`; the last one to go retires the pool.
+/// The `PoolInner` is leaked on purpose (a few hundred bytes per pool created), so the raw pointer every
+/// packet's metadata holds stays valid whatever outlives what.
+struct PoolRef(&'static PoolInner);
+
+impl PoolRef {
+    /// A new owner of `inner`.
+    fn new(inner: &'static PoolInner) -> PoolRef {
+        inner.owners.fetch_add(1, Ordering::Relaxed);
+        PoolRef(inner)
+    }
+}
+
+impl Clone for PoolRef {
+    fn clone(&self) -> Self {
+        PoolRef::new(self.0)
+    }
+}
+
+impl Drop for PoolRef {
+    fn drop(&mut self) {
+        if self.0.owners.fetch_sub(1, Ordering::Release) == 1 {
+            std::sync::atomic::fence(Ordering::Acquire);
+            self.0.retire();
+        }
+    }
+}
+
+impl std::ops::Deref for PoolRef {
+    type Target = PoolInner;
+    fn deref(&self) -> &PoolInner {
+        self.0
+    }
+}
+
 /// A pool of packet buffers. Cloning is cheap and shares the pool.
 #[derive(Clone)]
 pub struct Pool {
-    inner: Arc<PoolInner>,
+    inner: PoolRef,
 }
 
 impl std::fmt::Debug for Pool {
@@ -157,9 +202,11 @@ impl Pool {
             cache_size: cfg.cache_size,
             hugepages,
             free,
+            owners: AtomicUsize::new(0),
+            retired: AtomicBool::new(false),
         };
-        let inner = Arc::new(inner);
-        let home = Arc::as_ptr(&inner);
+        let inner = PoolRef::new(Box::leak(Box::new(inner)));
+        let home: *const PoolInner = inner.0;
         for i in 0..cfg.buffers {
             // Initialise the constant part of every element's metadata once: who it is and where it goes home.
             unsafe {
@@ -203,7 +250,7 @@ impl Pool {
         let idx = if self.inner.cache_size == 0 {
             self.inner.free.pop()
         } else {
-            cache_alloc(&self.inner)
+            cache_alloc(self.inner.0)
         }?;
         let pkt = unsafe { Pkt::from_elt(self.inner.elt_ptr(idx)) };
         Some(pkt.reset())
@@ -241,8 +288,8 @@ impl PoolInner {
 /// flooding without knowing its `Pool` handle.
 #[inline]
 pub(crate) fn alloc_from(home: *const PoolInner) -> Option<Pkt> {
-    // Safety: `home` comes from a live packet's metadata, so the pool is live (see `release`).
-    let inner = unsafe { &*home };
+    // SAFETY: `home` comes from a live packet's metadata; a `PoolInner` is never freed (see `PoolRef`).
+    let inner: &'static PoolInner = unsafe { &*home };
     let idx = if inner.cache_size == 0 {
         inner.free.pop()
     } else {
@@ -254,9 +301,9 @@ pub(crate) fn alloc_from(home: *const PoolInner) -> Option<Pkt> {
 /// Where freed buffers go: called by `Pkt`'s `Drop`. `pool` is the `PoolInner` the buffer came from.
 #[inline]
 pub(crate) fn release(pool: *const PoolInner, idx: u32) {
-    // Safety: a pool's inner is only deallocated once all buffers are home (see `Drop for PoolInner`), and the
-    // buffer being released is not home yet, so the pointer is live.
-    let inner = unsafe { &*pool };
+    // SAFETY: `pool` comes from the packet's metadata and a `PoolInner` is never freed (see `PoolRef`); the region
+    // is only unmapped once every buffer is home, and this one is not home yet.
+    let inner: &'static PoolInner = unsafe { &*pool };
     if inner.cache_size == 0 || !cache_free(inner, idx) {
         let _ = inner.free.push(idx);
     }
@@ -358,9 +405,10 @@ fn map_region(bytes: usize, try_huge: bool) -> Result<(NonNull<u8>, usize, bool)
 
 // ---- per-thread cache -------------------------------------------------------------------------------------
 
-/// One thread's stack of free indices for one pool. Holds an `Arc` so the pool outlives the cache.
+/// One thread's stack of free indices for one pool. Owns the pool, so it is not retired while the cache holds
+/// some of its buffers.
 struct LocalCache {
-    pool: Arc<PoolInner>,
+    pool: PoolRef,
     items: Vec<u32>,
 }
 
@@ -380,23 +428,20 @@ thread_local! {
 }
 
 #[inline]
-fn with_cache<R>(inner: &PoolInner, f: impl FnOnce(&mut LocalCache) -> R) -> Option<R> {
+fn with_cache<R>(inner: &'static PoolInner, f: impl FnOnce(&mut LocalCache) -> R) -> Option<R> {
     CACHES
         .try_with(|c| {
             let mut caches = c.try_borrow_mut().ok()?;
             let ptr = inner as *const PoolInner;
-            if let Some(lc) = caches.iter_mut().find(|lc| Arc::as_ptr(&lc.pool) == ptr) {
+            if let Some(lc) = caches.iter_mut().find(|lc| std::ptr::eq(lc.pool.0, ptr)) {
                 return Some(f(lc));
             }
-            if caches.is_full() {
+            if caches.is_full() || inner.retired.load(Ordering::Acquire) {
+                // A retired pool (a packet outlived every handle) gets its buffers back through the shared ring.
                 return None;
             }
             // First use of this pool on this thread: the one allocation of the cache, outside steady state.
-            // Recover the Arc from a pointer the caller proved live.
-            let pool = unsafe {
-                Arc::increment_strong_count(ptr);
-                Arc::from_raw(ptr)
-            };
+            let pool = PoolRef::new(inner);
             let cap = inner.cache_size * 2;
             caches.push(LocalCache {
                 pool,
@@ -410,7 +455,7 @@ fn with_cache<R>(inner: &PoolInner, f: impl FnOnce(&mut LocalCache) -> R) -> Opt
 }
 
 #[inline]
-fn cache_alloc(inner: &PoolInner) -> Option<u32> {
+fn cache_alloc(inner: &'static PoolInner) -> Option<u32> {
     with_cache(inner, |lc| {
         if lc.items.is_empty() {
             // Refill in bulk up to the cache size.
@@ -428,7 +473,7 @@ fn cache_alloc(inner: &PoolInner) -> Option<u32> {
 
 /// Returns false if there was no cache to take it (the caller then frees to the shared ring).
 #[inline]
-fn cache_free(inner: &PoolInner, idx: u32) -> bool {
+fn cache_free(inner: &'static PoolInner, idx: u32) -> bool {
     with_cache(inner, |lc| {
         if lc.items.len() == lc.items.capacity() {
             // Spill half back so the next frees and allocs both have room.
@@ -498,6 +543,66 @@ mod tests {
         std::thread::spawn(move || drop(pkts)).join().unwrap();
         flush_thread_cache();
         assert_eq!(pool.available(), 64);
+    }
+
+    #[test]
+    fn a_packet_outliving_every_handle_still_goes_home() {
+        let pool = small();
+        let inner: *const PoolInner = pool.inner.0;
+        let mut held: Vec<Pkt> = (0..3).map(|_| pool.alloc().unwrap()).collect();
+        held[0].set_frame(&[7; 60]);
+        drop(pool);
+        flush_thread_cache();
+        // SAFETY (test): a `PoolInner` is never freed.
+        let inner = unsafe { &*inner };
+        assert!(
+            inner.retired.load(Ordering::Acquire),
+            "the last handle retired it"
+        );
+        assert_eq!(inner.owners.load(Ordering::Acquire), 0);
+        // Reuse what the allocator freed, as a freed pool's memory would be reused.
+        let noise: Vec<Vec<u64>> = (0..64).map(|i| vec![i; 64]).collect();
+        // The region was leaked, not unmapped: the packets still read and copy, and go home when dropped.
+        assert_eq!(held[0].data(), &[7; 60][..]);
+        let copy = held[0]
+            .alloc_sibling()
+            .expect("a buffer from the retired pool");
+        let before = inner.free.len();
+        drop(copy);
+        held.clear();
+        flush_thread_cache();
+        assert_eq!(inner.free.len(), before + 4, "straight to the shared ring");
+        assert_eq!(
+            inner.owners.load(Ordering::Acquire),
+            0,
+            "no cache re-owns it"
+        );
+        drop(noise);
+    }
+
+    #[test]
+    fn the_last_handle_unmaps_when_every_buffer_is_home() {
+        let pool = small();
+        let inner: *const PoolInner = pool.inner.0;
+        let other = pool.clone();
+        let p = pool.alloc().unwrap();
+        drop(pool);
+        // SAFETY (test): a `PoolInner` is never freed.
+        let inner = unsafe { &*inner };
+        assert!(!inner.retired.load(Ordering::Acquire), "a handle is left");
+        drop(p);
+        drop(other);
+        assert!(
+            !inner.retired.load(Ordering::Acquire),
+            "this thread's cache still owns it"
+        );
+        flush_thread_cache();
+        assert!(inner.retired.load(Ordering::Acquire));
+        assert_eq!(
+            inner.free.len(),
+            64,
+            "every buffer home: the region was unmapped"
+        );
     }
 
     #[test]
