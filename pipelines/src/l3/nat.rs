@@ -80,7 +80,7 @@ pub(super) fn after_route(
     finish(c, t, st, iface, pkt, v, out)
 }
 
-#[inline]
+#[inline(always)]
 fn finish(
     c: &L3Ctx<'_>,
     t: &NatTables,
@@ -131,7 +131,7 @@ pub(super) fn begin(c: &L3Ctx<'_>, st: &mut L3State) {
 #[inline]
 pub(super) fn warm(st: &L3State, chunk: &[Pkt]) {
     let Some(s) = st.nat.as_deref() else { return };
-    let mut keys = [Key4::default(); super::WARM];
+    let mut hashes = [0u64; super::WARM];
     let mut n = 0;
     for pkt in chunk {
         let d = pkt.data();
@@ -151,12 +151,14 @@ pub(super) fn warm(st: &L3State, chunk: &[Pkt]) {
             b(ETH_LEN + 16),
             u16::from_be_bytes([d[ETH_LEN + 22], d[ETH_LEN + 23]]),
         );
-        s.table.prefetch(&k);
-        keys[n] = k;
+        // Hashed once for both steps.
+        let h = s.table.hash_of(&k);
+        s.table.prefetch_hashed(h);
+        hashes[n] = h;
         n += 1;
     }
-    for k in &keys[..n] {
-        s.table.prefetch_flow_of(k);
+    for &h in &hashes[..n] {
+        s.table.prefetch_flow_hashed(h);
     }
 }
 

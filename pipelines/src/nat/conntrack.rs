@@ -474,6 +474,26 @@ impl<K: FlowKey> Flow<K> {
     }
 }
 
+/// What [`FlowTable::lookup_track`] found for a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hit<K> {
+    /// No flow has the packet's key.
+    Miss,
+    /// The flow exists but the packet's TCP flags are a combination no TCP sends: drop it and count it
+    /// ([`DropReason::Malformed`]); the flow did not change.
+    Invalid,
+    /// The packet belongs to flow `id` in direction `dir` (tracked, when asked) and becomes `target`
+    /// ([`Flow::target`]).
+    Found {
+        /// The flow.
+        id: FlowId,
+        /// The packet's direction in it.
+        dir: Dir,
+        /// What the packet is rewritten to.
+        target: K,
+    },
+}
+
 /// What [`FlowTable::track`] decided about a packet of a known flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Track {
@@ -640,12 +660,25 @@ impl<K: FlowKey> FlowTable<K> {
         key.hash_with(&self.seed)
     }
 
+    /// The hash the table files `key` under (its seeds applied): computed once per packet by a caller that
+    /// prefetches ([`FlowTable::prefetch_hashed`], [`FlowTable::prefetch_flow_hashed`]) and then looks up
+    /// ([`FlowTable::lookup_track_hashed`]), instead of once per step.
+    #[inline(always)]
+    pub fn hash_of(&self, key: &K) -> u64 {
+        self.hash(key)
+    }
+
     /// Starts loading the index line where `key`'s probe starts, so a burst can overlap the misses of its
     /// packets' lookups (call it for every packet of a burst first, then look them up). No-op off x86_64.
     #[inline]
     pub fn prefetch(&self, key: &K) {
-        let i = self.hash(key) as usize & self.mask;
-        prefetch(self.index.get(i));
+        self.prefetch_hashed(self.hash(key));
+    }
+
+    /// [`FlowTable::prefetch`] of a key whose [`FlowTable::hash_of`] is `h`.
+    #[inline(always)]
+    pub fn prefetch_hashed(&self, h: u64) {
+        prefetch(self.index.get(h as usize & self.mask));
     }
 
     /// Starts loading flow `id`'s line (e.g. between a batch of lookups and their tracking).
@@ -660,16 +693,22 @@ impl<K: FlowKey> FlowTable<K> {
     /// a lookup's cache misses with other packets' work.
     #[inline]
     pub fn prefetch_flow_of(&self, key: &K) {
-        let h = self.hash(key);
+        self.prefetch_flow_hashed(self.hash(key));
+    }
+
+    /// [`FlowTable::prefetch_flow_of`] of a key whose [`FlowTable::hash_of`] is `h`.
+    #[inline(always)]
+    pub fn prefetch_flow_hashed(&self, h: u64) {
         let tag = h as u32;
         let mut i = h as usize & self.mask;
-        loop {
-            let s = self.index[i];
+        // The index is at most half full, so a run ends; bounded anyway (`get`, no panic, no endless loop).
+        for _ in 0..=self.mask {
+            let Some(&s) = self.index.get(i) else { return };
             if s == 0 {
                 return;
             }
             if s as u32 == tag {
-                let idx = ((s >> 32) as u32 - 1) >> 1;
+                let idx = ((s >> 32) as u32).wrapping_sub(1) >> 1;
                 prefetch(self.flows.get(idx as usize));
                 return;
             }
@@ -677,10 +716,9 @@ impl<K: FlowKey> FlowTable<K> {
         }
     }
 
-    /// The flow a packet with `key` belongs to, and its direction.
-    #[inline]
-    pub fn lookup(&self, key: &K) -> Option<(FlowId, Dir)> {
-        let h = self.hash(key);
+    /// Where `key` (whose hash is `h`) is filed: its flow's index and direction (0 original, 1 reply).
+    #[inline(always)]
+    fn find(&self, key: &K, h: u64) -> Option<(u32, u32)> {
         let tag = h as u32;
         let mut i = h as usize & self.mask;
         loop {
@@ -692,11 +730,52 @@ impl<K: FlowKey> FlowTable<K> {
                 let v = (s >> 32) as u32 - 1;
                 let (idx, dir) = (v >> 1, v & 1);
                 if self.flows[idx as usize].keys[dir as usize] == *key {
-                    let dir = if dir == 0 { Dir::Orig } else { Dir::Reply };
-                    return Some((FlowId(idx), dir));
+                    return Some((idx, dir));
                 }
             }
             i = (i + 1) & self.mask;
+        }
+    }
+
+    /// The flow a packet with `key` belongs to, and its direction.
+    #[inline]
+    pub fn lookup(&self, key: &K) -> Option<(FlowId, Dir)> {
+        let (idx, dir) = self.find(key, self.hash(key))?;
+        let dir = if dir == 0 { Dir::Orig } else { Dir::Reply };
+        Some((FlowId(idx), dir))
+    }
+
+    /// A packet's whole table work in one probe: [`FlowTable::lookup`], then (when `track`)
+    /// [`FlowTable::track`] with `tcp_flags` at `now_s`, then [`Flow::target`] of the direction found. The
+    /// per-packet path of a stage: the flow's line is read once, and written only when something in it
+    /// changes (a new deadline second, the first answer, a TCP state), so at a million flows a packet of an
+    /// established flow dirties no line.
+    #[inline]
+    pub fn lookup_track(&mut self, key: &K, tcp_flags: u8, track: bool, now_s: u32) -> Hit<K> {
+        self.lookup_track_hashed(key, self.hash(key), tcp_flags, track, now_s)
+    }
+
+    /// [`FlowTable::lookup_track`] of a key whose [`FlowTable::hash_of`] is `h`.
+    #[inline(always)]
+    pub fn lookup_track_hashed(
+        &mut self,
+        key: &K,
+        h: u64,
+        tcp_flags: u8,
+        track: bool,
+        now_s: u32,
+    ) -> Hit<K> {
+        let Some((idx, d)) = self.find(key, h) else {
+            return Hit::Miss;
+        };
+        let dir = if d == 0 { Dir::Orig } else { Dir::Reply };
+        if track && self.track_at(idx, dir, tcp_flags, now_s) == Track::Invalid {
+            return Hit::Invalid;
+        }
+        Hit::Found {
+            id: FlowId(idx),
+            dir,
+            target: self.flows[idx as usize].keys[d as usize ^ 1].reversed(),
         }
     }
 
@@ -783,39 +862,55 @@ impl<K: FlowKey> FlowTable<K> {
     /// [`Track::Invalid`]. An unknown `id` is [`Track::Invalid`] too.
     #[inline]
     pub fn track(&mut self, id: FlowId, dir: Dir, tcp_flags: u8, now_s: u32) -> Track {
-        let t = self.timeouts;
-        let Some(f) = self.flows.get_mut(id.0 as usize).filter(|f| f.used()) else {
+        if self.get(id).is_none() {
             return Track::Invalid;
-        };
+        }
+        self.track_at(id.0, dir, tcp_flags, now_s)
+    }
+
+    /// [`FlowTable::track`] of flow `idx`, known to be in use. Writes a field only when its value changes:
+    /// the deadline moves once a second, the reply flag once per flow.
+    #[inline(always)]
+    fn track_at(&mut self, idx: u32, dir: Dir, tcp_flags: u8, now_s: u32) -> Track {
+        let f = &mut self.flows[idx as usize];
+        let replied = (dir as u8) * F_REPLIED;
         if f.state != 0 {
             let Some(ev) = classify_tcp(tcp_flags) else {
                 self.stats.tcp_invalid += 1;
                 return Track::Invalid;
             };
-            let expires = now_s.saturating_add(t.tcp_established);
+            let expires = now_s.saturating_add(self.timeouts.tcp_established);
             if f.state == TcpState::Established as u8
                 && ev == TcpEvent::Ack
                 && expires >= f.wheel_at
             {
                 // The common case: nothing changes but the deadline, not earlier than where it is filed.
-                f.flags |= (dir as u8) * F_REPLIED;
-                f.expires = expires;
+                if f.flags & replied != replied {
+                    f.flags |= replied;
+                }
+                if f.expires != expires {
+                    f.expires = expires;
+                }
                 return Track::Ok;
             }
             let (state, flags) = tcp_next(f.state, f.flags, ev, dir);
             f.state = state;
             f.flags = flags;
         }
-        if dir == Dir::Reply {
-            f.flags |= F_REPLIED;
+        if f.flags & replied != replied {
+            f.flags |= replied;
         }
-        let expires = now_s.saturating_add(timeout_of(&t, f));
+        let expires = now_s.saturating_add(timeout_of(&self.timeouts, f));
+        if f.expires == expires {
+            // Unchanged since the last packet, which filed it where it belongs.
+            return Track::Ok;
+        }
         let earlier = expires < f.wheel_at;
         f.expires = expires;
         if earlier && self.expiry == Expiry::Wheel {
             // A shorter timeout (RST, FIN): file it where it is now due, so it goes on time.
-            self.wheel_unlink(id.0);
-            self.wheel_link(id.0, expires);
+            self.wheel_unlink(idx);
+            self.wheel_link(idx, expires);
         }
         Track::Ok
     }
@@ -1219,6 +1314,49 @@ mod tests {
             t.insert(snat(1, 2).0, r, SYN, 0, 100),
             Err(InsertError::Exists)
         );
+    }
+
+    #[test]
+    fn lookup_track_is_lookup_then_track_then_target() {
+        let mut t = table(16, Expiry::Wheel);
+        let mut u = table(16, Expiry::Wheel);
+        let (o, r) = snat(40000, 1025);
+        let id = t.insert(o, r, SYN, 0, 100).unwrap();
+        assert_eq!(u.insert(o, r, SYN, 0, 100), Ok(id));
+        assert_eq!(
+            t.lookup_track(&Key4::new(IPPROTO_TCP, A, 1, S, 80), ACK, true, 100),
+            Hit::Miss
+        );
+        // The same packets through both paths leave the same flow behind.
+        for (key, dir, flags, now) in [
+            (r, Dir::Reply, SYN | ACK, 101),
+            (o, Dir::Orig, ACK, 102),
+            (o, Dir::Orig, ACK, 102),
+            (r, Dir::Reply, ACK, 5000),
+            (o, Dir::Orig, FIN | ACK, 5001),
+        ] {
+            let h = t.hash_of(&key);
+            let hit = t.lookup_track_hashed(&key, h, flags, true, now);
+            assert_eq!(u.lookup(&key), Some((id, dir)));
+            assert_eq!(u.track(id, dir, flags, now), Track::Ok);
+            let target = u.get(id).unwrap().target(dir);
+            assert_eq!(hit, Hit::Found { id, dir, target });
+            let (a, b) = (t.get(id).unwrap(), u.get(id).unwrap());
+            assert_eq!(
+                (a.tcp_state(), a.expires(), a.replied()),
+                (b.tcp_state(), b.expires(), b.replied())
+            );
+        }
+        assert_eq!(t.get(id).unwrap().tcp_state(), Some(TcpState::FinWait));
+        // Impossible flags: refused, the flow unchanged; untracked (an ICMP error): found, unchanged.
+        let before = t.get(id).unwrap().expires();
+        assert_eq!(t.lookup_track(&o, SYN | FIN, true, 6000), Hit::Invalid);
+        assert!(matches!(
+            t.lookup_track(&o, SYN | FIN, false, 6000),
+            Hit::Found { dir: Dir::Orig, .. }
+        ));
+        assert_eq!(t.get(id).unwrap().expires(), before);
+        assert_eq!(t.get(id).unwrap().tcp_state(), Some(TcpState::FinWait));
     }
 
     #[test]

@@ -22,7 +22,7 @@
 //! Fragments are refused ([`NatError::Fragment`]): only the first carries the ports.
 
 use super::conntrack::{FlowKey, Key4};
-use crate::wire::checksum::{fold, update16, update32};
+use crate::wire::checksum::{update16, update32};
 use crate::wire::icmpv4::{
     TYPE_DEST_UNREACHABLE, TYPE_ECHO_REPLY, TYPE_ECHO_REQUEST, TYPE_PARAMETER_PROBLEM,
     TYPE_TIME_EXCEEDED,
@@ -156,11 +156,20 @@ fn put32(b: &mut [u8], off: usize, v: u32) {
 
 /// Reads the NAT's view of the IPv4 packet at the start of `ip` (link-layer padding after its total length is
 /// ignored). See [`NatError`] for what it refuses.
-#[inline]
+///
+/// The common case (a whole TCP or UDP packet behind a 20-byte header) is read inline at the call site; the
+/// rest in a function of its own, so that the hot path carries neither its code nor its register saves.
+#[inline(always)]
 pub fn parse(ip: &[u8]) -> Result<Parsed, NatError> {
-    if let Some(p) = parse_plain(ip) {
-        return Ok(p);
+    match parse_plain(ip) {
+        Some(p) => Ok(p),
+        None => parse_general(ip),
     }
+}
+
+/// [`parse`] of whatever [`parse_plain`] does not take.
+#[inline(never)]
+fn parse_general(ip: &[u8]) -> Result<Parsed, NatError> {
     let p = Ipv4Packet::new_checked(ip).map_err(NatError::Ip)?;
     if p.is_fragment() {
         return Err(NatError::Fragment);
@@ -334,8 +343,34 @@ fn udp_nonzero(c: u16) -> u16 {
 ///
 /// Only fields that change are written. Fails only with [`NatError::Mismatch`], when `ip` is shorter than
 /// what `parse` read.
-#[inline]
+///
+/// Like [`parse`], the common case (TCP or UDP behind a 20-byte header) is inline, the rest out of line.
+#[inline(always)]
 pub fn translate(ip: &mut [u8], info: &Parsed, to: &Key4) -> Result<(), NatError> {
+    let end = info.end as usize;
+    if info.l4 == 20 && end <= ip.len() {
+        match info.kind {
+            Kind::Udp if end >= 28 => {
+                if let Some(h) = ip.first_chunk_mut::<28>() {
+                    translate_plain::<28, 26>(h, to, true);
+                    return Ok(());
+                }
+            }
+            Kind::Tcp if end >= 40 => {
+                if let Some(h) = ip.first_chunk_mut::<40>() {
+                    translate_plain::<40, 36>(h, to, false);
+                    return Ok(());
+                }
+            }
+            _ => {}
+        }
+    }
+    translate_general(ip, info, to)
+}
+
+/// [`translate`] of whatever its inline part does not take: ICMP, headers with options, short packets.
+#[inline(never)]
+fn translate_general(ip: &mut [u8], info: &Parsed, to: &Key4) -> Result<(), NatError> {
     let end = info.end as usize;
     if ip.len() < end || end < info.l4 as usize + 8 {
         return Err(NatError::Mismatch);
@@ -409,49 +444,49 @@ pub fn translate(ip: &mut [u8], info: &Parsed, to: &Key4) -> Result<(), NatError
 }
 
 /// [`translate`] of a UDP (`udp`) or TCP packet behind a 20-byte header: `h` is its first `N` bytes, the
-/// transport checksum at `CO`. The same result as the general path (the checksum terms of the words that
-/// change are summed, then applied once: RFC 1624 eqn. 3 over their sum equals applying it word by word),
-/// without its loops over offset tables and their bounds checks.
+/// transport checksum at `CO`. The same result as the general path, in one pass over both checksums: the
+/// one's-complement terms `~old + new` of the three 32-bit words that may change (the two addresses, the
+/// two ports) are summed once in 64 bits (2^32 and 2^16 are both 1 modulo 0xffff, so 32-bit terms stand
+/// for their 16-bit halves), the addresses' part updates the IPv4 header checksum and the whole sum the
+/// TCP or UDP checksum (RFC 1624 eqn. 3 over a sum equals applying it word by word). A word that does not
+/// change adds `0xffff_ffff`, a one's-complement zero: harmless once something did change, since every
+/// partial sum is then above zero, where [`fold64`] keeps the class modulo 0xffff. No loops, no branch
+/// per word.
 #[inline(always)]
 fn translate_plain<const N: usize, const CO: usize>(h: &mut [u8; N], to: &Key4, udp: bool) {
-    let (src, dst) = (be32(h, 12), be32(h, 16));
-    let (sport, dport) = (be16(h, 20), be16(h, 22));
-    // One's-complement terms `~old + new` of each changed 16-bit word; unchanged words add nothing (adding
-    // `~x + x` = 0xffff would turn a checksum of 0xffff into 0x0000).
-    let t16 = |old: u16, new: u16| {
-        if old != new {
-            !old as u32 + new as u32
-        } else {
-            0
-        }
-    };
-    let t32 = |old: u32, new: u32| {
-        t16((old >> 16) as u16, (new >> 16) as u16) + t16(old as u16, new as u16)
-    };
-    let addrs = t32(src, to.src) + t32(dst, to.dst);
-    let ports = t16(sport, to.sport) + t16(dport, to.dport);
-    if addrs != 0 {
-        h[12..16].copy_from_slice(&to.src.to_be_bytes());
-        h[16..20].copy_from_slice(&to.dst.to_be_bytes());
-        let ipc = !fold(!be16(h, 10) as u32 + addrs);
-        h[10..12].copy_from_slice(&ipc.to_be_bytes());
-    }
-    if ports != 0 {
-        h[20..22].copy_from_slice(&to.sport.to_be_bytes());
-        h[22..24].copy_from_slice(&to.dport.to_be_bytes());
-    }
-    let l4c0 = be16(h, CO);
-    // A UDP checksum of 0 means none: it stays 0.
-    if addrs + ports == 0 || (udp && l4c0 == 0) {
+    let (src, dst, ports) = (be32(h, 12), be32(h, 16), be32(h, 20));
+    let new_ports = (to.sport as u32) << 16 | to.dport as u32;
+    if (src ^ to.src) | (dst ^ to.dst) | (ports ^ new_ports) == 0 {
         return;
     }
-    let mut l4c = !fold(!l4c0 as u32 + addrs + ports);
-    if l4c != l4c0 {
-        if udp {
-            l4c = udp_nonzero(l4c);
-        }
-        h[CO..CO + 2].copy_from_slice(&l4c.to_be_bytes());
+    let addrs = (!src) as u64 + to.src as u64 + (!dst) as u64 + to.dst as u64;
+    let all = addrs + (!ports) as u64 + new_ports as u64;
+    h[12..16].copy_from_slice(&to.src.to_be_bytes());
+    h[16..20].copy_from_slice(&to.dst.to_be_bytes());
+    h[20..24].copy_from_slice(&new_ports.to_be_bytes());
+    let ipc = !fold64(!be16(h, 10) as u64 + addrs);
+    h[10..12].copy_from_slice(&ipc.to_be_bytes());
+    let l4c0 = be16(h, CO);
+    // A UDP checksum of 0 means none: it stays 0.
+    if udp && l4c0 == 0 {
+        return;
     }
+    let mut l4c = !fold64(!l4c0 as u64 + all);
+    if udp {
+        l4c = udp_nonzero(l4c);
+    }
+    h[CO..CO + 2].copy_from_slice(&l4c.to_be_bytes());
+}
+
+/// Folds a one's-complement sum held in 64 bits (below 2^48) to 16 bits with end-around carries: a sum
+/// above zero gives 1..=0xffff, congruent to it modulo 0xffff.
+#[inline(always)]
+fn fold64(x: u64) -> u16 {
+    let s = (x >> 32) + (x & 0xffff_ffff);
+    let s = (s >> 16) + (s & 0xffff);
+    let s = (s >> 16) + (s & 0xffff);
+    let s = (s >> 16) + (s & 0xffff);
+    s as u16
 }
 
 /// Whether an ICMP message is zero in every byte but its checksum, the one case where RFC 1624 eqn. 3 gives
