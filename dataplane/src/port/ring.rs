@@ -149,18 +149,16 @@ fn fresh_rx_meta(p: &mut Pkt, queue: u16) {
 
 impl PortQueue for RingQueue {
     fn rx_burst(&mut self, burst: &mut Burst) -> usize {
-        let first = burst.len();
-        let n = self.rx.dequeue_burst(burst, MAX_BURST);
-        if n == 0 {
-            return 0;
-        }
+        let queue = self.queue;
         let mut bytes = 0;
-        for p in &mut burst.as_mut_slice()[first..] {
-            fresh_rx_meta(p, self.queue);
+        let n = self.rx.dequeue_burst_with(burst, MAX_BURST, |p| {
+            fresh_rx_meta(p, queue);
             bytes += p.len() as u64;
+        });
+        if n > 0 {
+            self.counters.rx_packets.add(n as u64);
+            self.counters.rx_bytes.add(bytes);
         }
-        self.counters.rx_packets.add(n as u64);
-        self.counters.rx_bytes.add(bytes);
         n
     }
 

@@ -176,7 +176,9 @@ impl BulkRing {
     /// The slot of index `i`.
     #[inline]
     fn slot(&self, i: usize) -> *mut MaybeUninit<Pkt> {
-        self.slots[i & self.mask].get()
+        // SAFETY: `i & mask <= mask`, and there are `mask + 1` slots: in bounds. (A checked index costs a
+        // compare and a branch per packet each way, a tenth of what a ring transfer costs in all.)
+        unsafe { self.slots.get_unchecked(i & self.mask) }.get()
     }
 
     /// Moves as many packets as fit from the front of `src` into the ring, in order, with one reservation.
@@ -225,6 +227,19 @@ impl BulkRing {
     /// with one reservation. Returns how many.
     #[inline]
     pub fn dequeue_burst(&self, dst: &mut Burst, max: usize) -> usize {
+        self.dequeue_burst_with(dst, max, |_| {})
+    }
+
+    /// As [`BulkRing::dequeue_burst`], calling `each` on every packet on its way into `dst` (a receive queue
+    /// sets the metadata and counts bytes in the same pass). Should `each` panic, the packets of this burst
+    /// not yet handed over are dropped and the reservation is still published, so the ring stays usable.
+    #[inline]
+    pub fn dequeue_burst_with(
+        &self,
+        dst: &mut Burst,
+        max: usize,
+        mut each: impl FnMut(&mut Pkt),
+    ) -> usize {
         let want = max.min(dst.room());
         if want == 0 {
             return 0;
@@ -232,16 +247,24 @@ impl BulkRing {
         let Some((start, n)) = self.cons.reserve(&self.prod.tail, 0, self.capacity, want) else {
             return 0;
         };
-        for i in start..start + n {
-            // SAFETY: `i` is in our reservation, so a producer published a packet there (acquired by `reserve`)
-            // and no other consumer reads it; reading moves it out, and the slot counts as empty from our
-            // publication on, so it is read once.
-            let p = unsafe { (*self.slot(i)).assume_init_read() };
+        let mut taking = Taking {
+            ring: self,
+            start,
+            next: start,
+            end: start + n,
+        };
+        while taking.next < taking.end {
+            // SAFETY: `next` is in our reservation, so a producer published a packet there (acquired by
+            // `reserve`) and no other consumer reads it; reading moves it out, and `next` moves past it before
+            // anything else runs, so `Taking`'s drop will not read it a second time.
+            let mut p = unsafe { (*self.slot(taking.next)).assume_init_read() };
+            taking.next += 1;
+            each(&mut p);
             // `n <= dst.room()`: the push cannot fail (and would drop, not leak, the packet if it did).
             let _ = dst.push(p);
         }
-        self.cons.publish(start, start + n);
         n
+        // `taking` drops here: publishes the reservation.
     }
 
     /// Takes the oldest packet, if any.
@@ -252,6 +275,30 @@ impl BulkRing {
         let p = unsafe { (*self.slot(start)).assume_init_read() };
         self.cons.publish(start, start + 1);
         Some(p)
+    }
+}
+
+/// A consumer's reservation `[start, end)` being emptied, `[next, end)` not yet taken. Dropping it (at the end
+/// of the burst, or on unwinding from a panicking callback) drops what was not taken and publishes the whole
+/// reservation, so every slot is emptied exactly once and the consumers after us are not held up.
+struct Taking<'a> {
+    ring: &'a BulkRing,
+    start: usize,
+    next: usize,
+    end: usize,
+}
+
+impl Drop for Taking<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        while self.next < self.end {
+            let i = self.next;
+            self.next += 1;
+            // SAFETY: `i` is in our reservation and was not read yet (see `dequeue_burst_with`): a published
+            // packet only we may move out; `next` moved past it first, so it is dropped once.
+            unsafe { (*self.ring.slot(i)).assume_init_drop() };
+        }
+        self.ring.cons.publish(self.start, self.end);
     }
 }
 
@@ -408,6 +455,39 @@ mod tests {
         drop(r);
         flush_thread_cache();
         assert_eq!(pool.available(), 32, "every packet in the ring freed once");
+    }
+
+    #[test]
+    fn a_panicking_callback_frees_its_burst_and_leaves_the_ring_usable() {
+        let pool = pool(32);
+        let r = BulkRing::new(16);
+        let mut src = burst_of(&pool, 0, 10);
+        r.enqueue_burst(&mut src);
+        let mut dst = Burst::new(MAX_BURST);
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            r.dequeue_burst_with(&mut dst, 6, |p| {
+                if p.data()[0] == 2 {
+                    panic!("callback fails on the third packet");
+                }
+            })
+        }));
+        assert!(caught.is_err());
+        assert_eq!(tags(&dst), vec![0, 1], "the first two were handed over");
+        assert_eq!(r.len(), 4, "the reservation of 6 was published");
+        assert_eq!(
+            pool.available(),
+            32 - 10 + 4,
+            "the other 4 of the 6 were freed"
+        );
+        let mut rest = Burst::new(MAX_BURST);
+        assert_eq!(r.dequeue_burst_with(&mut rest, 32, |_| {}), 4);
+        assert_eq!(tags(&rest), vec![6, 7, 8, 9]);
+        let mut src = burst_of(&pool, 20, 16);
+        assert_eq!(
+            r.enqueue_burst(&mut src).packets,
+            16,
+            "all 16 slots free again"
+        );
     }
 
     #[test]
