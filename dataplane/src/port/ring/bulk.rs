@@ -111,6 +111,24 @@ pub struct Moved {
     pub bytes: u64,
 }
 
+/// The slot array of a ring, borrowed: `mask + 1` slots from `base`.
+#[derive(Clone, Copy)]
+struct Slots<'a> {
+    base: *const UnsafeCell<MaybeUninit<Pkt>>,
+    mask: usize,
+    _ring: std::marker::PhantomData<&'a BulkRing>,
+}
+
+impl Slots<'_> {
+    /// The slot of index `i`.
+    #[inline]
+    fn at(self, i: usize) -> *mut MaybeUninit<Pkt> {
+        // SAFETY: `i & mask <= mask`, and the ring (borrowed for `'_`) has `mask + 1` slots from `base`: in
+        // bounds of the live array. (A checked index costs a compare and a branch per packet each way.)
+        unsafe { &*self.base.add(i & self.mask) }.get()
+    }
+}
+
 /// A bounded multi-producer/multi-consumer FIFO of [`Pkt`]s with burst enqueue and dequeue (see the module
 /// docs for the protocol). It owns the packets in it: dropping the ring drops (frees) them.
 pub struct BulkRing {
@@ -173,12 +191,16 @@ impl BulkRing {
         self.len() == 0
     }
 
-    /// The slot of index `i`.
+    /// The slot array, to be copied into a local before a loop: behind `&self` (which holds atomics, so
+    /// the compiler assumes any store may change it) the array pointer and mask would be reloaded for every
+    /// packet.
     #[inline]
-    fn slot(&self, i: usize) -> *mut MaybeUninit<Pkt> {
-        // SAFETY: `i & mask <= mask`, and there are `mask + 1` slots: in bounds. (A checked index costs a
-        // compare and a branch per packet each way, a tenth of what a ring transfer costs in all.)
-        unsafe { self.slots.get_unchecked(i & self.mask) }.get()
+    fn slots(&self) -> Slots<'_> {
+        Slots {
+            base: self.slots.as_ptr(),
+            mask: self.mask,
+            _ring: std::marker::PhantomData,
+        }
     }
 
     /// Moves as many packets as fit from the front of `src` into the ring, in order, with one reservation.
@@ -193,13 +215,14 @@ impl BulkRing {
             return moved;
         };
         // `n <= src.len()`, so the drain yields exactly `n` packets: every reserved slot is written.
+        let slots = self.slots();
         let mut i = start;
         for p in src.drain_front(n) {
             moved.bytes += p.len() as u64;
             // SAFETY: `i` is in our reservation `[start, start + n)`: no other thread accesses that slot until we
             // publish, and it is empty (its previous packet, if any, was moved out by a consumer that published
             // before our reservation could include it), so writing does not overwrite a live packet.
-            unsafe { (*self.slot(i)).write(p) };
+            unsafe { (*slots.at(i)).write(p) };
             i += 1;
         }
         debug_assert_eq!(i, start + n);
@@ -218,7 +241,7 @@ impl BulkRing {
             return Err(pkt);
         };
         // SAFETY: as in `enqueue_burst`: the slot is ours alone until published, and empty.
-        unsafe { (*self.slot(start)).write(pkt) };
+        unsafe { (*self.slots().at(start)).write(pkt) };
         self.prod.publish(start, start + 1);
         Ok(())
     }
@@ -253,11 +276,12 @@ impl BulkRing {
             next: start,
             end: start + n,
         };
+        let slots = self.slots();
         while taking.next < taking.end {
             // SAFETY: `next` is in our reservation, so a producer published a packet there (acquired by
             // `reserve`) and no other consumer reads it; reading moves it out, and `next` moves past it before
             // anything else runs, so `Taking`'s drop will not read it a second time.
-            let mut p = unsafe { (*self.slot(taking.next)).assume_init_read() };
+            let mut p = unsafe { (*slots.at(taking.next)).assume_init_read() };
             taking.next += 1;
             each(&mut p);
             // `n <= dst.room()`: the push cannot fail (and would drop, not leak, the packet if it did).
@@ -272,7 +296,7 @@ impl BulkRing {
     pub fn dequeue(&self) -> Option<Pkt> {
         let (start, _) = self.cons.reserve(&self.prod.tail, 0, self.capacity, 1)?;
         // SAFETY: as in `dequeue_burst`: a published packet in a slot only we read.
-        let p = unsafe { (*self.slot(start)).assume_init_read() };
+        let p = unsafe { (*self.slots().at(start)).assume_init_read() };
         self.cons.publish(start, start + 1);
         Some(p)
     }
@@ -296,7 +320,7 @@ impl Drop for Taking<'_> {
             self.next += 1;
             // SAFETY: `i` is in our reservation and was not read yet (see `dequeue_burst_with`): a published
             // packet only we may move out; `next` moved past it first, so it is dropped once.
-            unsafe { (*self.ring.slot(i)).assume_init_drop() };
+            unsafe { (*self.ring.slots().at(i)).assume_init_drop() };
         }
         self.ring.cons.publish(self.start, self.end);
     }
@@ -311,7 +335,7 @@ impl Drop for BulkRing {
         for i in from..to {
             // SAFETY: each index of the range holds a published packet that no consumer moved out; we have
             // exclusive access, and drop each once.
-            unsafe { (*self.slot(i)).assume_init_drop() };
+            unsafe { (*self.slots().at(i)).assume_init_drop() };
         }
     }
 }
