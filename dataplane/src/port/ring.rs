@@ -1,4 +1,4 @@
-//! `ring`: in-process port pairs over bounded lock-free queues, a patch cable between two ports of one process.
+//! `ring`: in-process port pairs over bounded queues, a patch cable between two ports of one process.
 //!
 //! What one side transmits, the other side receives. Used for tests, benchmarks (pipeline cost without kernel
 //! I/O) and in-process peers. With several queues, the receiving queue is chosen by the symmetric flow hash,
