@@ -178,15 +178,26 @@ impl PortQueue for RingQueue {
 impl RingQueue {
     /// Transmits to several peer queues: each packet goes to the queue its flow hashes to (RSS), one burst
     /// per queue. A queue takes a prefix of its packets, so each flow keeps its order; what the queues did not
-    /// take goes back to `burst` in its original order.
+    /// take goes back to `burst` in its original order. When the whole burst goes to one queue (a worker's
+    /// flows all hash to its own queue index when nothing rewrote their tuple), it is enqueued as it is.
     fn tx_spread(&mut self, burst: &mut Burst) -> Moved {
         let nq = self.peer_rx.len();
         let n = burst.len();
+        let mut mixed = false;
+        for (i, p) in burst.iter().enumerate() {
+            let q = (rss::flow_hash(p.data()) as usize % nq) as u16;
+            self.peer_of[i] = q;
+            mixed |= q != self.peer_of[0];
+        }
+        if !mixed {
+            return match self.peer_rx.get(self.peer_of[0] as usize) {
+                Some(ring) => ring.enqueue_burst(burst),
+                None => Moved::default(),
+            };
+        }
         for (i, p) in burst.drain().enumerate() {
-            let q = rss::flow_hash(p.data()) as usize % nq;
-            self.peer_of[i] = q as u16;
             // A group holds MAX_BURST, more than any burst: the push cannot fail.
-            let _ = self.groups[q].push(p);
+            let _ = self.groups[self.peer_of[i] as usize].push(p);
         }
         let mut moved = Moved::default();
         let mut left = 0;
@@ -343,6 +354,33 @@ mod tests {
         assert_eq!(qa.tx_burst(&mut tx), 9);
         assert_eq!(tx.len(), 9);
         assert_eq!(b.pending(), 9);
+    }
+
+    #[test]
+    fn several_queues_one_flow_goes_whole_to_its_queue() {
+        let pool = Pool::new(&PoolConfig {
+            buffers: 32,
+            data_room: 256,
+            cache_size: 0,
+            hugepages: false,
+        })
+        .unwrap();
+        let (a, b) = RingPort::pair("a", "b", 3, 4);
+        let mut qa = a.open_queue(0).unwrap();
+        let q = (rss::flow_hash(flow_frame(&pool, 9, 0).data()) % 3) as u16;
+        let mut tx = Burst::new(32);
+        for seq in 0..6 {
+            tx.push(flow_frame(&pool, 9, seq)).unwrap();
+        }
+        assert_eq!(qa.tx_burst(&mut tx), 4, "its queue of depth 4 takes 4");
+        let left: Vec<u8> = tx.iter().map(|p| p.data()[20]).collect();
+        assert_eq!(left, vec![4, 5], "the rest stays, in order");
+        let mut qb = b.open_queue(q).unwrap();
+        let mut rx = Burst::new(32);
+        assert_eq!(qb.rx_burst(&mut rx), 4);
+        let got: Vec<u8> = rx.iter().map(|p| p.data()[20]).collect();
+        assert_eq!(got, vec![0, 1, 2, 3]);
+        assert_eq!(b.pending(), 0, "nothing on the other queues");
     }
 
     #[test]
