@@ -1,15 +1,23 @@
-//! `ring`: in-process port pairs over bounded lock-free queues, a patch cable between two ports of one process.
+//! `ring`: in-process port pairs over bounded queues, a patch cable between two ports of one process.
 //!
 //! What one side transmits, the other side receives. Used for tests, benchmarks (pipeline cost without kernel
 //! I/O) and in-process peers. With several queues, the receiving queue is chosen by the symmetric flow hash,
 //! like a NIC's RSS, so both directions of a flow meet on the same queue.
+//!
+//! The queues are [`BulkRing`]s: a receive or transmit burst costs one reservation (an atomic) and one
+//! publication, like a NIC's burst or DPDK's `rte_ring` bulk calls, not an atomic per packet. Received
+//! packets get fresh metadata, as from a NIC: a buffer that went round a closed loop does not carry what the
+//! stages of its previous trip wrote in it.
+
+pub mod bulk;
+
+pub use bulk::{BulkRing, Moved};
 
 use super::{Port, PortError, PortInfo, PortQueue, QueueClaim, QueueClaims};
-use crate::burst::Burst;
+use crate::burst::{Burst, MAX_BURST};
 use crate::counters::{PortCounters, QueueCounters};
 use crate::pkt::Pkt;
 use crate::rss;
-use crossbeam::queue::ArrayQueue;
 use std::sync::Arc;
 
 /// Default depth of each queue, in packets.
@@ -20,9 +28,9 @@ pub struct RingPort {
     name: String,
     mtu: u32,
     /// Queues this end receives from (the peer transmits into them).
-    rx: Vec<Arc<ArrayQueue<Pkt>>>,
+    rx: Vec<Arc<BulkRing>>,
     /// The peer's receive queues.
-    peer_rx: Vec<Arc<ArrayQueue<Pkt>>>,
+    peer_rx: Vec<Arc<BulkRing>>,
     counters: Vec<Arc<QueueCounters>>,
     claims: QueueClaims,
 }
@@ -33,29 +41,29 @@ impl RingPort {
         let queues = queues.max(1);
         let mk = || {
             (0..queues)
-                .map(|_| Arc::new(ArrayQueue::new(depth.max(1))))
+                .map(|_| Arc::new(BulkRing::new(depth.max(1))))
                 .collect::<Vec<_>>()
         };
         let (qa, qb) = (mk(), mk());
-        let side =
-            |name: &str, rx: &Vec<Arc<ArrayQueue<Pkt>>>, peer: &Vec<Arc<ArrayQueue<Pkt>>>| {
-                Arc::new(RingPort {
-                    name: name.to_string(),
-                    mtu: 9000,
-                    rx: rx.clone(),
-                    peer_rx: peer.clone(),
-                    counters: (0..queues).map(|_| Default::default()).collect(),
-                    claims: QueueClaims::new(name, queues),
-                })
-            };
+        let side = |name: &str, rx: &Vec<Arc<BulkRing>>, peer: &Vec<Arc<BulkRing>>| {
+            Arc::new(RingPort {
+                name: name.to_string(),
+                mtu: 9000,
+                rx: rx.clone(),
+                peer_rx: peer.clone(),
+                counters: (0..queues).map(|_| Default::default()).collect(),
+                claims: QueueClaims::new(name, queues),
+            })
+        };
         (side(a, &qa, &qb), side(b, &qb, &qa))
     }
 
     /// Puts `pkt` on this end's receive queue `queue` as if the peer had sent it (seeding closed-loop
-    /// benchmarks and tests). Gives the packet back if the queue is full or does not exist.
+    /// benchmarks and tests). Gives the packet back if the queue is full or does not exist. The receiving
+    /// queue gives it fresh metadata, so a recycled buffer may be injected as it is.
     pub fn inject(&self, queue: u16, pkt: Pkt) -> Result<(), Pkt> {
         match self.rx.get(queue as usize) {
-            Some(q) => q.push(pkt),
+            Some(q) => q.enqueue(pkt),
             None => Err(pkt),
         }
     }
@@ -84,12 +92,22 @@ impl Port for RingPort {
 
     fn open_queue(&self, queue: u16) -> Result<Box<dyn PortQueue>, PortError> {
         let claim = self.claims.claim(queue)?;
+        // Scratch for grouping a transmit burst by peer queue: only with several peer queues.
+        let groups = if self.peer_rx.len() > 1 {
+            (0..self.peer_rx.len())
+                .map(|_| Burst::new(MAX_BURST))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Box::new(RingQueue {
             queue,
             rx: self.rx[queue as usize].clone(),
             peer_rx: self.peer_rx.clone(),
             counters: self.counters[queue as usize].clone(),
-            unsent: Burst::new(crate::burst::MAX_BURST),
+            groups,
+            peer_of: [0; MAX_BURST],
+            unsent: Burst::new(MAX_BURST),
             _claim: claim,
         }))
     }
@@ -97,63 +115,115 @@ impl Port for RingPort {
 
 struct RingQueue {
     queue: u16,
-    rx: Arc<ArrayQueue<Pkt>>,
-    peer_rx: Vec<Arc<ArrayQueue<Pkt>>>,
+    rx: Arc<BulkRing>,
+    peer_rx: Vec<Arc<BulkRing>>,
     counters: Arc<QueueCounters>,
-    /// Scratch for frames a full ring did not take (kept here so tx never allocates).
+    /// With several peer queues: a transmit burst's packets, grouped by the peer queue their flow hashes to
+    /// (kept here so tx never allocates).
+    groups: Vec<Burst>,
+    /// With several peer queues: the peer queue of each packet of the transmit burst, by position.
+    peer_of: [u16; MAX_BURST],
+    /// Scratch for putting back, in order, what the peer queues did not take.
     unsent: Burst,
     _claim: QueueClaim,
 }
 
+/// Gives a received packet the metadata a NIC would: none but the queue (and the frame bounds, kept). The
+/// buffer may come straight from a transmit of the peer, or be injected after a trip through the stages, so
+/// it may hold a flow hash, offsets, flags or scratch of another trip; a stage must not trust those.
+#[inline]
+fn fresh_rx_meta(p: &mut Pkt, queue: u16) {
+    let m = p.meta_mut();
+    m.timestamp_ns = 0;
+    m.in_port = 0;
+    m.in_queue = queue;
+    m.flow_hash = 0;
+    m.l3_off = 0;
+    m.l4_off = 0;
+    m.vlan_tci = 0;
+    m.flags = 0;
+    m.out_port = 0;
+    m.ip_proto = 0;
+    m.scratch = [0; 4];
+}
+
 impl PortQueue for RingQueue {
     fn rx_burst(&mut self, burst: &mut Burst) -> usize {
-        let mut n = 0;
+        let queue = self.queue;
         let mut bytes = 0;
-        while !burst.is_full() {
-            let Some(mut p) = self.rx.pop() else { break };
-            p.meta_mut().in_queue = self.queue;
+        let n = self.rx.dequeue_burst_with(burst, MAX_BURST, |p| {
+            fresh_rx_meta(p, queue);
             bytes += p.len() as u64;
-            let _ = burst.push(p);
-            n += 1;
+        });
+        if n > 0 {
+            self.counters.rx_packets.add(n as u64);
+            self.counters.rx_bytes.add(bytes);
         }
-        self.counters.rx_packets.add(n as u64);
-        self.counters.rx_bytes.add(bytes);
         n
     }
 
     fn tx_burst(&mut self, burst: &mut Burst) -> usize {
+        let moved = if self.peer_rx.len() == 1 {
+            // What does not fit stays at the front of `burst`, in order.
+            self.peer_rx[0].enqueue_burst(burst)
+        } else {
+            self.tx_spread(burst)
+        };
+        self.counters.tx_packets.add(moved.packets as u64);
+        self.counters.tx_bytes.add(moved.bytes);
+        moved.packets
+    }
+}
+
+impl RingQueue {
+    /// Transmits to several peer queues: each packet goes to the queue its flow hashes to (RSS), one burst
+    /// per queue. A queue takes a prefix of its packets, so each flow keeps its order; what the queues did not
+    /// take goes back to `burst` in its original order. When the whole burst goes to one queue (a worker's
+    /// flows all hash to its own queue index when nothing rewrote their tuple), it is enqueued as it is.
+    fn tx_spread(&mut self, burst: &mut Burst) -> Moved {
         let nq = self.peer_rx.len();
-        let mut sent = 0;
-        let mut bytes = 0;
-        let mut rest = burst.drain();
-        for p in rest.by_ref() {
-            let q = if nq == 1 {
-                0
-            } else {
-                rss::flow_hash(p.data()) as usize % nq
+        let n = burst.len();
+        let mut mixed = false;
+        for (i, p) in burst.iter().enumerate() {
+            let q = (rss::flow_hash(p.data()) as usize % nq) as u16;
+            self.peer_of[i] = q;
+            mixed |= q != self.peer_of[0];
+        }
+        if !mixed {
+            return match self.peer_rx.get(self.peer_of[0] as usize) {
+                Some(ring) => ring.enqueue_burst(burst),
+                None => Moved::default(),
             };
-            let len = p.len() as u64;
-            match self.peer_rx[q].push(p) {
-                Ok(()) => {
-                    sent += 1;
-                    bytes += len;
-                }
-                Err(p) => {
-                    // Full: this packet and the ones after it stay with the caller, in order.
+        }
+        for (i, p) in burst.drain().enumerate() {
+            // A group holds MAX_BURST, more than any burst: the push cannot fail.
+            let _ = self.groups[self.peer_of[i] as usize].push(p);
+        }
+        let mut moved = Moved::default();
+        let mut left = 0;
+        for (group, ring) in self.groups.iter_mut().zip(&self.peer_rx) {
+            if group.is_empty() {
+                continue;
+            }
+            let m = ring.enqueue_burst(group);
+            moved.packets += m.packets;
+            moved.bytes += m.bytes;
+            left += group.len();
+        }
+        if left > 0 {
+            // Each group holds the tail of its packets in order. Walking the burst's positions backwards, the
+            // first visits of a queue are exactly its packets left over, last first: collect them reversed,
+            // then reverse again into `burst`.
+            for i in (0..n).rev() {
+                if let Some(p) = self.groups[self.peer_of[i] as usize].pop() {
                     let _ = self.unsent.push(p);
-                    break;
                 }
             }
+            while let Some(p) = self.unsent.pop() {
+                let _ = burst.push(p);
+            }
         }
-        for p in rest {
-            let _ = self.unsent.push(p);
-        }
-        for p in self.unsent.drain() {
-            let _ = burst.push(p);
-        }
-        self.counters.tx_packets.add(sent as u64);
-        self.counters.tx_bytes.add(bytes);
-        sent
+        moved
     }
 }
 
@@ -210,5 +280,189 @@ mod tests {
         ));
         drop(q0);
         assert!(a.open_queue(0).is_ok());
+    }
+
+    /// A 60-byte non-IP frame of flow `flow` (its MAC addresses, which is what RSS hashes for non-IP) with
+    /// sequence number `seq`.
+    fn flow_frame(pool: &Pool, flow: u8, seq: u8) -> Pkt {
+        let mut f = [0u8; 60];
+        f[0] = flow;
+        f[6] = 0x02;
+        f[20] = seq;
+        let mut p = pool.alloc().unwrap();
+        p.set_frame(&f);
+        p
+    }
+
+    #[test]
+    fn several_queues_each_flow_on_its_queue_in_order_and_the_rest_stays_in_order() {
+        let pool = Pool::new(&PoolConfig {
+            buffers: 128,
+            data_room: 256,
+            cache_size: 0,
+            hugepages: false,
+        })
+        .unwrap();
+        let (a, b) = RingPort::pair("a", "b", 3, 4);
+        let mut qa = a.open_queue(1).unwrap();
+        let queue_of = |flow: u8| {
+            let p = flow_frame(&pool, flow, 0);
+            (rss::flow_hash(p.data()) % 3) as usize
+        };
+        // Flows that hash to each of the three queues.
+        let mut flow_on = [None; 3];
+        for flow in 0..=255u8 {
+            flow_on[queue_of(flow)].get_or_insert(flow);
+        }
+        let flows: Vec<u8> = flow_on.iter().map(|f| f.unwrap()).collect();
+        // 30 packets, flows interleaved unevenly: queue 0 gets 15, queue 1 gets 10, queue 2 gets 5.
+        let mut tx = Burst::new(64);
+        let mut sent_to = [Vec::new(), Vec::new(), Vec::new()];
+        for seq in 0..30u8 {
+            let q = match seq % 6 {
+                0 | 2 | 4 => 0,
+                1 | 3 => 1,
+                _ => 2,
+            };
+            tx.push(flow_frame(&pool, flows[q], seq)).unwrap();
+            sent_to[q].push(seq);
+        }
+        assert_eq!(qa.tx_burst(&mut tx), 12, "each queue of depth 4 takes 4");
+        assert_eq!(a.counters().tx_packets, 12);
+        assert_eq!(a.counters().tx_bytes, 12 * 60);
+        // What stays is every packet after the 4th of its queue, in the original order.
+        let mut expect_left: Vec<u8> = sent_to.iter().flat_map(|s| s[4..].to_vec()).collect();
+        expect_left.sort();
+        let left: Vec<u8> = tx.iter().map(|p| p.data()[20]).collect();
+        assert_eq!(left, expect_left);
+        for (q, sent) in sent_to.iter().enumerate() {
+            let mut qb = b.open_queue(q as u16).unwrap();
+            let mut rx = Burst::new(64);
+            assert_eq!(qb.rx_burst(&mut rx), 4);
+            let got: Vec<u8> = rx.iter().map(|p| p.data()[20]).collect();
+            assert_eq!(
+                got,
+                sent[..4].to_vec(),
+                "queue {q}: its flow's first 4, in order"
+            );
+            assert!(rx
+                .iter()
+                .all(|p| p.data()[0] == flows[q] && p.meta().in_queue == q as u16));
+        }
+        assert_eq!(b.pending(), 0);
+        // The rest goes once there is room again: 4 + 4 of the first two queues' 11 and 6, the third's last one.
+        assert_eq!(qa.tx_burst(&mut tx), 9);
+        assert_eq!(tx.len(), 9);
+        assert_eq!(b.pending(), 9);
+    }
+
+    #[test]
+    fn several_queues_one_flow_goes_whole_to_its_queue() {
+        let pool = Pool::new(&PoolConfig {
+            buffers: 32,
+            data_room: 256,
+            cache_size: 0,
+            hugepages: false,
+        })
+        .unwrap();
+        let (a, b) = RingPort::pair("a", "b", 3, 4);
+        let mut qa = a.open_queue(0).unwrap();
+        let q = (rss::flow_hash(flow_frame(&pool, 9, 0).data()) % 3) as u16;
+        let mut tx = Burst::new(32);
+        for seq in 0..6 {
+            tx.push(flow_frame(&pool, 9, seq)).unwrap();
+        }
+        assert_eq!(qa.tx_burst(&mut tx), 4, "its queue of depth 4 takes 4");
+        let left: Vec<u8> = tx.iter().map(|p| p.data()[20]).collect();
+        assert_eq!(left, vec![4, 5], "the rest stays, in order");
+        let mut qb = b.open_queue(q).unwrap();
+        let mut rx = Burst::new(32);
+        assert_eq!(qb.rx_burst(&mut rx), 4);
+        let got: Vec<u8> = rx.iter().map(|p| p.data()[20]).collect();
+        assert_eq!(got, vec![0, 1, 2, 3]);
+        assert_eq!(b.pending(), 0, "nothing on the other queues");
+    }
+
+    #[test]
+    fn received_packets_get_fresh_metadata() {
+        let pool = Pool::new(&PoolConfig {
+            buffers: 16,
+            data_room: 256,
+            cache_size: 0,
+            hugepages: false,
+        })
+        .unwrap();
+        let (a, b) = RingPort::pair("a", "b", 2, 16);
+        let stale = |p: &mut Pkt| {
+            let m = p.meta_mut();
+            m.timestamp_ns = 5;
+            m.in_port = 3;
+            m.in_queue = 7;
+            m.flow_hash = 99;
+            m.l3_off = 14;
+            m.l4_off = 34;
+            m.vlan_tci = 10;
+            m.flags = crate::pkt::Meta::FLAG_DECAPPED | crate::pkt::Meta::FLAG_VLAN;
+            m.out_port = 2;
+            m.ip_proto = 17;
+            m.scratch = [1, 2, 3, 4];
+        };
+        // A recycled buffer injected as it is, and one the peer transmits after its stages wrote in it.
+        // Both on the queue the transmitted frame hashes to.
+        let q = (rss::flow_hash(&[2; 60]) % 2) as u16;
+        let mut p = frame(&pool, 1);
+        stale(&mut p);
+        b.inject(q, p).unwrap();
+        let mut qa = a.open_queue(0).unwrap();
+        let mut tx = Burst::new(4);
+        let mut p = frame(&pool, 2);
+        stale(&mut p);
+        tx.push(p).unwrap();
+        assert_eq!(qa.tx_burst(&mut tx), 1);
+        assert_eq!(b.pending(), 2);
+        let mut qb = b.open_queue(q).unwrap();
+        let mut rx = Burst::new(4);
+        assert_eq!(qb.rx_burst(&mut rx), 2);
+        for p in rx.iter() {
+            let m = p.meta();
+            assert_eq!(p.len(), 60, "frame kept");
+            assert_eq!(m.in_queue, q);
+            assert_eq!(
+                (m.timestamp_ns, m.in_port, m.flow_hash, m.l3_off, m.l4_off),
+                (0, 0, 0, 0, 0)
+            );
+            assert_eq!(
+                (m.vlan_tci, m.flags, m.out_port, m.ip_proto, m.scratch),
+                (0, 0, 0, 0, [0; 4])
+            );
+        }
+    }
+
+    #[test]
+    fn inject_refuses_a_missing_or_full_queue_and_gives_the_packet_back() {
+        let pool = Pool::new(&PoolConfig {
+            buffers: 8,
+            data_room: 256,
+            cache_size: 0,
+            hugepages: false,
+        })
+        .unwrap();
+        let (a, _b) = RingPort::pair("a", "b", 1, 2);
+        assert!(a.inject(0, frame(&pool, 0)).is_ok());
+        assert!(a.inject(0, frame(&pool, 1)).is_ok());
+        let back = a.inject(0, frame(&pool, 2)).expect_err("full");
+        assert_eq!(back.data()[0], 2);
+        let back = a.inject(1, back).expect_err("no queue 1");
+        assert_eq!(back.data()[0], 2);
+        drop(back);
+        assert_eq!(a.pending(), 2);
+        assert_eq!(pool.available(), 6);
+        drop(a);
+        drop(_b);
+        assert_eq!(
+            pool.available(),
+            8,
+            "packets left in the rings are freed with them"
+        );
     }
 }
