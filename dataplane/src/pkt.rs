@@ -90,11 +90,18 @@ impl Meta {
 
     #[inline]
     fn reset(&mut self) {
-        self.timestamp_ns = 0;
+        self.clear_trip(0);
         self.data_off = HEADROOM as u16;
         self.len = 0;
+    }
+
+    /// Clears what a trip through the ports and stages left (timestamp, input, offsets, flags, scratch), keeping
+    /// the frame bounds, and sets the receive queue: the metadata a NIC's receive gives.
+    #[inline]
+    pub(crate) fn clear_trip(&mut self, queue: u16) {
+        self.timestamp_ns = 0;
         self.in_port = 0;
-        self.in_queue = 0;
+        self.in_queue = queue;
         self.flow_hash = 0;
         self.l3_off = 0;
         self.l4_off = 0;

@@ -133,18 +133,7 @@ struct RingQueue {
 /// it may hold a flow hash, offsets, flags or scratch of another trip; a stage must not trust those.
 #[inline]
 fn fresh_rx_meta(p: &mut Pkt, queue: u16) {
-    let m = p.meta_mut();
-    m.timestamp_ns = 0;
-    m.in_port = 0;
-    m.in_queue = queue;
-    m.flow_hash = 0;
-    m.l3_off = 0;
-    m.l4_off = 0;
-    m.vlan_tci = 0;
-    m.flags = 0;
-    m.out_port = 0;
-    m.ip_proto = 0;
-    m.scratch = [0; 4];
+    p.meta_mut().clear_trip(queue);
 }
 
 impl PortQueue for RingQueue {
