@@ -252,7 +252,7 @@ fn local(
         IPPROTO_ICMP => icmp::echo4(c, iface, pkt, out),
         IPPROTO_UDP => {
             // VXLAN to a local VTEP is taken by the overlay; other UDP has no listener here.
-            let Some(pkt) = crate::vxlan::decap::input(c, pkt, out) else {
+            let Some(pkt) = crate::vxlan::decap::input(c, &mut st.decap, pkt, out) else {
                 return;
             };
             icmp::unreachable4(

@@ -267,6 +267,8 @@ pub struct L3State {
     pub nat: Option<Box<crate::nat::stage::NatState>>,
     /// Resolved next hops with their finished Ethernet rewrite, private to the worker.
     nh: nh_cache::NextHopCache,
+    /// The VXLAN decapsulation's memory of the last sender.
+    pub decap: crate::vxlan::decap::DecapState,
 }
 
 /// Everything one burst's L3 work reads.
