@@ -61,14 +61,10 @@ pub fn run(c: &L3Ctx<'_>, l3: &mut L3State, st: &mut EncapState, out: &mut TxBat
     for mut pkt in st.work.drain() {
         let m = pkt.meta();
         let to = (m.scratch[SCRATCH_DOMAIN], m.out_port);
-        let f = match &last {
-            Some((k, f)) if *k == to => *f,
-            _ => {
-                let f = resolve(c, l3, to.0 as usize, to.1);
-                last = Some((to, f));
-                f
-            }
-        };
+        if last.as_ref().is_none_or(|(k, _)| *k != to) {
+            last = Some((to, resolve(c, l3, to.0 as usize, to.1)));
+        }
+        let f = last.as_ref().and_then(|(_, f)| f.as_ref());
         let inner_len = pkt.len();
         let Some(f) = f.filter(|f| (ETH_HEADER_LEN..=f.max_inner).contains(&inner_len)) else {
             one(c, l3, &mut st.ident, pkt, out);

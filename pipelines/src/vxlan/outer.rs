@@ -62,7 +62,9 @@ impl OuterTemplate {
     pub fn write(&self, hdr: &mut [u8; OVERHEAD], inner_len: usize, src_port: u16, ident: u16) {
         debug_assert!(inner_len <= MAX_INNER);
         let total = (inner_len + OVERHEAD - ETH_HEADER_LEN) as u16;
-        let mut h = self.bytes;
+        // Straight into the frame: the constant bytes in one copy, then the variable fields over them.
+        *hdr = self.bytes;
+        let h = hdr;
         h[TOTAL..TOTAL + 2].copy_from_slice(&total.to_be_bytes());
         h[IDENT..IDENT + 2].copy_from_slice(&ident.to_be_bytes());
         let mut s = self.ip_sum + total as u32 + ident as u32;
@@ -71,7 +73,6 @@ impl OuterTemplate {
         h[CSUM..CSUM + 2].copy_from_slice(&(!(s as u16)).to_be_bytes());
         h[SPORT..SPORT + 2].copy_from_slice(&src_port.to_be_bytes());
         h[ULEN..ULEN + 2].copy_from_slice(&(total - 20).to_be_bytes());
-        *hdr = h;
     }
 }
 
