@@ -167,8 +167,9 @@ fn parse_general(c: &L3Ctx<'_>, d: &[u8]) -> Parsed {
 }
 
 /// Takes `pkt` (a whole frame: Ethernet, a checked IPv4 header without fragmentation, UDP) if it is VXLAN for
-/// a local VTEP, and returns it otherwise.
-#[inline]
+/// a local VTEP, and returns it otherwise. Not inlined: the L3 stage's routing path, which it sits on, keeps
+/// its registers.
+#[inline(never)]
 pub fn input(c: &L3Ctx<'_>, st: &mut DecapState, pkt: Pkt, out: &mut TxBatches) -> Option<Pkt> {
     if c.vxlan.local.is_empty() || pkt.meta().flags & Meta::FLAG_DECAPPED != 0 {
         return Some(pkt);
