@@ -217,5 +217,22 @@ fn routes_added_and_removed_at_run_time() {
             .contains("on no connected subnet"),
         "{r}"
     );
+    // A router address keeps its local route (as in the file).
+    let r = handle(
+        &mut router,
+        &Request::RouteAdd {
+            prefix: "10.0.0.1/32".into(),
+            via: vec![],
+            kind: Some("blackhole".into()),
+        },
+    );
+    assert_eq!(r["ok"], false);
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("one of the router's own addresses"),
+        "{r}"
+    );
     router.stop();
 }

@@ -330,6 +330,83 @@ fn encap_df_and_ident() {
     assert_eq!(ids, vec![0, 1], "without DF every packet gets its own id");
 }
 
+/// From the second burst on (the worker's next-hop cache warm), frames to a VTEP take the template: the same
+/// bytes as the general path but for the identification and checksum, and no header built before a
+/// neighbour change or a reload is served after it.
+#[test]
+fn encap_template_matches_and_follows_changes() {
+    let mut h = Harness::new(Opts::default());
+    let f = inner(A, B, 1000, 18);
+    let check = |p: &[u8], mac: Mac, id: u16, df: bool| {
+        assert_eq!(&p[..6], &mac, "next hop's MAC");
+        assert_eq!(&p[6..12], &U);
+        let ip = etherparse::Ipv4HeaderSlice::from_slice(&p[14..]).unwrap();
+        assert_eq!(ip.header_checksum(), ip.to_header().calc_header_checksum());
+        assert_eq!((ip.identification(), ip.dont_fragment()), (id, df));
+        assert_eq!(ip.total_len() as usize, p.len() - 14);
+        assert_eq!(&p[50..], &f[..]);
+    };
+    let cold = h.send(0, &[f.clone(), f.clone()]);
+    let warm = h.send(0, &[f.clone(), f.clone()]);
+    assert_eq!((cold[2].len(), warm[2].len()), (2, 2));
+    for (k, p) in cold[2].iter().chain(&warm[2]).enumerate() {
+        check(p, R2, k as u16, false);
+        let (a, b) = (&cold[2][0], p);
+        assert_eq!(
+            (&a[..18], &a[20..24], &a[26..]),
+            (&b[..18], &b[20..24], &b[26..])
+        );
+    }
+    assert_eq!(h.event(Event::VxlanEncap), 4);
+    // The overlay MTU holds on the fast path too.
+    let big = inner(A, B, 1, 1450);
+    let out = h.send(0, &[f.clone(), big, f.clone()]);
+    assert_eq!(out[2].len(), 2);
+    assert_eq!(h.drops(DropReason::VxlanMtu), 1);
+    // The next hop's MAC changes: the very next burst uses the new one, and so do those after it.
+    let key = NeighKey::v4(0, u32::from_be_bytes(VTEP2));
+    assert!(h.snap.l3.neigh.set_static(&key, &R3));
+    for _ in 0..2 {
+        let out = h.send(0, &[f.clone(), f.clone()]);
+        assert_eq!(out[2].len(), 2);
+        for p in &out[2] {
+            assert_eq!(&p[..6], &R3);
+        }
+    }
+    // A reload (another generation, DF now set, the neighbour as configured): no header of the old one.
+    let mut s = snapshot(&Opts {
+        df: true,
+        ..Opts::default()
+    });
+    s.generation = 2;
+    h.snap = s;
+    for _ in 0..2 {
+        let out = h.send(0, &[f.clone(), f.clone()]);
+        assert_eq!(out[2].len(), 2);
+        for p in &out[2] {
+            check(p, R2, 0, true);
+        }
+    }
+}
+
+/// The decapsulation remembers the last sender's VTEP: senders that alternate are still told apart.
+#[test]
+fn decap_tells_alternating_vteps_apart() {
+    let mut h = Harness::new(Opts::default());
+    let (x, y) = ([0x02, 0xcc, 0, 0, 0, 1], [0x02, 0xcc, 0, 0, 0, 2]);
+    let frames = [
+        encapsulated(VTEP2, VNI, &inner(x, A, 1, 18)),
+        encapsulated(VTEP3, VNI, &inner(y, A, 1, 18)),
+        encapsulated(VTEP2, VNI, &inner(x, A, 1, 18)),
+    ];
+    h.send(UNDERLAY, &frames);
+    h.send(UNDERLAY, &frames[1..2]);
+    let vt = &h.snap.vxlan.vteps;
+    assert_eq!(h.bridge().table.lookup(&x), vt.find(VTEP2).map(vtep_port));
+    assert_eq!(h.bridge().table.lookup(&y), vt.find(VTEP3).map(vtep_port));
+    assert_eq!(h.event(Event::VxlanDecap), 4);
+}
+
 #[test]
 fn decap_strips_learns_and_floods_locally_only() {
     let mut h = Harness::new(Opts::default());

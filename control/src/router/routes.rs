@@ -105,6 +105,18 @@ impl Router {
             ));
         }
         let snap = self.dp.snapshot().load_full();
+        // As the config check says for the file: a router address keeps its local route (the dataplane relies
+        // on it, e.g. VXLAN to a local VTEP is taken before the FIB).
+        let full = if p.is_v4() { 32 } else { 128 };
+        let own = snap.l3.ifaces.iter().any(|ifc| match p.addr() {
+            IpAddr::V4(a) => ifc.has_v4(a),
+            IpAddr::V6(a) => ifc.v6.iter().any(|(x, _)| *x == a),
+        });
+        if p.prefix() == full && own {
+            return Err(format!(
+                "{p} is one of the router's own addresses; a static route would replace its local route"
+            ));
+        }
         let mut adj = snap.l3.adj.clone();
         let mut ecmp = snap.l3.ecmp.clone();
         let nh = match route.kind {

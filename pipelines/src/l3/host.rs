@@ -266,6 +266,42 @@ pub fn route_originated(c: &L3Ctx<'_>, st: &mut L3State, mut pkt: Pkt, out: &mut
     to_neighbor(c, st, key, pkt, out);
 }
 
+/// Where an IPv4 packet the router originates to `dst` leaves, when that takes no decision per packet: the
+/// route is not ECMP (which picks by the packet's hash), the next hop's finished rewrite is in the worker's
+/// next-hop cache (fresh under this snapshot and neighbour table), and the interface is a plain untagged
+/// port. `None` otherwise: the caller then sends through [`route_originated`], which decides the rest (asks
+/// for the neighbour, parks, drops). A stage that sends many packets to one destination (the VXLAN
+/// encapsulation) resolves once per burst with this, and must not keep the answer longer.
+#[inline]
+pub fn resolve_originated_v4(c: &L3Ctx<'_>, st: &mut L3State, dst: u32) -> Option<Resolved> {
+    let nh = c.t.fib4.lookup(dst)?;
+    let key = match *c.t.adj.get(nh as usize)? {
+        Adjacency::Attached { iface } => NeighKey::v4(iface, dst),
+        Adjacency::Gateway { iface, via } => NeighKey::v4(iface, via as u32),
+        _ => return None,
+    };
+    let mtu = c.t.ifaces.get(key.iface as usize)?.mtu;
+    let hit = st
+        .nh
+        .get(&c.t.neigh, c.generation, &key, c.now_s(), c.t.reachable_s)?;
+    (hit.port != super::nh_cache::NO_PORT).then_some(Resolved {
+        port: hit.port,
+        rewrite: hit.rewrite,
+        mtu,
+    })
+}
+
+/// What [`resolve_originated_v4`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    /// The port to queue to.
+    pub port: u16,
+    /// The Ethernet header's MACs: the next hop's, then the router's.
+    pub rewrite: [u8; 12],
+    /// The output interface's IP MTU.
+    pub mtu: u16,
+}
+
 /// The interface a packet from `src` to the link-local `dst` leaves by: among the interfaces whose
 /// link-local address is `src` (all of them when `src` is not link-local), the first where `dst` is a
 /// resolved neighbour, else the first one.

@@ -267,6 +267,8 @@ pub struct L3State {
     pub nat: Option<Box<crate::nat::stage::NatState>>,
     /// Resolved next hops with their finished Ethernet rewrite, private to the worker.
     nh: nh_cache::NextHopCache,
+    /// The VXLAN decapsulation's memory of the last sender.
+    pub decap: crate::vxlan::decap::DecapState,
 }
 
 /// Everything one burst's L3 work reads.
@@ -342,9 +344,15 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
             std::hint::black_box(warm);
         }
     }
-    // Pass 2: decide.
-    for pkt in burst.drain() {
-        input(c, st, pkt, out);
+    // Pass 2: decide. The VXLAN test is made once per burst, not per packet (see `ipv4::input`).
+    if c.vxlan.local.is_empty() {
+        for pkt in burst.drain() {
+            input_with::<false>(c, st, pkt, out);
+        }
+    } else {
+        for pkt in burst.drain() {
+            input_with::<true>(c, st, pkt, out);
+        }
     }
     if st.pending.due(&c.t.neigh, c.now_ns) {
         release_pending(c, st, out);
@@ -357,6 +365,16 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
 /// Handles one frame that came in on its interface.
 #[inline]
 pub fn input(c: &L3Ctx<'_>, st: &mut L3State, pkt: Pkt, out: &mut TxBatches) {
+    if c.vxlan.local.is_empty() {
+        input_with::<false>(c, st, pkt, out)
+    } else {
+        input_with::<true>(c, st, pkt, out)
+    }
+}
+
+/// [`input`] with the snapshot's "has local VTEPs" known.
+#[inline]
+fn input_with<const VXLAN: bool>(c: &L3Ctx<'_>, st: &mut L3State, pkt: Pkt, out: &mut TxBatches) {
     let iface = pkt.meta().scratch[SCRATCH_IFACE] as u16;
     if c.t.ifaces.get(iface as usize).is_none() {
         out.drop_pkt(pkt, DropReason::NoRoute);
@@ -368,7 +386,7 @@ pub fn input(c: &L3Ctx<'_>, st: &mut L3State, pkt: Pkt, out: &mut TxBatches) {
         return;
     }
     match u16::from_be_bytes([d[12], d[13]]) {
-        ETH_IPV4 => ipv4::input(c, st, iface, pkt, out),
+        ETH_IPV4 => ipv4::input::<VXLAN>(c, st, iface, pkt, out),
         ETH_IPV6 => ipv6::input(c, st, iface, pkt, out),
         ETH_ARP => arp::input(c, st, iface, pkt, out),
         _ => out.drop_pkt(pkt, DropReason::UnknownEthertype),

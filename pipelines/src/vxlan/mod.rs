@@ -29,6 +29,7 @@
 pub mod decap;
 pub mod encap;
 pub mod fdb;
+pub mod outer;
 
 use crate::bridge::mac_table::MacTable;
 use fdb::VtepTable;
