@@ -310,7 +310,10 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
     // result thrown away: the levels of different packets are then in flight together in the out-of-order
     // window, where pass 2, with hundreds of instructions per packet between two lookups, would wait for each
     // level of each packet in turn.
-    for chunk in burst.as_slice().chunks(WARM) {
+    // Pass 1 may mark packets to hand to another worker (NAT), by position in the burst.
+    let mut hand = [nat::KEEP; dataplane::MAX_BURST];
+    let mut handing = false;
+    for (ci, chunk) in burst.as_slice().chunks(WARM).enumerate() {
         let mut v6 = [[0u8; 16]; WARM];
         let mut n6 = 0;
         for pkt in chunk {
@@ -332,7 +335,8 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
             }
         }
         if with_nat {
-            nat::warm(st, chunk);
+            let marks = hand.get_mut(ci * WARM..).unwrap_or_default();
+            handing |= nat::warm(c, st, chunk, marks);
         }
         if n6 > 0 {
             let mut warm = 0u32;
@@ -342,6 +346,22 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
             std::hint::black_box(warm);
         }
     }
+    // The packets pass 1 marked leave first, untouched; the others stay in order.
+    let mut kept = Burst::new(dataplane::MAX_BURST);
+    let burst = if handing {
+        for (i, pkt) in burst.drain().enumerate() {
+            match hand.get(i) {
+                Some(&to) if to != nat::KEEP => nat::hand(st, pkt, to, out),
+                _ => {
+                    // As many as the burst held: the push cannot fail (and would drop, not leak).
+                    let _ = kept.push(pkt);
+                }
+            }
+        }
+        &mut kept
+    } else {
+        burst
+    };
     // Pass 2: decide.
     for pkt in burst.drain() {
         input(c, st, pkt, out);
@@ -350,6 +370,7 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
         release_pending(c, st, out);
     }
     if with_nat {
+        nat::flush(c, st, out);
         nat::tick(c, st);
     }
 }

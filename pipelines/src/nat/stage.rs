@@ -17,7 +17,11 @@
 //!
 //! A packet whose flow another worker owns ([`super::owner`]) is handed to it untouched; the owner runs the
 //! whole L3 input again with [`HANDED`] set in `Meta::scratch[SCRATCH_NAT]`, so it is never handed twice
-//! (an ICMP error searched for across workers carries its hop count there too).
+//! (an ICMP error searched for across workers carries its hop count there too). The answers of masqueraded
+//! flows, the bulk of what moves, are recognised in the L3 stage's first pass from their 5-tuple alone and
+//! handed over before any other work; the rest when the stage decides. Either way a handed packet waits in
+//! the worker's outbox for its owner until the end of the burst, which moves each outbox with one
+//! reservation of a [`BulkRing`].
 
 use super::conntrack::{FlowKey, FlowTable4, Hit, InsertError, Key4, Stats, Timeouts};
 use super::maglev::Maglev;
@@ -27,7 +31,8 @@ use super::translate::{parse, translate, Kind, NatError, Parsed};
 use super::{fold_mul, K1, K2};
 use crate::wire::IPPROTO_UDP;
 use crossbeam::queue::ArrayQueue;
-use dataplane::{DropReason, Pkt, Pool};
+use dataplane::port::ring::BulkRing;
+use dataplane::{Burst, DropReason, Pkt, Pool, MAX_BURST};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Scratch word of a packet's NAT handoff state ([`HANDED`] and the search hop count), read in the L3 stage's
@@ -336,8 +341,8 @@ pub struct NatShared {
     identity: NatIdentity,
     split: PortSplit,
     workers: u16,
-    /// `queues[to * workers + from]`.
-    queues: Vec<ArrayQueue<Pkt>>,
+    /// `queues[to * workers + from]`: a burst moves in and out with one reservation each way.
+    queues: Vec<BulkRing>,
     /// One prebuilt state per worker, taken once.
     states: Vec<ArrayQueue<Box<NatState>>>,
     request: AtomicU64,
@@ -391,7 +396,7 @@ impl NatShared {
             split,
             workers: w,
             queues: (0..w as usize * w as usize)
-                .map(|_| ArrayQueue::new(HANDOFF_QUEUE_LEN))
+                .map(|_| BulkRing::new(HANDOFF_QUEUE_LEN))
                 .collect(),
             states,
             request: AtomicU64::new(0),
@@ -414,8 +419,21 @@ impl NatShared {
             .queues
             .get(to as usize * self.workers as usize + from as usize)
         {
-            Some(q) => q.push(pkt),
+            Some(q) => q.enqueue(pkt),
             None => Err(pkt),
+        }
+    }
+
+    /// Hands as many packets of `burst` as fit from worker `from` to worker `to`, in order, in one
+    /// reservation; what does not fit stays in `burst`. Returns how many moved.
+    #[inline]
+    pub fn hand_burst(&self, from: u16, to: u16, burst: &mut Burst) -> usize {
+        match self
+            .queues
+            .get(to as usize * self.workers as usize + from as usize)
+        {
+            Some(q) => q.enqueue_burst(burst).packets,
+            None => 0,
         }
     }
 
@@ -434,13 +452,27 @@ impl NatShared {
         if let Some(qs) = self.queues.get(to as usize * w..(to as usize + 1) * w) {
             for q in qs {
                 for _ in 0..max {
-                    match q.pop() {
+                    match q.dequeue() {
                         Some(p) => f(p),
                         None => break,
                     }
                 }
             }
         }
+    }
+
+    /// Moves up to `max` packets from each queue to worker `to` (and no more than `dst` has room for) to the
+    /// end of `dst`, one reservation per queue. Returns how many.
+    #[inline]
+    pub fn take_inbound_burst(&self, to: u16, max: usize, dst: &mut Burst) -> usize {
+        let w = self.workers as usize;
+        let mut n = 0;
+        if let Some(qs) = self.queues.get(to as usize * w..(to as usize + 1) * w) {
+            for q in qs {
+                n += q.dequeue_burst(dst, max);
+            }
+        }
+        n
     }
 
     /// Asks every worker for a report with at most `max_flows` flows each; returns the request number.
@@ -473,6 +505,11 @@ pub struct NatState {
     pub eim: Option<EimTable>,
     last_tick_s: u32,
     answered: u64,
+    /// Packets to hand over, by owner: filled while a burst is decided, moved to the queues once per burst
+    /// ([`NatState::take_outbox`]), so a handoff costs one queue reservation per burst, not one per packet.
+    outbox: Vec<Burst>,
+    /// Packets in `outbox`.
+    outbound: usize,
 }
 
 impl std::fmt::Debug for NatState {
@@ -509,7 +546,51 @@ impl NatState {
             eim: identity.eim.then(|| EimTable::new(identity.limit)),
             last_tick_s: 0,
             answered: 0,
+            outbox: (0..identity.workers.max(1))
+                .map(|_| Burst::new(MAX_BURST))
+                .collect(),
+            outbound: 0,
         }
+    }
+
+    /// Puts `pkt` in the outbox of worker `to`, to be handed over at the end of the burst; gives it back when
+    /// there is no such worker or its outbox is full (the caller drops it, as for a full queue).
+    #[inline]
+    pub fn stage_handoff(&mut self, to: u16, pkt: Pkt) -> Result<(), Pkt> {
+        match self.outbox.get_mut(to as usize) {
+            Some(b) => {
+                b.push(pkt)?;
+                self.outbound += 1;
+                Ok(())
+            }
+            None => Err(pkt),
+        }
+    }
+
+    /// Whether packets wait in the outboxes.
+    #[inline]
+    pub fn has_outbound(&self) -> bool {
+        self.outbound > 0
+    }
+
+    /// Hands every outbox to its worker through `shared`'s queues, adding to `handed` how many moved;
+    /// `dropped` gets each packet that did not fit (its queue was full).
+    pub fn take_outbox(
+        &mut self,
+        shared: &NatShared,
+        mut dropped: impl FnMut(Pkt),
+        handed: &mut u64,
+    ) {
+        for (to, b) in self.outbox.iter_mut().enumerate() {
+            if b.is_empty() {
+                continue;
+            }
+            *handed += shared.hand_burst(self.worker, to as u16, b) as u64;
+            for p in b.drain() {
+                dropped(p);
+            }
+        }
+        self.outbound = 0;
     }
 
     /// Which [`NatShared`] built it.
