@@ -15,11 +15,13 @@ const DST: usize = ETH_LEN + 16;
 /// Offset of the IPv4 TTL in a frame.
 const TTL: usize = ETH_LEN + 8;
 
-/// The destination address of the IPv4 packet in `pkt` (validated by the caller).
-#[inline]
+/// The destination address of the IPv4 packet in `pkt` (validated by the caller: 0 if it were too short).
+/// Inlined, with one length check: it was a call of about 20 instructions on every DNATed packet.
+#[inline(always)]
 pub(super) fn dst_of(pkt: &Pkt) -> u32 {
-    let d = pkt.data();
-    u32::from_be_bytes([d[DST], d[DST + 1], d[DST + 2], d[DST + 3]])
+    pkt.data().first_chunk::<{ DST + 4 }>().map_or(0, |f| {
+        u32::from_be_bytes([f[DST], f[DST + 1], f[DST + 2], f[DST + 3]])
+    })
 }
 
 /// Before the FIB lookup, for a packet to an external address: the packet to route on (translated or not),
