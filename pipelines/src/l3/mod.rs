@@ -3,7 +3,8 @@
 //! A router interface is attached to a port (a routed port: point-to-point and ipvlan L3 endpoints, an uplink)
 //! or to a bridge domain as its gateway. Frames reach this stage untagged with their interface index in
 //! `Meta::scratch[2]`; the burst is handled in two passes, VPP style: the first parses the EtherType and warms
-//! the FIB entry of each IPv4 destination, the second decides every packet:
+//! the FIB entry of each IPv4 destination (and, with NAT, the flow-table lines, setting aside for their owner
+//! the packets another worker's flows own), the second decides every packet:
 //!
 //! - IPv4/IPv6 to a router address: echo requests are answered in place, UDP gets port unreachable, other
 //!   ICMP is counted as `no_local_stack`; the rest (TCP, other protocols) goes to the router's host stack
