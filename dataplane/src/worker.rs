@@ -105,8 +105,9 @@ impl TxBatches {
     }
 
     /// Queues `pkt` for transmission on `port`. A port that does not exist or a full batch drops the packet
-    /// and counts it.
-    #[inline]
+    /// and counts it. Always inlined: a few instructions, on every forwarded packet, whose call the compiler
+    /// sometimes kept when the caller grew.
+    #[inline(always)]
     pub fn send(&mut self, port: u16, pkt: Pkt) {
         match self.batches.get_mut(port as usize) {
             Some(b) => {

@@ -90,6 +90,7 @@ impl Snapshot {
             bridges: &self.bridges,
             generation: self.generation,
             now_ns,
+            now_s: (now_ns / 1_000_000_000) as u32,
             vxlan: &self.vxlan,
         }
     }

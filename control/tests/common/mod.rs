@@ -4,6 +4,7 @@
 
 pub mod counting;
 pub mod ring_peer;
+pub mod two_workers;
 
 use control::config;
 use control::lab::{self, LabHost, Topology};

@@ -34,12 +34,17 @@ fn unroutable_dst(a: u32) -> bool {
 
 /// Whether `dst` is the broadcast address of one of `o`'s subnets: a directed broadcast, which a router does not
 /// forward (RFC 2644) and must not try to resolve as a host.
+///
+/// A subnet of /30 or wider has at least two host bits, all set in its broadcast address: a destination
+/// without both low bits set is none, and three in four are out before the scan (which, over the 17 addresses
+/// of `wharf-perf nat-inline --sessions 1000000`'s uplink, was about 100 instructions a packet).
 #[inline]
 fn directed_broadcast(o: &Interface, dst: u32) -> bool {
-    o.v4.iter().any(|&(a, len)| {
-        let host = u32::MAX.checked_shr(len as u32).unwrap_or(0);
-        len <= 30 && dst & host == host && (dst ^ u32::from(a)) & !host == 0
-    })
+    dst & 3 == 3
+        && o.v4.iter().any(|&(a, len)| {
+            let host = u32::MAX.checked_shr(len as u32).unwrap_or(0);
+            len <= 30 && dst & host == host && (dst ^ u32::from(a)) & !host == 0
+        })
 }
 
 /// What [`input`] reads of a packet's IPv4 header, once: every later step (NAT, FIB, TTL and MTU checks, TTL

@@ -3,7 +3,8 @@
 //! A router interface is attached to a port (a routed port: point-to-point and ipvlan L3 endpoints, an uplink)
 //! or to a bridge domain as its gateway. Frames reach this stage untagged with their interface index in
 //! `Meta::scratch[2]`; the burst is handled in two passes, VPP style: the first parses the EtherType and warms
-//! the FIB entry of each IPv4 destination, the second decides every packet:
+//! the FIB entry of each IPv4 destination (and, with NAT, the flow-table lines, setting aside for their owner
+//! the packets another worker's flows own), the second decides every packet:
 //!
 //! - IPv4/IPv6 to a router address: echo requests are answered in place, UDP gets port unreachable, other
 //!   ICMP is counted as `no_local_stack`; the rest (TCP, other protocols) goes to the router's host stack
@@ -281,6 +282,9 @@ pub struct L3Ctx<'a> {
     pub generation: u64,
     /// The worker's clock.
     pub now_ns: u64,
+    /// `now_ns` in whole seconds, divided once per burst: the NAT and the neighbour caches read it several
+    /// times a packet (a division by a constant each time was about 9 instructions a packet).
+    pub now_s: u32,
     /// The worker's index.
     pub worker: u16,
     /// The VXLAN tables (the decapsulation hooks into local delivery).
@@ -290,7 +294,7 @@ pub struct L3Ctx<'a> {
 impl L3Ctx<'_> {
     #[inline]
     fn now_s(&self) -> u32 {
-        (self.now_ns / 1_000_000_000) as u32
+        self.now_s
     }
 }
 
@@ -312,7 +316,10 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
     // result thrown away: the levels of different packets are then in flight together in the out-of-order
     // window, where pass 2, with hundreds of instructions per packet between two lookups, would wait for each
     // level of each packet in turn.
-    for chunk in burst.as_slice().chunks(WARM) {
+    // Pass 1 may mark packets to hand to another worker (NAT), by position in the burst.
+    let mut hand = [nat::KEEP; dataplane::MAX_BURST];
+    let mut handing = false;
+    for (ci, chunk) in burst.as_slice().chunks(WARM).enumerate() {
         let mut v6 = [[0u8; 16]; WARM];
         let mut n6 = 0;
         for pkt in chunk {
@@ -334,7 +341,8 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
             }
         }
         if with_nat {
-            nat::warm(st, chunk);
+            let marks = hand.get_mut(ci * WARM..).unwrap_or_default();
+            handing |= nat::warm(c, st, chunk, marks);
         }
         if n6 > 0 {
             let mut warm = 0u32;
@@ -344,6 +352,22 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
             std::hint::black_box(warm);
         }
     }
+    // The packets pass 1 marked leave first, untouched; the others stay in order.
+    let mut kept = Burst::new(dataplane::MAX_BURST);
+    let burst = if handing {
+        for (i, pkt) in burst.drain().enumerate() {
+            match hand.get(i) {
+                Some(&to) if to != nat::KEEP => nat::hand(st, pkt, to, out),
+                _ => {
+                    // As many as the burst held: the push cannot fail (and would drop, not leak).
+                    let _ = kept.push(pkt);
+                }
+            }
+        }
+        &mut kept
+    } else {
+        burst
+    };
     // Pass 2: decide. The VXLAN test is made once per burst, not per packet (see `ipv4::input`).
     if c.vxlan.local.is_empty() {
         for pkt in burst.drain() {
@@ -358,6 +382,7 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
         release_pending(c, st, out);
     }
     if with_nat {
+        nat::flush(c, st, out);
         nat::tick(c, st);
     }
 }

@@ -75,7 +75,14 @@ pub fn owner_in_to_out(p: &Parsed, split: &PortSplit, cfg: &impl NatConfig) -> O
 /// external address, or to a port that is neither published nor dynamic).
 #[inline]
 pub fn owner_out_to_in(p: &Parsed, split: &PortSplit, cfg: &impl NatConfig) -> Option<u16> {
-    let k: &Key4 = &p.key;
+    owner_out_to_in_key(&p.key, split, cfg)
+}
+
+/// [`owner_out_to_in`] of a packet's key alone: for a TCP or UDP packet, its own 5-tuple (an ICMP error's
+/// key is not the one on the wire: use [`owner_out_to_in`] on its parse). Always inlined: per packet, in the
+/// stage and in the L3 stage's first pass.
+#[inline(always)]
+pub fn owner_out_to_in_key(k: &Key4, split: &PortSplit, cfg: &impl NatConfig) -> Option<u16> {
     if !cfg.is_external(k.dst) {
         return None;
     }

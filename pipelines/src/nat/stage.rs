@@ -17,7 +17,11 @@
 //!
 //! A packet whose flow another worker owns ([`super::owner`]) is handed to it untouched; the owner runs the
 //! whole L3 input again with [`HANDED`] set in `Meta::scratch[SCRATCH_NAT]`, so it is never handed twice
-//! (an ICMP error searched for across workers carries its hop count there too).
+//! (an ICMP error searched for across workers carries its hop count there too). The answers of masqueraded
+//! flows, the bulk of what moves, are recognised in the L3 stage's first pass from their 5-tuple alone and
+//! handed over before any other work; the rest when the stage decides. Either way a handed packet waits in
+//! the worker's outbox for its owner until the end of the burst, which moves each outbox with one
+//! reservation of a [`BulkRing`].
 
 use super::conntrack::{FlowKey, FlowTable4, Hit, InsertError, Key4, Stats, Timeouts};
 use super::maglev::Maglev;
@@ -27,7 +31,8 @@ use super::translate::{parse, translate, Kind, NatError, Parsed};
 use super::{fold_mul, K1, K2};
 use crate::wire::IPPROTO_UDP;
 use crossbeam::queue::ArrayQueue;
-use dataplane::{DropReason, Pkt, Pool};
+use dataplane::port::ring::BulkRing;
+use dataplane::{Burst, DropReason, Pkt, Pool, MAX_BURST};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Scratch word of a packet's NAT handoff state ([`HANDED`] and the search hop count), read in the L3 stage's
@@ -84,6 +89,75 @@ fn triple(proto: u8, addr: u32, port: u16) -> u64 {
     (proto as u64) << 48 | (addr as u64) << 16 | port as u64
 }
 
+/// A set of IPv4 addresses whose membership test costs one probe (rarely two) whatever its size: open
+/// addressing with linear probing, at most half full. The external addresses are tested up to three times a
+/// packet, and a scan of the 17 a million sessions need was about 130 instructions a packet
+/// (`wharf-perf nat-inline --sessions 1000000`).
+#[derive(Clone, Debug)]
+struct AddrSet {
+    /// Power-of-two slots; 0 is empty (the address 0.0.0.0 is `zero`).
+    slots: Box<[u32]>,
+    /// `32 - log2(slots.len())`: a multiplicative hash's top bits pick the first slot.
+    shift: u32,
+    zero: bool,
+    /// One or two addresses (the usual case): compared directly, cheaper than the hash.
+    few: Option<[u32; 2]>,
+}
+
+impl AddrSet {
+    fn new(addrs: &[u32]) -> AddrSet {
+        let n = (addrs.len() * 2).next_power_of_two().max(4);
+        let mut set = AddrSet {
+            slots: vec![0; n].into_boxed_slice(),
+            shift: 32 - n.trailing_zeros(),
+            zero: false,
+            few: match *addrs {
+                [a] => Some([a, a]),
+                [a, b] => Some([a, b]),
+                _ => None,
+            },
+        };
+        for &a in addrs {
+            if a == 0 {
+                set.zero = true;
+                continue;
+            }
+            let mut i = set.first(a);
+            while set.slots[i] != 0 && set.slots[i] != a {
+                i = (i + 1) & (n - 1);
+            }
+            set.slots[i] = a;
+        }
+        set
+    }
+
+    #[inline(always)]
+    fn first(&self, a: u32) -> usize {
+        (a.wrapping_mul(0x9e37_79b1) >> self.shift) as usize
+    }
+
+    #[inline(always)]
+    fn contains(&self, a: u32) -> bool {
+        if let Some([x, y]) = self.few {
+            return a == x || a == y;
+        }
+        if a == 0 {
+            return self.zero;
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.first(a);
+        // At most half full, so an empty slot ends every run; bounded anyway.
+        for _ in 0..self.slots.len() {
+            match self.slots.get(i & mask) {
+                Some(&s) if s == a => return true,
+                Some(&0) | None => return false,
+                Some(_) => i += 1,
+            }
+        }
+        false
+    }
+}
+
 /// The compiled NAT configuration.
 #[derive(Clone, Debug)]
 pub struct NatTables {
@@ -95,6 +169,8 @@ pub struct NatTables {
     pub masquerade: Vec<bool>,
     /// External addresses (the outside interface's IPv4 addresses), sorted.
     pub external: Vec<u32>,
+    /// The same, for [`NatConfig::is_external`].
+    external_set: AddrSet,
     /// The dynamic port range and its split among workers.
     pub split: PortSplit,
     /// Published mappings by [`triple`] of their public side, sorted.
@@ -141,6 +217,7 @@ impl NatTables {
         backends.sort_unstable();
         backends.dedup();
         NatTables {
+            external_set: AddrSet::new(&external),
             split: shared.split,
             shared,
             outside,
@@ -182,12 +259,8 @@ impl NatTables {
 
 impl NatConfig for NatTables {
     #[inline]
-    // `contains` is vectorised for `u32`: its set-up costs more than the one or two compares needed here
-    // (`slice_contains` was about 20 instructions a packet in `wharf-perf nat-inline --sessions 1000`).
-    #[allow(clippy::manual_contains)]
     fn is_external(&self, addr: u32) -> bool {
-        // One or two addresses in practice: a plain scan beats a search.
-        self.external.iter().any(|&a| a == addr)
+        self.external_set.contains(addr)
     }
 
     #[inline]
@@ -268,8 +341,8 @@ pub struct NatShared {
     identity: NatIdentity,
     split: PortSplit,
     workers: u16,
-    /// `queues[to * workers + from]`.
-    queues: Vec<ArrayQueue<Pkt>>,
+    /// `queues[to * workers + from]`: a burst moves in and out with one reservation each way.
+    queues: Vec<BulkRing>,
     /// One prebuilt state per worker, taken once.
     states: Vec<ArrayQueue<Box<NatState>>>,
     request: AtomicU64,
@@ -323,7 +396,7 @@ impl NatShared {
             split,
             workers: w,
             queues: (0..w as usize * w as usize)
-                .map(|_| ArrayQueue::new(HANDOFF_QUEUE_LEN))
+                .map(|_| BulkRing::new(HANDOFF_QUEUE_LEN))
                 .collect(),
             states,
             request: AtomicU64::new(0),
@@ -346,8 +419,21 @@ impl NatShared {
             .queues
             .get(to as usize * self.workers as usize + from as usize)
         {
-            Some(q) => q.push(pkt),
+            Some(q) => q.enqueue(pkt),
             None => Err(pkt),
+        }
+    }
+
+    /// Hands as many packets of `burst` as fit from worker `from` to worker `to`, in order, in one
+    /// reservation; what does not fit stays in `burst`. Returns how many moved.
+    #[inline]
+    pub fn hand_burst(&self, from: u16, to: u16, burst: &mut Burst) -> usize {
+        match self
+            .queues
+            .get(to as usize * self.workers as usize + from as usize)
+        {
+            Some(q) => q.enqueue_burst(burst).packets,
+            None => 0,
         }
     }
 
@@ -366,13 +452,27 @@ impl NatShared {
         if let Some(qs) = self.queues.get(to as usize * w..(to as usize + 1) * w) {
             for q in qs {
                 for _ in 0..max {
-                    match q.pop() {
+                    match q.dequeue() {
                         Some(p) => f(p),
                         None => break,
                     }
                 }
             }
         }
+    }
+
+    /// Moves up to `max` packets from each queue to worker `to` (and no more than `dst` has room for) to the
+    /// end of `dst`, one reservation per queue. Returns how many.
+    #[inline]
+    pub fn take_inbound_burst(&self, to: u16, max: usize, dst: &mut Burst) -> usize {
+        let w = self.workers as usize;
+        let mut n = 0;
+        if let Some(qs) = self.queues.get(to as usize * w..(to as usize + 1) * w) {
+            for q in qs {
+                n += q.dequeue_burst(dst, max);
+            }
+        }
+        n
     }
 
     /// Asks every worker for a report with at most `max_flows` flows each; returns the request number.
@@ -405,6 +505,11 @@ pub struct NatState {
     pub eim: Option<EimTable>,
     last_tick_s: u32,
     answered: u64,
+    /// Packets to hand over, by owner: filled while a burst is decided, moved to the queues once per burst
+    /// ([`NatState::take_outbox`]), so a handoff costs one queue reservation per burst, not one per packet.
+    outbox: Vec<Burst>,
+    /// Packets in `outbox`.
+    outbound: usize,
 }
 
 impl std::fmt::Debug for NatState {
@@ -441,7 +546,51 @@ impl NatState {
             eim: identity.eim.then(|| EimTable::new(identity.limit)),
             last_tick_s: 0,
             answered: 0,
+            outbox: (0..identity.workers.max(1))
+                .map(|_| Burst::new(MAX_BURST))
+                .collect(),
+            outbound: 0,
         }
+    }
+
+    /// Puts `pkt` in the outbox of worker `to`, to be handed over at the end of the burst; gives it back when
+    /// there is no such worker or its outbox is full (the caller drops it, as for a full queue).
+    #[inline]
+    pub fn stage_handoff(&mut self, to: u16, pkt: Pkt) -> Result<(), Pkt> {
+        match self.outbox.get_mut(to as usize) {
+            Some(b) => {
+                b.push(pkt)?;
+                self.outbound += 1;
+                Ok(())
+            }
+            None => Err(pkt),
+        }
+    }
+
+    /// Whether packets wait in the outboxes.
+    #[inline]
+    pub fn has_outbound(&self) -> bool {
+        self.outbound > 0
+    }
+
+    /// Hands every outbox to its worker through `shared`'s queues, adding to `handed` how many moved;
+    /// `dropped` gets each packet that did not fit (its queue was full).
+    pub fn take_outbox(
+        &mut self,
+        shared: &NatShared,
+        mut dropped: impl FnMut(Pkt),
+        handed: &mut u64,
+    ) {
+        for (to, b) in self.outbox.iter_mut().enumerate() {
+            if b.is_empty() {
+                continue;
+            }
+            *handed += shared.hand_burst(self.worker, to as u16, b) as u64;
+            for p in b.drain() {
+                dropped(p);
+            }
+        }
+        self.outbound = 0;
     }
 
     /// Which [`NatShared`] built it.
@@ -829,6 +978,31 @@ pub fn service(name: &str, backends: Vec<(u32, u16)>) -> Result<Service, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn address_set_finds_exactly_its_members() {
+        for n in [0usize, 1, 2, 3, 17, 100] {
+            let addrs: Vec<u32> = (0..n as u32).map(|k| 0xc633_6401 + (k << 8)).collect();
+            let set = AddrSet::new(&addrs);
+            for &a in &addrs {
+                assert!(set.contains(a), "{n}: {a:#x}");
+            }
+            for a in [
+                0,
+                1,
+                0xc633_6402,
+                0x0a00_0001,
+                u32::MAX,
+                0xc633_6401 + ((n as u32) << 8),
+            ] {
+                assert!(!set.contains(a), "{n}: {a:#x}");
+            }
+        }
+        for addrs in [&[0, 7][..], &[0, 7, 9]] {
+            let set = AddrSet::new(addrs);
+            assert!(set.contains(0) && set.contains(7) && !set.contains(8));
+        }
+    }
 
     #[test]
     fn triples_sort_and_find() {

@@ -216,7 +216,7 @@ pub fn input(c: &L3Ctx<'_>, st: &mut DecapState, pkt: Pkt, out: &mut TxBatches) 
         m.l4_off = 0;
     }
     out.count_event(Event::VxlanDecap, 1);
-    let now_s = (c.now_ns / 1_000_000_000) as u32;
+    let now_s = c.now_s;
     if let Some(p) = bd.forward(pkt, vtep, now_s, out) {
         // An overlay has no gateway on this side (the router is not an endpoint of it).
         out.drop_pkt(p, DropReason::NoLocalStack);
