@@ -14,28 +14,8 @@ use std::time::Duration;
 mod common;
 use common::ring_peer::Peer;
 
-const CONFIG: &str = r#"
-[dataplane]
-buffers = 8192
-workers = 2
-idle = "adaptive"
-
-[[ports]]
-name = "in"
-backend = "ring"
-peer = "gen_in"
-addresses = ["10.0.0.1/24"]
-
-[[ports]]
-name = "up"
-backend = "ring"
-peer = "gen_up"
-addresses = ["198.51.100.1/24"]
-
-[nat]
-outside = "up"
-masquerade = ["in"]
-
+/// The endpoint with a published port, after the NAT topology.
+const ENDPOINT: &str = r#"
 [[endpoints]]
 name = "h"
 port = "in"
@@ -161,7 +141,11 @@ fn drops(r: &Router, reason: &str) -> u64 {
 
 #[test]
 fn masquerade_publish_icmp_errors_and_handoffs_between_two_workers() {
-    let cfg = control::config::parse(CONFIG, "nat_ring.toml").unwrap();
+    let cfg = control::config::parse(
+        &common::nat_config::nat_ring_config(8192, 2, "adaptive", ENDPOINT),
+        "nat_ring.toml",
+    )
+    .unwrap();
     let router = Router::start(cfg, None).unwrap();
     let mut pin = Peer::open(&router, "gen_in");
     let mut pup = Peer::open(&router, "gen_up");

@@ -13,29 +13,6 @@ mod common;
 #[global_allocator]
 static GLOBAL: common::counting::Counting = common::counting::Counting;
 
-const CONFIG: &str = r#"
-[dataplane]
-buffers = 4096
-workers = 1
-idle = "adaptive"
-
-[[ports]]
-name = "in"
-backend = "ring"
-peer = "gen_in"
-addresses = ["10.0.0.1/24"]
-
-[[ports]]
-name = "up"
-backend = "ring"
-peer = "gen_up"
-addresses = ["198.51.100.1/24"]
-
-[nat]
-outside = "up"
-masquerade = ["in"]
-"#;
-
 const FLOWS: usize = 64;
 
 fn udp(s: ([u8; 4], u16), d: ([u8; 4], u16), dst_mac: [u8; 6]) -> Vec<u8> {
@@ -81,7 +58,11 @@ fn pump(
 
 #[test]
 fn nat_translation_allocates_nothing_per_packet() {
-    let cfg = control::config::parse(CONFIG, "no_alloc_nat.toml").unwrap();
+    let cfg = control::config::parse(
+        &common::nat_config::nat_ring_config(4096, 1, "adaptive", ""),
+        "no_alloc_nat.toml",
+    )
+    .unwrap();
     let router = Router::start(cfg, None).unwrap();
     let mut qin = router.ring_peer("gen_in").unwrap().open_queue(0).unwrap();
     let mut qup = router.ring_peer("gen_up").unwrap().open_queue(0).unwrap();

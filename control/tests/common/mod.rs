@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses a part
 
 pub mod counting;
+pub mod nat_config;
 pub mod ring_peer;
 pub mod two_workers;
 

@@ -9,28 +9,10 @@ use pipelines::l3::neigh::NeighKey;
 use pipelines::Snapshot;
 use std::sync::Arc;
 
-pub const CONFIG: &str = r#"
-[dataplane]
-buffers = 1024
-workers = 2
-idle = "poll"
-
-[[ports]]
-name = "in"
-backend = "ring"
-peer = "gen_in"
-addresses = ["10.0.0.1/24"]
-
-[[ports]]
-name = "up"
-backend = "ring"
-peer = "gen_up"
-addresses = ["198.51.100.1/24"]
-
-[nat]
-outside = "up"
-masquerade = ["in"]
-"#;
+/// The router: the NAT tests' topology with two workers polled by hand.
+pub fn config() -> String {
+    super::nat_config::nat_ring_config(1024, 2, "poll", "")
+}
 
 pub const HOST: [u8; 4] = [10, 0, 0, 2];
 pub const SERVER: [u8; 4] = [198, 51, 100, 2];
@@ -52,7 +34,7 @@ pub struct Two {
 impl Two {
     /// Both workers, the flow table empty.
     pub fn new() -> Two {
-        let cfg = control::config::parse(CONFIG, "<test>").unwrap();
+        let cfg = control::config::parse(&config(), "<test>").unwrap();
         let pool = Pool::new(&PoolConfig {
             buffers: 1024,
             hugepages: false,
