@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 
 use control::compile::{compile, CompileEnv};
 use control::config::{
-    self, Config, IpCidr, Ipv6Cidr, RouteCfg, RouteKind, RouterCfg, DEFAULT_ICMP_RATE, DEFAULT_MTU,
-    DEFAULT_NEIGHBOR_CAPACITY, DEFAULT_REACHABLE_S, DEFAULT_STALE_S, DEFAULT_TBL8_GROUPS,
+    self, Config, IpCidr, Ipv6Cidr, RouteCfg, RouteKind, RouterCfg, DEFAULT_FIB6_GROUPS,
+    DEFAULT_ICMP_RATE, DEFAULT_MTU, DEFAULT_NEIGHBOR_CAPACITY, DEFAULT_REACHABLE_S,
+    DEFAULT_STALE_S, DEFAULT_TBL8_GROUPS,
 };
 
 fn configs_dir() -> PathBuf {
@@ -115,6 +116,7 @@ neighbor_reachable_s = 15
 neighbor_stale_s = 15
 neighbor_capacity = 1024
 fib_tbl8_groups = 64
+fib6_groups = 128
 echo_port = 7007
 
 [[ports]]
@@ -196,6 +198,7 @@ fn full_l3_config_has_the_typed_values() {
             neighbor_stale_s: 15,
             neighbor_capacity: 1024,
             fib_tbl8_groups: 64,
+            fib6_groups: 128,
             echo_port: 7007,
         }
     );
@@ -301,6 +304,7 @@ fn router_defaults_when_absent() {
             neighbor_stale_s: 600,
             neighbor_capacity: 65536,
             fib_tbl8_groups: 16384,
+            fib6_groups: 65536,
             echo_port: 7,
         }
     );
@@ -311,9 +315,10 @@ fn router_defaults_when_absent() {
             DEFAULT_REACHABLE_S,
             DEFAULT_STALE_S,
             DEFAULT_NEIGHBOR_CAPACITY,
-            DEFAULT_TBL8_GROUPS
+            DEFAULT_TBL8_GROUPS,
+            DEFAULT_FIB6_GROUPS
         ),
-        (1500, 1000, 30, 600, 65536, 16384)
+        (1500, 1000, 30, 600, 65536, 16384, 65536)
     );
     assert!(c.routes.is_empty());
     // An empty [router] is the defaults too, and so is a file without anything L3.
@@ -594,6 +599,7 @@ neighbor_stale_s = 86401
 neighbor_capacity = 63
 fib_tbl8_groups = 15
 echo_port = -1
+fib6_groups = 15
 "#,
         &[
             "t.toml:2:7: router.mtu: mtu must be in 1280..=9000, got 1279",
@@ -603,6 +609,7 @@ echo_port = -1
             "t.toml:6:21: router.neighbor_capacity: neighbor_capacity must be in 64..=4194304, got 63",
             "t.toml:7:19: router.fib_tbl8_groups: fib_tbl8_groups must be in 16..=1048576, got 15",
             "t.toml:8:13: router.echo_port: echo_port must be in 0..=65535, got -1",
+            "t.toml:9:15: router.fib6_groups: fib6_groups must be in 16..=4194304, got 15",
         ],
     );
     assert_errors(
@@ -617,6 +624,7 @@ neighbor_stale_s = 0
 neighbor_capacity = 4194305
 fib_tbl8_groups = 1048577
 echo_port = 65536
+fib6_groups = 4194305
 "#,
         &[
             "t.toml:5:7: router.mtu: mtu must be in 1280..=9000, got 9001",
@@ -626,12 +634,13 @@ echo_port = 65536
             "t.toml:9:21: router.neighbor_capacity: neighbor_capacity must be in 64..=4194304, got 4194305",
             "t.toml:10:19: router.fib_tbl8_groups: fib_tbl8_groups must be in 16..=1048576, got 1048577",
             "t.toml:11:13: router.echo_port: echo_port must be in 0..=65535, got 65536",
+            "t.toml:12:15: router.fib6_groups: fib6_groups must be in 16..=4194304, got 4194305",
         ],
     );
     // The edges are accepted.
     let low = valid(
         "[router]\nmtu = 1280\nicmp_rate = 0\nneighbor_reachable_s = 1\nneighbor_stale_s = 1\n\
-         neighbor_capacity = 64\nfib_tbl8_groups = 16\necho_port = 0\n",
+         neighbor_capacity = 64\nfib_tbl8_groups = 16\nfib6_groups = 16\necho_port = 0\n",
     );
     assert_eq!(
         low.router,
@@ -643,17 +652,19 @@ echo_port = 65536
             neighbor_stale_s: 1,
             neighbor_capacity: 64,
             fib_tbl8_groups: 16,
+            fib6_groups: 16,
             echo_port: 0,
         }
     );
     let high = valid(
         "[dataplane]\ndata_room = 9216\n[router]\nmtu = 9000\nicmp_rate = 1000000\n\
          neighbor_reachable_s = 86400\nneighbor_stale_s = 86400\nneighbor_capacity = 4194304\n\
-         fib_tbl8_groups = 1048576\necho_port = 65535\n",
+         fib_tbl8_groups = 1048576\nfib6_groups = 4194304\necho_port = 65535\n",
     );
     assert_eq!(high.router.neighbor_capacity, 4_194_304);
     assert_eq!(high.router.echo_port, 65_535);
     assert_eq!(high.router.fib_tbl8_groups, 1_048_576);
+    assert_eq!(high.router.fib6_groups, 4_194_304);
 }
 
 #[test]
@@ -1071,5 +1082,39 @@ via = ["10.81.2.1"]
             "t.toml:25:12: endpoints[0].gateway6: gateway6 needs address6 (the endpoint's IPv6 address and prefix length)",
             "t.toml:29:8: routes[0].via[0]: gateway 10.81.2.1 is on no connected subnet (the router's IPv4 subnets are: 10.81.1.0/24)",
         ],
+    );
+}
+
+#[test]
+fn ipv6_fib_size_follows_fib6_groups() {
+    // Each /48 in its own first 24 bits takes three groups of its own (bits 25-32, 33-40, 41-48); the rest
+    // (the router's link-local /128s) takes 13 here.
+    let text = |groups: u32, n: usize| {
+        let routes: String = (0..n)
+            .map(|k| {
+                format!("\n[[routes]]\nprefix = \"fd{k:02x}:1:2::/48\"\ntype = \"blackhole\"\n")
+            })
+            .collect();
+        format!(
+            "[router]\nfib6_groups = {groups}\n\n[[ports]]\nname = \"up\"\nbackend = \"ring\"\npeer = \"x\"\n\
+             addresses = [\"192.0.2.1/24\"]\n{routes}"
+        )
+    };
+    let compiled = |t: &str| {
+        let c = config::parse(t, "t.toml").unwrap();
+        c.validate().unwrap();
+        compile(&c, 1, CompileEnv::default()).map(|_| ())
+    };
+    assert_eq!(compiled(&text(19, 2)), Ok(()));
+    let err = compiled(&text(19, 3)).unwrap_err();
+    assert!(
+        err.contains("IPv6 FIB") && err.contains("router.fib6_groups = 19 is too few"),
+        "{err}"
+    );
+    // The same routes fit with three more groups, and a file without the key gets the default's room.
+    assert_eq!(compiled(&text(22, 3)), Ok(()));
+    assert_eq!(
+        compiled(&text(22, 3).replace("fib6_groups = 22\n", "")),
+        Ok(())
     );
 }

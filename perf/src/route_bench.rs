@@ -61,8 +61,8 @@ pub struct TableArgs {
     /// Seed of the prefixes and of the destinations.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// `[router] fib_tbl8_groups` (0: the config's default for IPv4; 2^20, the largest, for IPv6, whose
-    /// /48s need several groups each).
+    /// `[router] fib_tbl8_groups` for IPv4, `fib6_groups` for IPv6 (0: the config's default for IPv4; three per
+    /// route, at least 2^16, for IPv6, whose /48s need up to three groups each).
     #[arg(long, default_value_t = 0)]
     tbl8_groups: u32,
     /// Also time a bare `Lpm4::build`/`Lpm6::build` of the same routes (no config, no adjacencies).
@@ -306,7 +306,8 @@ struct Setup {
     parse_time: Option<Duration>,
 }
 
-fn config_text(workers: &str, burst: usize, groups: u32) -> String {
+/// `groups_key`: the `[router]` key of the table's groups (`fib_tbl8_groups` or `fib6_groups`).
+fn config_text(workers: &str, burst: usize, groups_key: &str, groups: u32) -> String {
     format!(
         r#"
 [dataplane]
@@ -316,7 +317,7 @@ burst_size = {burst}
 idle = "poll"
 
 [router]
-fib_tbl8_groups = {groups}
+{groups_key} = {groups}
 
 [[ports]]
 name = "a"
@@ -435,8 +436,8 @@ impl Setup {
                 kind: RouteKind::Forward,
             })
             .collect();
-        // IPv6 /48s need up to three groups each (levels 1-3), more than `fib_tbl8_groups` accepts (2^20) for a
-        // million routes: beyond the accepted range the value is set on the parsed config, and said so.
+        // IPv6 /48s need up to three groups each (levels 1-3). Beyond what the config accepts (a `--tbl8-groups`
+        // given by hand) the value is set on the parsed config, and said so.
         let groups = match (t.tbl8_groups, t.family) {
             (0, 4) => control::config::DEFAULT_TBL8_GROUPS,
             (0, _) => (t.routes as u32)
@@ -444,7 +445,11 @@ impl Setup {
                 .clamp(1 << 16, pipelines::fib::MAX_GROUPS),
             (g, _) => g,
         };
-        let max_cfg = *control::config::TBL8_GROUPS_RANGE.end();
+        let (groups_key, max_cfg) = if t.family == 4 {
+            ("fib_tbl8_groups", *control::config::TBL8_GROUPS_RANGE.end())
+        } else {
+            ("fib6_groups", *control::config::FIB6_GROUPS_RANGE.end())
+        };
         let lengths = if prefixes.len() <= 4 {
             let shown: Vec<String> = prefixes
                 .iter()
@@ -486,7 +491,7 @@ impl Setup {
             flows.len(),
             t0.elapsed().as_secs_f64()
         );
-        let base = config_text(workers, burst, groups.min(max_cfg));
+        let base = config_text(workers, burst, groups_key, groups.min(max_cfg));
         let (cfg, parse_time) = if t.toml {
             let mut text = base;
             for r in &route_cfgs {
@@ -508,9 +513,13 @@ impl Setup {
         let mut cfg = cfg;
         if groups > max_cfg {
             println!(
-                "note: fib_tbl8_groups = {groups} is beyond what a config accepts ({max_cfg}); set on the parsed config"
+                "note: {groups_key} = {groups} is beyond what a config accepts ({max_cfg}); set on the parsed config"
             );
-            cfg.router.fib_tbl8_groups = groups;
+            if t.family == 4 {
+                cfg.router.fib_tbl8_groups = groups;
+            } else {
+                cfg.router.fib6_groups = groups;
+            }
         }
         let fib_routes = prefixes
             .iter()
@@ -642,7 +651,12 @@ impl Setup {
             compile.as_secs_f64()
         );
         if bare_fib {
-            let bare = self.bare_fib_build(self.cfg.router.fib_tbl8_groups)?;
+            let groups = if self.traffic.family == 4 {
+                self.cfg.router.fib_tbl8_groups
+            } else {
+                self.cfg.router.fib6_groups
+            };
+            let bare = self.bare_fib_build(groups)?;
             println!(
                 "build: bare Lpm{}::build of the same routes {:.3} s",
                 self.traffic.family,

@@ -336,8 +336,12 @@ pub(super) fn compile_l3(
         }
     }
     let fib4 = Lpm4::build(routes4, r.fib_tbl8_groups).map_err(|e| format!("IPv4 FIB: {e}"))?;
-    let fib6 = Lpm6::build(routes6, pipelines::fib::lpm6::DEFAULT_GROUPS)
-        .map_err(|e| format!("IPv6 FIB: {e}"))?;
+    let fib6 = Lpm6::build(routes6, r.fib6_groups).map_err(|e| {
+        format!(
+            "IPv6 FIB: {e}; router.fib6_groups = {} is too few for these routes",
+            r.fib6_groups
+        )
+    })?;
     // The neighbour cache survives a reload when the interfaces are the same ones in the same order.
     let names: Vec<&str> = ifaces.iter().map(|i| i.name.as_str()).collect();
     let neigh = previous

@@ -1971,6 +1971,7 @@ pub(crate) fn to_raw(c: &Config) -> RawConfig {
             neighbor_stale_s: Some(i64::from(c.router.neighbor_stale_s)),
             neighbor_capacity: Some(num(c.router.neighbor_capacity)),
             fib_tbl8_groups: Some(i64::from(c.router.fib_tbl8_groups)),
+            fib6_groups: Some(i64::from(c.router.fib6_groups)),
             echo_port: Some(i64::from(c.router.echo_port)),
         }),
         routes: c

@@ -60,6 +60,7 @@ pub(crate) struct RawRouter {
     pub neighbor_stale_s: Option<i64>,
     pub neighbor_capacity: Option<i64>,
     pub fib_tbl8_groups: Option<i64>,
+    pub fib6_groups: Option<i64>,
     pub echo_port: Option<i64>,
 }
 

@@ -36,6 +36,10 @@ pub const NEIGHBOR_CAPACITY_RANGE: std::ops::RangeInclusive<usize> = 64..=(1 << 
 pub const DEFAULT_TBL8_GROUPS: u32 = 16_384;
 /// Accepted `fib_tbl8_groups`.
 pub const TBL8_GROUPS_RANGE: std::ops::RangeInclusive<u32> = 16..=(1 << 20);
+/// Default number of IPv6 FIB groups (256 entries each, 1 KiB; a /48 route needs up to three of its own).
+pub const DEFAULT_FIB6_GROUPS: u32 = pipelines::fib::lpm6::DEFAULT_GROUPS;
+/// Accepted `fib6_groups`: up to 4 GiB of virtual memory, committed as groups are used.
+pub const FIB6_GROUPS_RANGE: std::ops::RangeInclusive<u32> = 16..=(1 << 22);
 /// Default TCP port of the router's echo service (RFC 862); 0 turns it off.
 pub const DEFAULT_ECHO_PORT: u16 = 7;
 
@@ -56,6 +60,9 @@ pub struct RouterCfg {
     pub neighbor_capacity: usize,
     /// `fib_tbl8_groups`: IPv4 FIB groups for prefixes longer than /24 (each 1 KiB).
     pub fib_tbl8_groups: u32,
+    /// `fib6_groups`: IPv6 FIB groups (each 1 KiB): the trie's levels past the first 24 bits. A full BGP table of
+    /// /48s needs about three per route, more than the default holds.
+    pub fib6_groups: u32,
     /// `echo_port`: TCP port on which the router's host stack echoes what it receives (0: no echo service).
     pub echo_port: u16,
 }
@@ -70,6 +77,7 @@ impl Default for RouterCfg {
             neighbor_stale_s: DEFAULT_STALE_S,
             neighbor_capacity: DEFAULT_NEIGHBOR_CAPACITY,
             fib_tbl8_groups: DEFAULT_TBL8_GROUPS,
+            fib6_groups: DEFAULT_FIB6_GROUPS,
             echo_port: DEFAULT_ECHO_PORT,
         }
     }

@@ -357,6 +357,13 @@ pub(super) fn check_router(ck: &mut Checker, r: &RawRouter) -> Option<RouterCfg>
         i64_range(&TBL8_GROUPS_RANGE),
         d.fib_tbl8_groups,
     );
+    let groups6 = ck.range_or(
+        "router.fib6_groups",
+        "fib6_groups",
+        r.fib6_groups,
+        i64_range(&FIB6_GROUPS_RANGE),
+        d.fib6_groups,
+    );
     let echo_port = ck.range_or(
         "router.echo_port",
         "echo_port",
@@ -389,6 +396,7 @@ pub(super) fn check_router(ck: &mut Checker, r: &RawRouter) -> Option<RouterCfg>
         neighbor_stale_s: stale?,
         neighbor_capacity: cap?,
         fib_tbl8_groups: groups?,
+        fib6_groups: groups6?,
         echo_port: echo_port?,
     })
 }
