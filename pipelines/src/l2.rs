@@ -72,6 +72,12 @@ pub struct L2Tables<'a> {
 
 /// Classification result kept in `Meta::scratch[0]` between the passes.
 const NONE: u32 = u32::MAX;
+/// Between the passes, a bridged frame's MAC-table bucket hints (from [`BridgeDomain::prefetch`]), so its
+/// MACs are hashed once: the destination's in scratch 1 (the drop reason's word, unused for a classified
+/// frame), the source's in scratch 2 (the L3 stage's `SCRATCH_IFACE`, written only after the bridge).
+const SCRATCH_DST_HINT: usize = 1;
+/// See [`SCRATCH_DST_HINT`].
+const SCRATCH_SRC_HINT: usize = crate::l3::SCRATCH_IFACE;
 
 /// Kind in the top 3 bits, endpoint index in the next 13, network index in the low 16.
 fn encode(d: Domain) -> u32 {
@@ -129,17 +135,20 @@ pub fn process(
                 None => Err(DropReason::VlanFiltered),
             },
         };
-        let m = pkt.meta_mut();
         match domain {
             Ok(d) => {
-                m.scratch[0] = encode(d);
+                pkt.meta_mut().scratch[0] = encode(d);
                 if let Domain::Bridge(b) = d {
                     if let Some(bd) = t.bridges.get(b as usize) {
-                        bd.prefetch(pkt.data());
+                        let (hd, hs) = bd.prefetch(pkt.data());
+                        let m = pkt.meta_mut();
+                        m.scratch[SCRATCH_DST_HINT] = hd;
+                        m.scratch[SCRATCH_SRC_HINT] = hs;
                     }
                 }
             }
             Err(r) => {
+                let m = pkt.meta_mut();
                 m.scratch[0] = NONE;
                 m.scratch[1] = r as u32;
             }
@@ -160,7 +169,8 @@ pub fn process(
         match decode(m.scratch[0]) {
             Domain::Bridge(b) => match t.bridges.get(b as usize) {
                 Some(bd) => {
-                    if let Some(mut p) = bd.forward(pkt, ctx.in_port, now_s, out) {
+                    let hints = (m.scratch[SCRATCH_DST_HINT], m.scratch[SCRATCH_SRC_HINT]);
+                    if let Some(mut p) = bd.forward_hinted(pkt, ctx.in_port, now_s, hints, out) {
                         let m = p.meta_mut();
                         m.scratch[crate::l3::SCRATCH_IFACE] =
                             bd.gateway_iface.unwrap_or(u16::MAX) as u32;

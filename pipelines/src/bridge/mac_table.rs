@@ -232,6 +232,24 @@ impl MacTable {
         self.find_in(key, cands[1])
     }
 
+    /// [`MacTable::find_fast`] with the first bucket already computed (`hint`, see [`MacTable::first_bucket_of`]).
+    /// Any hint is safe: a wrong one only costs the scan of the real candidates.
+    #[inline(always)]
+    fn find_hinted(&self, key: u64, hint: u32) -> Option<(usize, u64)> {
+        let h = hint as usize & self.mask;
+        if let Some(hit) = self.find_in(key, h) {
+            return Some(hit);
+        }
+        for b in self.candidates(key) {
+            if b != h {
+                if let Some(hit) = self.find_in(key, b) {
+                    return Some(hit);
+                }
+            }
+        }
+        None
+    }
+
     /// The slot of bucket `b` holding `key`, and its word (relaxed loads, one branch per bucket).
     #[inline(always)]
     fn find_in(&self, key: u64, b: usize) -> Option<(usize, u64)> {
@@ -261,6 +279,25 @@ impl MacTable {
         self.find_fast(key).map(|(_, w)| port_of(w))
     }
 
+    /// [`MacTable::lookup`] with the MAC's first bucket computed earlier by [`MacTable::first_bucket_of`] (the
+    /// bridge computes it once, when it prefetches, instead of hashing again per access).
+    #[inline(always)]
+    pub fn lookup_hinted(&self, mac: &Mac, hint: u32) -> Option<u16> {
+        let key = key_of(mac);
+        if !learnable(key) {
+            return None;
+        }
+        self.find_hinted(key, hint).map(|(_, w)| port_of(w))
+    }
+
+    /// The first candidate bucket of `mac`: a hint for [`MacTable::lookup_hinted`] and
+    /// [`MacTable::learn_hinted`] on this table. A hint from another table (or a stale one) is harmless, only
+    /// slower.
+    #[inline(always)]
+    pub fn first_bucket_of(&self, mac: &Mac) -> u32 {
+        self.first_bucket(key_of(mac)) as u32
+    }
+
     /// Records that `mac` was seen on `port` at second `now_s`: refreshes it, learns it, or moves it.
     ///
     /// A known MAC on the same port (the per-packet case) costs a lookup plus, once a second, one relaxed
@@ -277,6 +314,23 @@ impl MacTable {
                 return LearnOutcome::Known;
             }
         }
+        self.learn_slow(key, port, now_s, &self.candidates(key))
+    }
+
+    /// [`MacTable::learn`] with the MAC's first bucket computed earlier (see [`MacTable::first_bucket_of`]).
+    #[inline(always)]
+    pub fn learn_hinted(&self, mac: &Mac, hint: u32, port: u16, now_s: u32) -> LearnOutcome {
+        let key = key_of(mac);
+        if !learnable(key) || port == RESERVED_PORT {
+            return LearnOutcome::Refused;
+        }
+        if let Some((idx, w)) = self.find_hinted(key, hint) {
+            if port_of(w) == port {
+                self.touch(idx, now_s);
+                return LearnOutcome::Known;
+            }
+        }
+        // The slow path computes both candidates itself, so a wrong hint cannot cause a duplicate.
         self.learn_slow(key, port, now_s, &self.candidates(key))
     }
 
@@ -522,6 +576,21 @@ impl MacTable {
     pub fn prefetch(&self, mac: &Mac) {
         let b = self.first_bucket(key_of(mac));
         prefetch_line(self.buckets.get(b));
+    }
+
+    /// Prefetches for a coming lookup of a frame's destination and learn of its source (the lines of
+    /// [`MacTable::prefetch`] and [`MacTable::prefetch_learn`]); returns their first buckets as hints for
+    /// [`MacTable::lookup_hinted`] and [`MacTable::learn_hinted`], so each MAC is hashed once per frame.
+    #[inline(always)]
+    pub fn prefetch_pair(&self, dst: &Mac, src: &Mac) -> (u32, u32) {
+        let (bd, bs) = (
+            self.first_bucket(key_of(dst)),
+            self.first_bucket(key_of(src)),
+        );
+        prefetch_line(self.buckets.get(bd));
+        prefetch_line(self.buckets.get(bs));
+        prefetch_line(self.seen.get(bs / 2));
+        (bd as u32, bs as u32)
     }
 
     /// [`MacTable::prefetch`] for a coming [`MacTable::learn`]: also fetches the line of last-seen times that
