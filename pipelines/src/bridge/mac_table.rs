@@ -236,13 +236,25 @@ impl MacTable {
     /// Any hint is safe: a wrong one only costs the scan of the real candidates.
     #[inline(always)]
     fn find_hinted(&self, key: u64, hint: u32) -> Option<(usize, u64)> {
+        self.find_hinted_masked(key, key, MAC_MASK, hint)
+    }
+
+    /// [`MacTable::find_hinted`] for the slot whose word masked with `mask` is `want` (`key` is the MAC's).
+    #[inline(always)]
+    fn find_hinted_masked(
+        &self,
+        key: u64,
+        want: u64,
+        mask: u64,
+        hint: u32,
+    ) -> Option<(usize, u64)> {
         let h = hint as usize & self.mask;
-        if let Some(hit) = self.find_in(key, h) {
+        if let Some(hit) = self.find_masked(want, mask, h) {
             return Some(hit);
         }
         for b in self.candidates(key) {
             if b != h {
-                if let Some(hit) = self.find_in(key, b) {
+                if let Some(hit) = self.find_masked(want, mask, b) {
                     return Some(hit);
                 }
             }
@@ -253,17 +265,26 @@ impl MacTable {
     /// The slot of bucket `b` holding `key`, and its word (relaxed loads, one branch per bucket).
     #[inline(always)]
     fn find_in(&self, key: u64, b: usize) -> Option<(usize, u64)> {
+        self.find_masked(key, MAC_MASK, b)
+    }
+
+    /// The first slot of bucket `b` whose word masked with `mask` is `want`, and its word. The eight words are
+    /// compared as they are loaded and the matching one is loaded again, rather than kept: they do not all fit
+    /// in registers, and spilling them costs a store each. A slot changed between the two loads (a move, an
+    /// aging sweep) counts as a miss, as it would a moment later.
+    #[inline(always)]
+    fn find_masked(&self, want: u64, mask: u64, b: usize) -> Option<(usize, u64)> {
         let bucket = &self.buckets[b].0;
-        let words: [u64; SLOTS] = std::array::from_fn(|s| bucket[s].load(Ordering::Relaxed));
         let mut hits = 0u32;
-        for (s, w) in words.iter().enumerate() {
-            hits |= ((w & MAC_MASK == key) as u32) << s;
+        for (s, slot) in bucket.iter().enumerate() {
+            hits |= ((slot.load(Ordering::Relaxed) & mask == want) as u32) << s;
         }
         if hits == 0 {
             return None;
         }
-        let s = hits.trailing_zeros() as usize;
-        Some((b * SLOTS + s, words[s]))
+        let s = hits.trailing_zeros() as usize % SLOTS;
+        let w = bucket[s].load(Ordering::Relaxed);
+        (w & mask == want).then_some((b * SLOTS + s, w))
     }
 
     /// The port `mac` was learned on, if it was.
@@ -324,11 +345,12 @@ impl MacTable {
         if !learnable(key) || port == RESERVED_PORT {
             return LearnOutcome::Refused;
         }
-        if let Some((idx, w)) = self.find_hinted(key, hint) {
-            if port_of(w) == port {
-                self.touch(idx, now_s);
-                return LearnOutcome::Known;
-            }
+        // The fast path looks for the whole word, MAC and port, so it needs no mask; a MAC on another port
+        // (a move) misses here and is handled by the slow path.
+        let word = key | (port as u64) << PORT_SHIFT;
+        if let Some((idx, _)) = self.find_hinted_masked(key, word, u64::MAX, hint) {
+            self.touch(idx, now_s);
+            return LearnOutcome::Known;
         }
         // The slow path computes both candidates itself, so a wrong hint cannot cause a duplicate.
         self.learn_slow(key, port, now_s, &self.candidates(key))

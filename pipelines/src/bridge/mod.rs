@@ -143,15 +143,15 @@ impl BridgeDomain {
         hints: Option<(u32, u32)>,
         out: &mut TxBatches,
     ) -> Option<Pkt> {
-        let (dst_mac, src_mac): (Mac, Mac) = match pkt.data().get(0..12) {
-            Some(&[d0, d1, d2, d3, d4, d5, s0, s1, s2, s3, s4, s5]) => {
-                ([d0, d1, d2, d3, d4, d5], [s0, s1, s2, s3, s4, s5])
-            }
-            _ => {
-                out.drop_pkt(pkt, DropReason::Truncated);
-                return None;
-            }
+        let d = pkt.data();
+        let (Some(dst), Some(src)) = (d.get(0..6), d.get(6..12)) else {
+            out.drop_pkt(pkt, DropReason::Truncated);
+            return None;
         };
+        let mut dst_mac = [0u8; 6];
+        dst_mac.copy_from_slice(dst);
+        let mut src_mac = [0u8; 6];
+        src_mac.copy_from_slice(src);
         if is_multicast(&src_mac) || src_mac == [0; 6] {
             out.drop_pkt(pkt, DropReason::BadSourceMac);
             return None;
