@@ -136,17 +136,18 @@ pub fn process(
             },
         };
         match domain {
-            Ok(d) => {
-                pkt.meta_mut().scratch[0] = encode(d);
-                if let Domain::Bridge(b) = d {
-                    if let Some(bd) = t.bridges.get(b as usize) {
-                        let (hd, hs) = bd.prefetch(pkt.data());
-                        let m = pkt.meta_mut();
-                        m.scratch[SCRATCH_DST_HINT] = hd;
-                        m.scratch[SCRATCH_SRC_HINT] = hs;
-                    }
-                }
+            Ok(Domain::Bridge(b)) => {
+                let hints = match t.bridges.get(b as usize) {
+                    Some(bd) => bd.prefetch(pkt.data()),
+                    None => (0, 0),
+                };
+                let m = pkt.meta_mut();
+                // What `encode` gives a bridge (kind 0), without its match: the common case.
+                m.scratch[0] = b as u32;
+                m.scratch[SCRATCH_DST_HINT] = hints.0;
+                m.scratch[SCRATCH_SRC_HINT] = hints.1;
             }
+            Ok(d) => pkt.meta_mut().scratch[0] = encode(d),
             Err(r) => {
                 let m = pkt.meta_mut();
                 m.scratch[0] = NONE;
@@ -166,23 +167,15 @@ pub fn process(
             out.drop_pkt(pkt, reason);
             continue;
         }
-        match decode(m.scratch[0]) {
-            Domain::Bridge(b) => match t.bridges.get(b as usize) {
-                Some(bd) => {
-                    let hints = (m.scratch[SCRATCH_DST_HINT], m.scratch[SCRATCH_SRC_HINT]);
-                    if let Some(mut p) = bd.forward_hinted(pkt, ctx.in_port, now_s, hints, out) {
-                        let m = p.meta_mut();
-                        m.scratch[crate::l3::SCRATCH_IFACE] =
-                            bd.gateway_iface.unwrap_or(u16::MAX) as u32;
-                        // Not handed over by another worker (whatever a recycled buffer carried).
-                        m.scratch[crate::nat::stage::SCRATCH_NAT] = 0;
-                        if let Err(p) = to_l3.push(p) {
-                            out.drop_pkt(p, DropReason::TxFull);
-                        }
-                    }
-                }
-                None => out.drop_pkt(pkt, DropReason::NoRoute),
-            },
+        let v = m.scratch[0];
+        if v >> 29 == 0 {
+            // A bridge (see `encode`), tested before `decode`'s match: the common case.
+            let hints = (m.scratch[SCRATCH_DST_HINT], m.scratch[SCRATCH_SRC_HINT]);
+            bridge(t, v as u16, pkt, ctx.in_port, now_s, hints, to_l3, out);
+            continue;
+        }
+        match decode(v) {
+            Domain::Bridge(b) => bridge(t, b, pkt, ctx.in_port, now_s, (0, 0), to_l3, out),
             Domain::MacvlanUplink(n) => match t.macvlans.get(n as usize) {
                 Some(mv) => mv.from_uplink(pkt, out),
                 None => out.drop_pkt(pkt, DropReason::NoRoute),
@@ -201,6 +194,34 @@ pub fn process(
                 }
                 _ => out.drop_pkt(pkt, DropReason::NoRoute),
             },
+        }
+    }
+}
+
+/// Forwards one frame in bridge domain `b`; what is for the domain's gateway goes to `to_l3`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn bridge(
+    t: &L2Tables<'_>,
+    b: u16,
+    pkt: dataplane::Pkt,
+    in_port: u16,
+    now_s: u32,
+    hints: (u32, u32),
+    to_l3: &mut Burst,
+    out: &mut TxBatches,
+) {
+    let Some(bd) = t.bridges.get(b as usize) else {
+        out.drop_pkt(pkt, DropReason::NoRoute);
+        return;
+    };
+    if let Some(mut p) = bd.forward_hinted(pkt, in_port, now_s, hints, out) {
+        let m = p.meta_mut();
+        m.scratch[crate::l3::SCRATCH_IFACE] = bd.gateway_iface.unwrap_or(u16::MAX) as u32;
+        // Not handed over by another worker (whatever a recycled buffer carried).
+        m.scratch[crate::nat::stage::SCRATCH_NAT] = 0;
+        if let Err(p) = to_l3.push(p) {
+            out.drop_pkt(p, DropReason::TxFull);
         }
     }
 }

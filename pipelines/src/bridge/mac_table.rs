@@ -329,13 +329,7 @@ impl MacTable {
         if !learnable(key) || port == RESERVED_PORT {
             return LearnOutcome::Refused;
         }
-        if let Some((idx, w)) = self.find_fast(key) {
-            if port_of(w) == port {
-                self.touch(idx, now_s);
-                return LearnOutcome::Known;
-            }
-        }
-        self.learn_slow(key, port, now_s, &self.candidates(key))
+        self.learn_hinted(mac, self.first_bucket(key) as u32, port, now_s)
     }
 
     /// [`MacTable::learn`] with the MAC's first bucket computed earlier (see [`MacTable::first_bucket_of`]).
