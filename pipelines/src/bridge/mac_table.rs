@@ -269,20 +269,24 @@ impl MacTable {
     }
 
     /// The first slot of bucket `b` whose word masked with `mask` is `want`, and its word. The eight words are
-    /// compared as they are loaded and the matching one is loaded again, rather than kept: they do not all fit
-    /// in registers, and spilling them costs a store each. A slot changed between the two loads (a move, an
+    /// compared as they are loaded, each compare feeding a conditional move of the slot number (no branch per
+    /// slot: where a MAC sits is random), and the matching word is loaded again rather than kept: the eight do
+    /// not all fit in registers, and spilling them costs a store each. A slot changed between the two loads (a move, an
     /// aging sweep) counts as a miss, as it would a moment later.
     #[inline(always)]
     fn find_masked(&self, want: u64, mask: u64, b: usize) -> Option<(usize, u64)> {
         let bucket = &self.buckets[b].0;
-        let mut hits = 0u32;
-        for (s, slot) in bucket.iter().enumerate() {
-            hits |= ((slot.load(Ordering::Relaxed) & mask == want) as u32) << s;
+        // Last to first, so the first match is the one kept; a select per slot, not a branch.
+        let mut found = SLOTS;
+        for s in (0..SLOTS).rev() {
+            if bucket[s].load(Ordering::Relaxed) & mask == want {
+                found = s;
+            }
         }
-        if hits == 0 {
+        let s = found;
+        if s == SLOTS {
             return None;
         }
-        let s = hits.trailing_zeros() as usize % SLOTS;
         let w = bucket[s].load(Ordering::Relaxed);
         (w & mask == want).then_some((b * SLOTS + s, w))
     }
