@@ -72,6 +72,12 @@ pub struct L2Tables<'a> {
 
 /// Classification result kept in `Meta::scratch[0]` between the passes.
 const NONE: u32 = u32::MAX;
+/// Between the passes, a bridged frame's MAC-table bucket hints (from [`BridgeDomain::prefetch`]), so its
+/// MACs are hashed once: the destination's in scratch 1 (the drop reason's word, unused for a classified
+/// frame), the source's in scratch 2 (the L3 stage's `SCRATCH_IFACE`, written only after the bridge).
+const SCRATCH_DST_HINT: usize = 1;
+/// See [`SCRATCH_DST_HINT`].
+const SCRATCH_SRC_HINT: usize = crate::l3::SCRATCH_IFACE;
 
 /// Kind in the top 3 bits, endpoint index in the next 13, network index in the low 16.
 fn encode(d: Domain) -> u32 {
@@ -129,17 +135,21 @@ pub fn process(
                 None => Err(DropReason::VlanFiltered),
             },
         };
-        let m = pkt.meta_mut();
         match domain {
-            Ok(d) => {
-                m.scratch[0] = encode(d);
-                if let Domain::Bridge(b) = d {
-                    if let Some(bd) = t.bridges.get(b as usize) {
-                        bd.prefetch(pkt.data());
-                    }
-                }
+            Ok(Domain::Bridge(b)) => {
+                let hints = match t.bridges.get(b as usize) {
+                    Some(bd) => bd.prefetch(pkt.data()),
+                    None => (0, 0),
+                };
+                let m = pkt.meta_mut();
+                // What `encode` gives a bridge (kind 0), without its match: the common case.
+                m.scratch[0] = b as u32;
+                m.scratch[SCRATCH_DST_HINT] = hints.0;
+                m.scratch[SCRATCH_SRC_HINT] = hints.1;
             }
+            Ok(d) => pkt.meta_mut().scratch[0] = encode(d),
             Err(r) => {
+                let m = pkt.meta_mut();
                 m.scratch[0] = NONE;
                 m.scratch[1] = r as u32;
             }
@@ -157,22 +167,15 @@ pub fn process(
             out.drop_pkt(pkt, reason);
             continue;
         }
-        match decode(m.scratch[0]) {
-            Domain::Bridge(b) => match t.bridges.get(b as usize) {
-                Some(bd) => {
-                    if let Some(mut p) = bd.forward(pkt, ctx.in_port, now_s, out) {
-                        let m = p.meta_mut();
-                        m.scratch[crate::l3::SCRATCH_IFACE] =
-                            bd.gateway_iface.unwrap_or(u16::MAX) as u32;
-                        // Not handed over by another worker (whatever a recycled buffer carried).
-                        m.scratch[crate::nat::stage::SCRATCH_NAT] = 0;
-                        if let Err(p) = to_l3.push(p) {
-                            out.drop_pkt(p, DropReason::TxFull);
-                        }
-                    }
-                }
-                None => out.drop_pkt(pkt, DropReason::NoRoute),
-            },
+        let v = m.scratch[0];
+        if v >> 29 == 0 {
+            // A bridge (see `encode`), tested before `decode`'s match: the common case.
+            let hints = (m.scratch[SCRATCH_DST_HINT], m.scratch[SCRATCH_SRC_HINT]);
+            bridge(t, v as u16, pkt, ctx.in_port, now_s, hints, to_l3, out);
+            continue;
+        }
+        match decode(v) {
+            Domain::Bridge(b) => bridge(t, b, pkt, ctx.in_port, now_s, (0, 0), to_l3, out),
             Domain::MacvlanUplink(n) => match t.macvlans.get(n as usize) {
                 Some(mv) => mv.from_uplink(pkt, out),
                 None => out.drop_pkt(pkt, DropReason::NoRoute),
@@ -191,6 +194,34 @@ pub fn process(
                 }
                 _ => out.drop_pkt(pkt, DropReason::NoRoute),
             },
+        }
+    }
+}
+
+/// Forwards one frame in bridge domain `b`; what is for the domain's gateway goes to `to_l3`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn bridge(
+    t: &L2Tables<'_>,
+    b: u16,
+    pkt: dataplane::Pkt,
+    in_port: u16,
+    now_s: u32,
+    hints: (u32, u32),
+    to_l3: &mut Burst,
+    out: &mut TxBatches,
+) {
+    let Some(bd) = t.bridges.get(b as usize) else {
+        out.drop_pkt(pkt, DropReason::NoRoute);
+        return;
+    };
+    if let Some(mut p) = bd.forward_hinted(pkt, in_port, now_s, hints, out) {
+        let m = p.meta_mut();
+        m.scratch[crate::l3::SCRATCH_IFACE] = bd.gateway_iface.unwrap_or(u16::MAX) as u32;
+        // Not handed over by another worker (whatever a recycled buffer carried).
+        m.scratch[crate::nat::stage::SCRATCH_NAT] = 0;
+        if let Err(p) = to_l3.push(p) {
+            out.drop_pkt(p, DropReason::TxFull);
         }
     }
 }

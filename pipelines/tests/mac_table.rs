@@ -655,3 +655,38 @@ proptest! {
         }
     }
 }
+
+/// The hinted entry points agree with the plain ones for right, wrong and out-of-range hints: a wrong hint
+/// only costs a scan of the real candidates and never makes learn insert a second copy.
+#[test]
+fn hints_right_or_wrong_give_the_same_answers() {
+    let t = MacTable::new(4096);
+    for i in 0..3000 {
+        let m = mac(i);
+        let hint = match i % 3 {
+            0 => t.first_bucket_of(&m),
+            1 => t.first_bucket_of(&mac(i + 1)),
+            _ => u32::MAX - i,
+        };
+        assert_eq!(t.learn_hinted(&m, hint, 1, 5), LearnOutcome::Learned);
+        assert_eq!(t.learn_hinted(&m, hint, 1, 6), LearnOutcome::Known);
+        assert_eq!(t.lookup_hinted(&m, hint), Some(1));
+        assert_eq!(
+            t.learn_hinted(&m, hint, 2, 7),
+            LearnOutcome::Moved { from: 1 }
+        );
+        assert_eq!(t.lookup_hinted(&m, hint), t.lookup(&m));
+    }
+    assert_eq!(t.len(), 3000);
+    check_invariants(&t);
+    let (bd, bs) = t.prefetch_pair(&mac(7), &mac(8));
+    assert_eq!(
+        (bd, bs),
+        (t.first_bucket_of(&mac(7)), t.first_bucket_of(&mac(8)))
+    );
+    assert_eq!(t.lookup_hinted(&mac(99_999), 0), None);
+    assert_eq!(
+        t.learn_hinted(&[1, 0, 0, 0, 0, 1], 0, 1, 5),
+        LearnOutcome::Refused
+    );
+}

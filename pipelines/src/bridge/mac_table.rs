@@ -232,20 +232,63 @@ impl MacTable {
         self.find_in(key, cands[1])
     }
 
+    /// [`MacTable::find_fast`] with the first bucket already computed (`hint`, see [`MacTable::first_bucket_of`]).
+    /// Any hint is safe: a wrong one only costs the scan of the real candidates.
+    #[inline(always)]
+    fn find_hinted(&self, key: u64, hint: u32) -> Option<(usize, u64)> {
+        self.find_hinted_masked(key, key, MAC_MASK, hint)
+    }
+
+    /// [`MacTable::find_hinted`] for the slot whose word masked with `mask` is `want` (`key` is the MAC's).
+    #[inline(always)]
+    fn find_hinted_masked(
+        &self,
+        key: u64,
+        want: u64,
+        mask: u64,
+        hint: u32,
+    ) -> Option<(usize, u64)> {
+        let h = hint as usize & self.mask;
+        if let Some(hit) = self.find_masked(want, mask, h) {
+            return Some(hit);
+        }
+        for b in self.candidates(key) {
+            if b != h {
+                if let Some(hit) = self.find_masked(want, mask, b) {
+                    return Some(hit);
+                }
+            }
+        }
+        None
+    }
+
     /// The slot of bucket `b` holding `key`, and its word (relaxed loads, one branch per bucket).
     #[inline(always)]
     fn find_in(&self, key: u64, b: usize) -> Option<(usize, u64)> {
+        self.find_masked(key, MAC_MASK, b)
+    }
+
+    /// The first slot of bucket `b` whose word masked with `mask` is `want`, and its word. The eight words are
+    /// compared as they are loaded, each compare feeding a conditional move of the slot number (no branch per
+    /// slot: where a MAC sits is random), and the matching word is loaded again rather than kept: the eight do
+    /// not all fit in registers, and spilling them costs a store each. A slot changed between the two loads (a move, an
+    /// aging sweep) counts as a miss, as it would a moment later.
+    #[inline(always)]
+    fn find_masked(&self, want: u64, mask: u64, b: usize) -> Option<(usize, u64)> {
         let bucket = &self.buckets[b].0;
-        let words: [u64; SLOTS] = std::array::from_fn(|s| bucket[s].load(Ordering::Relaxed));
-        let mut hits = 0u32;
-        for (s, w) in words.iter().enumerate() {
-            hits |= ((w & MAC_MASK == key) as u32) << s;
+        // Last to first, so the first match is the one kept; a select per slot, not a branch.
+        let mut found = SLOTS;
+        for s in (0..SLOTS).rev() {
+            if bucket[s].load(Ordering::Relaxed) & mask == want {
+                found = s;
+            }
         }
-        if hits == 0 {
+        let s = found;
+        if s == SLOTS {
             return None;
         }
-        let s = hits.trailing_zeros() as usize;
-        Some((b * SLOTS + s, words[s]))
+        let w = bucket[s].load(Ordering::Relaxed);
+        (w & mask == want).then_some((b * SLOTS + s, w))
     }
 
     /// The port `mac` was learned on, if it was.
@@ -261,6 +304,25 @@ impl MacTable {
         self.find_fast(key).map(|(_, w)| port_of(w))
     }
 
+    /// [`MacTable::lookup`] with the MAC's first bucket computed earlier by [`MacTable::first_bucket_of`] (the
+    /// bridge computes it once, when it prefetches, instead of hashing again per access).
+    #[inline(always)]
+    pub fn lookup_hinted(&self, mac: &Mac, hint: u32) -> Option<u16> {
+        let key = key_of(mac);
+        if !learnable(key) {
+            return None;
+        }
+        self.find_hinted(key, hint).map(|(_, w)| port_of(w))
+    }
+
+    /// The first candidate bucket of `mac`: a hint for [`MacTable::lookup_hinted`] and
+    /// [`MacTable::learn_hinted`] on this table. A hint from another table (or a stale one) is harmless, only
+    /// slower.
+    #[inline(always)]
+    pub fn first_bucket_of(&self, mac: &Mac) -> u32 {
+        self.first_bucket(key_of(mac)) as u32
+    }
+
     /// Records that `mac` was seen on `port` at second `now_s`: refreshes it, learns it, or moves it.
     ///
     /// A known MAC on the same port (the per-packet case) costs a lookup plus, once a second, one relaxed
@@ -271,12 +333,24 @@ impl MacTable {
         if !learnable(key) || port == RESERVED_PORT {
             return LearnOutcome::Refused;
         }
-        if let Some((idx, w)) = self.find_fast(key) {
-            if port_of(w) == port {
-                self.touch(idx, now_s);
-                return LearnOutcome::Known;
-            }
+        self.learn_hinted(mac, self.first_bucket(key) as u32, port, now_s)
+    }
+
+    /// [`MacTable::learn`] with the MAC's first bucket computed earlier (see [`MacTable::first_bucket_of`]).
+    #[inline(always)]
+    pub fn learn_hinted(&self, mac: &Mac, hint: u32, port: u16, now_s: u32) -> LearnOutcome {
+        let key = key_of(mac);
+        if !learnable(key) || port == RESERVED_PORT {
+            return LearnOutcome::Refused;
         }
+        // The fast path looks for the whole word, MAC and port, so it needs no mask; a MAC on another port
+        // (a move) misses here and is handled by the slow path.
+        let word = key | (port as u64) << PORT_SHIFT;
+        if let Some((idx, _)) = self.find_hinted_masked(key, word, u64::MAX, hint) {
+            self.touch(idx, now_s);
+            return LearnOutcome::Known;
+        }
+        // The slow path computes both candidates itself, so a wrong hint cannot cause a duplicate.
         self.learn_slow(key, port, now_s, &self.candidates(key))
     }
 
@@ -522,6 +596,21 @@ impl MacTable {
     pub fn prefetch(&self, mac: &Mac) {
         let b = self.first_bucket(key_of(mac));
         prefetch_line(self.buckets.get(b));
+    }
+
+    /// Prefetches for a coming lookup of a frame's destination and learn of its source (the lines of
+    /// [`MacTable::prefetch`] and [`MacTable::prefetch_learn`]); returns their first buckets as hints for
+    /// [`MacTable::lookup_hinted`] and [`MacTable::learn_hinted`], so each MAC is hashed once per frame.
+    #[inline(always)]
+    pub fn prefetch_pair(&self, dst: &Mac, src: &Mac) -> (u32, u32) {
+        let (bd, bs) = (
+            self.first_bucket(key_of(dst)),
+            self.first_bucket(key_of(src)),
+        );
+        prefetch_line(self.buckets.get(bd));
+        prefetch_line(self.buckets.get(bs));
+        prefetch_line(self.seen.get(bs / 2));
+        (bd as u32, bs as u32)
     }
 
     /// [`MacTable::prefetch`] for a coming [`MacTable::learn`]: also fetches the line of last-seen times that

@@ -82,7 +82,7 @@ impl BridgeDomain {
     }
 
     /// The virtual port of an overlay entry an external feed added for `mac`.
-    #[inline]
+    #[inline(always)]
     pub fn fed_port(&self, mac: &Mac) -> Option<u16> {
         let fed = &self.overlay.as_ref()?.fed;
         // Usually empty: one load instead of two bucket misses per frame.
@@ -100,14 +100,15 @@ impl BridgeDomain {
             .or_else(|| self.table.lookup(mac))
     }
 
-    /// Warms the cache lines the next frame's lookups will touch.
+    /// Warms the cache lines the next frame's lookups will touch; returns the (destination, source) bucket
+    /// hints for [`BridgeDomain::forward_hinted`] (`(0, 0)`, merely a wrong hint, for a truncated frame).
     #[inline]
-    pub fn prefetch(&self, frame: &[u8]) {
-        if let (Some(dst), Some(src)) = (frame.get(0..6), frame.get(6..12)) {
-            if let (Ok(d), Ok(s)) = (<&Mac>::try_from(dst), <&Mac>::try_from(src)) {
-                self.table.prefetch(d);
-                self.table.prefetch_learn(s);
-            }
+    pub fn prefetch(&self, frame: &[u8]) -> (u32, u32) {
+        match frame.get(0..12) {
+            Some(&[d0, d1, d2, d3, d4, d5, s0, s1, s2, s3, s4, s5]) => self
+                .table
+                .prefetch_pair(&[d0, d1, d2, d3, d4, d5], &[s0, s1, s2, s3, s4, s5]),
+            _ => (0, 0),
         }
     }
 
@@ -115,6 +116,33 @@ impl BridgeDomain {
     /// stage) must see: a frame to the gateway MAC, or a copy of a broadcast ARP or multicast IPv6 frame.
     #[inline]
     pub fn forward(&self, pkt: Pkt, in_port: u16, now_s: u32, out: &mut TxBatches) -> Option<Pkt> {
+        self.forward_with(pkt, in_port, now_s, None, out)
+    }
+
+    /// [`BridgeDomain::forward`] with the bucket hints [`BridgeDomain::prefetch`] returned for this frame, so
+    /// the MAC table does not hash its MACs again. Kept out of line: inlined into the L2 stage's loop, it
+    /// runs out of registers.
+    #[inline(never)]
+    pub fn forward_hinted(
+        &self,
+        pkt: Pkt,
+        in_port: u16,
+        now_s: u32,
+        hints: (u32, u32),
+        out: &mut TxBatches,
+    ) -> Option<Pkt> {
+        self.forward_with(pkt, in_port, now_s, Some(hints), out)
+    }
+
+    #[inline(always)]
+    fn forward_with(
+        &self,
+        pkt: Pkt,
+        in_port: u16,
+        now_s: u32,
+        hints: Option<(u32, u32)>,
+        out: &mut TxBatches,
+    ) -> Option<Pkt> {
         let d = pkt.data();
         let (Some(dst), Some(src)) = (d.get(0..6), d.get(6..12)) else {
             out.drop_pkt(pkt, DropReason::Truncated);
@@ -129,7 +157,11 @@ impl BridgeDomain {
             return None;
         }
         if self.static_port(&src_mac).is_none() && self.fed_port(&src_mac).is_none() {
-            match self.table.learn(&src_mac, in_port, now_s) {
+            let learned = match hints {
+                Some((_, hs)) => self.table.learn_hinted(&src_mac, hs, in_port, now_s),
+                None => self.table.learn(&src_mac, in_port, now_s),
+            };
+            match learned {
                 // Refused: multicast or zero, already dropped above.
                 LearnOutcome::Known | LearnOutcome::Refused => {}
                 LearnOutcome::Learned => out.count_event(Event::MacLearned, 1),
@@ -154,7 +186,14 @@ impl BridgeDomain {
             out.drop_pkt(pkt, DropReason::NoLocalStack);
             return None;
         }
-        match self.lookup(&dst_mac) {
+        let found = match hints {
+            Some((hd, _)) => self
+                .static_port(&dst_mac)
+                .or_else(|| self.fed_port(&dst_mac))
+                .or_else(|| self.table.lookup_hinted(&dst_mac, hd)),
+            None => self.lookup(&dst_mac),
+        };
+        match found {
             // Split horizon: what came from a remote VTEP never goes back into the overlay.
             Some(p) if p == in_port || (is_vtep_port(p) && is_vtep_port(in_port)) => {
                 out.drop_pkt(pkt, DropReason::BridgeFiltered)
