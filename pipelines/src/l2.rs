@@ -142,8 +142,7 @@ pub fn process(
                     None => (0, 0),
                 };
                 let m = pkt.meta_mut();
-                // What `encode` gives a bridge (kind 0), without its match: the common case.
-                m.scratch[0] = b as u32;
+                m.scratch[0] = encode(Domain::Bridge(b));
                 m.scratch[SCRATCH_DST_HINT] = hints.0;
                 m.scratch[SCRATCH_SRC_HINT] = hints.1;
             }
@@ -167,15 +166,11 @@ pub fn process(
             out.drop_pkt(pkt, reason);
             continue;
         }
-        let v = m.scratch[0];
-        if v >> 29 == 0 {
-            // A bridge (see `encode`), tested before `decode`'s match: the common case.
-            let hints = (m.scratch[SCRATCH_DST_HINT], m.scratch[SCRATCH_SRC_HINT]);
-            bridge(t, v as u16, pkt, ctx.in_port, now_s, hints, to_l3, out);
-            continue;
-        }
-        match decode(v) {
-            Domain::Bridge(b) => bridge(t, b, pkt, ctx.in_port, now_s, (0, 0), to_l3, out),
+        match decode(m.scratch[0]) {
+            Domain::Bridge(b) => {
+                let hints = (m.scratch[SCRATCH_DST_HINT], m.scratch[SCRATCH_SRC_HINT]);
+                bridge(t, b, pkt, ctx.in_port, now_s, hints, to_l3, out)
+            }
             Domain::MacvlanUplink(n) => match t.macvlans.get(n as usize) {
                 Some(mv) => mv.from_uplink(pkt, out),
                 None => out.drop_pkt(pkt, DropReason::NoRoute),

@@ -329,11 +329,8 @@ impl MacTable {
     /// store of the timestamp; only insertions and moves write the slot, with a CAS.
     #[inline]
     pub fn learn(&self, mac: &Mac, port: u16, now_s: u32) -> LearnOutcome {
-        let key = key_of(mac);
-        if !learnable(key) || port == RESERVED_PORT {
-            return LearnOutcome::Refused;
-        }
-        self.learn_hinted(mac, self.first_bucket(key) as u32, port, now_s)
+        // `learn_hinted` refuses what cannot be learned; the hint of such a MAC is never used.
+        self.learn_hinted(mac, self.first_bucket_of(mac), port, now_s)
     }
 
     /// [`MacTable::learn`] with the MAC's first bucket computed earlier (see [`MacTable::first_bucket_of`]).
