@@ -185,8 +185,9 @@ fn flows_of_another_worker_are_handed_over_until_the_queue_is_full() {
         match pre_route(&t, &mut w0, 0, 0, true, &mut p, true, 1) {
             Verdict::Handoff(to) => {
                 assert_eq!(to, 1);
-                let pkt = pool.alloc().unwrap();
-                if t.shared.hand(0, 1, pkt).is_err() {
+                let mut one = dataplane::Burst::new(1);
+                assert!(one.push(pool.alloc().unwrap()).is_ok());
+                if t.shared.hand_burst(0, 1, &mut one) == 0 {
                     break;
                 }
                 handed += 1;
@@ -202,7 +203,17 @@ fn flows_of_another_worker_are_handed_over_until_the_queue_is_full() {
     );
     assert!(t.shared.has_inbound(1) && !t.shared.has_inbound(0));
     let mut taken = 0;
-    t.shared.take_inbound(1, usize::MAX, |_| taken += 1);
+    let mut inbox = dataplane::Burst::new(dataplane::MAX_BURST);
+    loop {
+        let n = t
+            .shared
+            .take_inbound_burst(1, dataplane::MAX_BURST, &mut inbox);
+        if n == 0 {
+            break;
+        }
+        taken += n;
+        inbox.clear();
+    }
     assert_eq!(taken, handed);
     assert!(own > 0, "some clients are worker 0's");
     assert_eq!(

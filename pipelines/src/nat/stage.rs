@@ -412,26 +412,20 @@ impl NatShared {
         &self.identity
     }
 
-    /// Hands `pkt` from worker `from` to worker `to`; gives it back when the queue is full.
+    /// The queues into worker `to`, one per sender (empty for no such worker).
     #[inline]
-    pub fn hand(&self, from: u16, to: u16, pkt: Pkt) -> Result<(), Pkt> {
-        match self
-            .queues
-            .get(to as usize * self.workers as usize + from as usize)
-        {
-            Some(q) => q.enqueue(pkt),
-            None => Err(pkt),
-        }
+    fn inbound(&self, to: u16) -> &[BulkRing] {
+        let w = self.workers as usize;
+        self.queues
+            .get(to as usize * w..(to as usize + 1) * w)
+            .unwrap_or_default()
     }
 
     /// Hands as many packets of `burst` as fit from worker `from` to worker `to`, in order, in one
     /// reservation; what does not fit stays in `burst`. Returns how many moved.
     #[inline]
     pub fn hand_burst(&self, from: u16, to: u16, burst: &mut Burst) -> usize {
-        match self
-            .queues
-            .get(to as usize * self.workers as usize + from as usize)
-        {
+        match self.inbound(to).get(from as usize) {
             Some(q) => q.enqueue_burst(burst).packets,
             None => 0,
         }
@@ -440,39 +434,17 @@ impl NatShared {
     /// Whether a packet waits for worker `to`.
     #[inline]
     pub fn has_inbound(&self, to: u16) -> bool {
-        let w = self.workers as usize;
-        self.queues
-            .get(to as usize * w..(to as usize + 1) * w)
-            .is_some_and(|qs| qs.iter().any(|q| !q.is_empty()))
-    }
-
-    /// Takes up to `max` packets handed to worker `to` into `f`.
-    pub fn take_inbound(&self, to: u16, max: usize, mut f: impl FnMut(Pkt)) {
-        let w = self.workers as usize;
-        if let Some(qs) = self.queues.get(to as usize * w..(to as usize + 1) * w) {
-            for q in qs {
-                for _ in 0..max {
-                    match q.dequeue() {
-                        Some(p) => f(p),
-                        None => break,
-                    }
-                }
-            }
-        }
+        self.inbound(to).iter().any(|q| !q.is_empty())
     }
 
     /// Moves up to `max` packets from each queue to worker `to` (and no more than `dst` has room for) to the
     /// end of `dst`, one reservation per queue. Returns how many.
     #[inline]
     pub fn take_inbound_burst(&self, to: u16, max: usize, dst: &mut Burst) -> usize {
-        let w = self.workers as usize;
-        let mut n = 0;
-        if let Some(qs) = self.queues.get(to as usize * w..(to as usize + 1) * w) {
-            for q in qs {
-                n += q.dequeue_burst(dst, max);
-            }
-        }
-        n
+        self.inbound(to)
+            .iter()
+            .map(|q| q.dequeue_burst(dst, max))
+            .sum()
     }
 
     /// Asks every worker for a report with at most `max_flows` flows each; returns the request number.

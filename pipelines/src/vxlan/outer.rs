@@ -67,10 +67,8 @@ impl OuterTemplate {
         let h = hdr;
         h[TOTAL..TOTAL + 2].copy_from_slice(&total.to_be_bytes());
         h[IDENT..IDENT + 2].copy_from_slice(&ident.to_be_bytes());
-        let mut s = self.ip_sum + total as u32 + ident as u32;
-        s = (s & 0xffff) + (s >> 16);
-        s = (s & 0xffff) + (s >> 16);
-        h[CSUM..CSUM + 2].copy_from_slice(&(!(s as u16)).to_be_bytes());
+        let csum = !checksum::fold(self.ip_sum + total as u32 + ident as u32);
+        h[CSUM..CSUM + 2].copy_from_slice(&csum.to_be_bytes());
         h[SPORT..SPORT + 2].copy_from_slice(&src_port.to_be_bytes());
         h[ULEN..ULEN + 2].copy_from_slice(&(total - 20).to_be_bytes());
     }
