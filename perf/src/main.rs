@@ -17,6 +17,7 @@
 //!   over a veth into wharf's AF_PACKET port, wharf cross-connects to a second veth, the generator receives.
 //! - `xconnect-dpdk`: wharf's cross-connect (`--pipeline xconnect`) or IPv4 routing (`--pipeline route`) over
 //!   DPDK memif ports, as a ratio of a dpdk-testpmd in wharf's place, in one run (see `dpdk_bench`).
+//! - `mem-latency`: the machine's random-read latency by region size and page backing (see `mem_latency`).
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -31,6 +32,7 @@ mod dpdk_bench;
 #[cfg(feature = "dpdk")]
 mod dpdk_peer;
 mod inline;
+mod mem_latency;
 mod nat_bench;
 mod route_bench;
 mod vxlan_bench;
@@ -120,6 +122,9 @@ enum Cmd {
     /// VXLAN encapsulation or decapsulation on this thread over ring ports, every frame checked (Mpps per core,
     /// exact packet counts for callgrind).
     VxlanInline(vxlan_bench::InlineArgs),
+    /// Random-read latency by region size and page backing (cache lines, and one line per page: the address
+    /// translation alone): what the table-bound figures above stand on.
+    MemLatency(mem_latency::Args),
 }
 
 /// How a measurement is repeated: every benchmark reports the median of `runs` runs.
@@ -310,5 +315,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::RouteInline(a) => route_bench::inline(&a),
         Cmd::NatInline(a) => nat_bench::inline(&a),
         Cmd::VxlanInline(a) => vxlan_bench::inline(&a),
+        Cmd::MemLatency(a) => mem_latency::run(&a),
     }
 }
