@@ -2,12 +2,14 @@
 //! ports, every output frame checked.
 //!
 //! One router: overlay `ov` (VNI 42) with the endpoint port `e`, underlay `u` (a routed ring port,
-//! 192.0.2.1/24), remote VTEP 192.0.2.2 (a static neighbour). Flow `i` is inner frame `S_i -> D_i`.
+//! 192.0.2.1/24), `--vteps` remote VTEPs 192.0.2.2, .3, ... (static neighbours). Flow `i` is inner frame
+//! `S_i -> D_i`, through VTEP `i mod --vteps`: with several, consecutive frames go to different VTEPs, as on a
+//! node that talks to many others.
 //!
-//! - `--mode encap`: `D_i` is learned behind the remote VTEP; frames enter `e`, are switched by the bridge,
+//! - `--mode encap`: `D_i` is learned behind its VTEP; frames enter `e`, are switched by the bridge,
 //!   staged, encapsulated in their headroom and routed out of `u`. Each output must be a VXLAN packet to
-//!   192.0.2.2, VNI 42, the inner frame intact, outer length `frame + 50`.
-//! - `--mode decap`: VXLAN packets from 192.0.2.2 enter `u`; `D_i` is learned on `e`; each is checked by the
+//!   the flow's VTEP (address and MAC), VNI 42, the inner frame intact, outer length `frame + 50`.
+//! - `--mode decap`: VXLAN packets from the flow's VTEP enter `u`; `D_i` is learned on `e`; each is checked by the
 //!   L3 stage (outer IPv4 checksum), decapsulated, its inner source learned against the VTEP, and switched out
 //!   of `e`. Each output must be the inner frame.
 //!
@@ -57,15 +59,30 @@ pub struct InlineArgs {
     /// Flows (two MACs each).
     #[arg(long, default_value_t = 512)]
     flows: usize,
+    /// Remote VTEPs the flows are spread over, round robin (1 to 200).
+    #[arg(long, default_value_t = 1)]
+    vteps: usize,
 }
 
 const DEPTH: usize = 4096;
 const LOCAL: [u8; 4] = [192, 0, 2, 1];
-const REMOTE: [u8; 4] = [192, 0, 2, 2];
-const REMOTE_MAC: [u8; 6] = [0x02, 0x22, 0, 0, 0, 2];
 const OVERHEAD: usize = pipelines::wire::vxlan::OVERHEAD;
 
-fn config(burst: usize) -> String {
+/// Remote VTEP `k`'s address.
+fn remote(k: usize) -> [u8; 4] {
+    [192, 0, 2, 2 + k as u8]
+}
+
+/// Remote VTEP `k`'s MAC.
+fn remote_mac(k: usize) -> [u8; 6] {
+    [0x02, 0x22, 0, 0, 0, 2 + k as u8]
+}
+
+fn config(burst: usize, vteps: usize) -> String {
+    let remotes = (0..vteps)
+        .map(|k| format!("\"{}\"", std::net::Ipv4Addr::from(remote(k))))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         r#"
 [dataplane]
@@ -96,7 +113,7 @@ mac_limit = 65536
 [networks.vxlan]
 vni = 42
 underlay = "u"
-remotes = ["192.0.2.2"]
+remotes = [{remotes}]
 "#
     )
 }
@@ -119,14 +136,14 @@ fn inner(i: usize, len: usize) -> Vec<u8> {
     )
 }
 
-/// Inner frame `f` in VXLAN from the remote VTEP to the router's underlay MAC `u_mac`.
-fn outer(f: &[u8], u_mac: [u8; 6], sport: u16) -> Vec<u8> {
+/// Inner frame `f` in VXLAN from remote VTEP `k` to the router's underlay MAC `u_mac`.
+fn outer(f: &[u8], k: usize, u_mac: [u8; 6], sport: u16) -> Vec<u8> {
     let mut v = vec![0u8; OVERHEAD];
     v[0..6].copy_from_slice(&u_mac);
-    v[6..12].copy_from_slice(&REMOTE_MAC);
+    v[6..12].copy_from_slice(&remote_mac(k));
     v[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
     let o = pipelines::wire::vxlan::Outer {
-        src: REMOTE,
+        src: remote(k),
         dst: LOCAL,
         src_port: sport,
         dst_port: 4789,
@@ -144,15 +161,15 @@ fn outer(f: &[u8], u_mac: [u8; 6], sport: u16) -> Vec<u8> {
     v
 }
 
-/// Checks an encapsulated output against flow `i`'s inner frame.
-fn check_encap(p: &[u8], want: &[u8]) -> Result<(), &'static str> {
+/// Checks an encapsulated output against a flow's inner frame and VTEP `k`.
+fn check_encap(p: &[u8], want: &[u8], k: usize) -> Result<(), &'static str> {
     if p.len() != want.len() + OVERHEAD {
         return Err("outer length");
     }
-    if p[12..14] != [0x08, 0x00] || p[30..34] != REMOTE || p[26..30] != LOCAL {
+    if p[12..14] != [0x08, 0x00] || p[30..34] != remote(k) || p[26..30] != LOCAL {
         return Err("outer IPv4 addresses");
     }
-    if p[0..6] != REMOTE_MAC {
+    if p[0..6] != remote_mac(k) {
         return Err("outer destination MAC");
     }
     if p[36..38] != [0x12, 0xb5] || p[42] != 0x08 || p[46..49] != [0, 0, 42] {
@@ -172,8 +189,12 @@ pub fn inline(a: &InlineArgs) -> anyhow::Result<()> {
     if a.inflight == 0 || a.inflight > DEPTH {
         bail!("--inflight is 1 to {DEPTH}");
     }
+    if !(1..=200).contains(&a.vteps) {
+        bail!("--vteps is 1 to 200");
+    }
     let flows = a.flows.max(1);
-    let mut inl = Inline::new(&config(a.burst), a.burst, (a.inflight + 1024) as u32)?;
+    let vteps = a.vteps;
+    let mut inl = Inline::new(&config(a.burst, vteps), a.burst, (a.inflight + 1024) as u32)?;
     let u_mac = {
         let snap = inl.snapshot();
         let bd = snap.bridges.first().context("overlay ov")?;
@@ -183,22 +204,26 @@ pub fn inline(a: &InlineArgs) -> anyhow::Result<()> {
             .iter()
             .position(|i| i.name == "u")
             .context("interface u")?;
-        let vtep = snap
-            .vxlan
-            .vteps
-            .find(REMOTE)
-            .map(vtep_port)
+        let ports = (0..vteps)
+            .map(|k| snap.vxlan.vteps.find(remote(k)).map(vtep_port))
+            .collect::<Option<Vec<u16>>>()
             .context("remote VTEP")?;
-        // Encap: destinations behind the VTEP. Decap: destinations local on e (port 0).
+        // Encap: destinations behind their VTEP. Decap: destinations local on e (port 0).
         for i in 0..flows {
-            let port = if a.mode == Mode::Encap { vtep } else { 0 };
+            let port = if a.mode == Mode::Encap {
+                ports[i % vteps]
+            } else {
+                0
+            };
             bd.table.learn(&mac(1, i), port, 0);
         }
-        if !snap.l3.neigh.set_static(
-            &NeighKey::v4(iface as u16, u32::from_be_bytes(REMOTE)),
-            &REMOTE_MAC,
-        ) {
-            bail!("neighbour cache refused the remote VTEP");
+        for k in 0..vteps {
+            if !snap.l3.neigh.set_static(
+                &NeighKey::v4(iface as u16, u32::from_be_bytes(remote(k))),
+                &remote_mac(k),
+            ) {
+                bail!("neighbour cache refused remote VTEP {k}");
+            }
         }
         snap.l3.ifaces[iface].mac
     };
@@ -209,7 +234,7 @@ pub fn inline(a: &InlineArgs) -> anyhow::Result<()> {
     };
     let input = |i: usize| match a.mode {
         Mode::Encap => inners[i].clone(),
-        Mode::Decap => outer(&inners[i], u_mac, 0xc000 | i as u16),
+        Mode::Decap => outer(&inners[i], i % vteps, u_mac, 0xc000 | i as u16),
     };
     let ring_in = inl.ring_port(in_port).context("input ring")?;
     let mut sink = inl
@@ -241,7 +266,7 @@ pub fn inline(a: &InlineArgs) -> anyhow::Result<()> {
                     let i = order.pop_front().context("more outputs than inputs")?;
                     match a.mode {
                         Mode::Encap => {
-                            check_encap(p.data(), &inners[i])
+                            check_encap(p.data(), &inners[i], i % vteps)
                                 .map_err(|e| anyhow::anyhow!("encap is broken: {e}"))?;
                             p.strip_front(OVERHEAD);
                         }
@@ -287,7 +312,7 @@ pub fn inline(a: &InlineArgs) -> anyhow::Result<()> {
     }
     let m = crate::median(&mut mpps);
     println!(
-        "vxlan-inline {:?}: median {m:.2} Mpps per core ({:.1} ns/packet) over {} runs of {per_run} packets, {}-byte inner frames, {flows} flows, burst {}, {} in flight; {checked} frames checked",
+        "vxlan-inline {:?}: median {m:.2} Mpps per core ({:.1} ns/packet) over {} runs of {per_run} packets, {}-byte inner frames, {flows} flows over {vteps} VTEPs, burst {}, {} in flight; {checked} frames checked",
         a.mode,
         1e3 / m,
         a.runs,
