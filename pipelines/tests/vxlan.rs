@@ -389,6 +389,51 @@ fn encap_template_matches_and_follows_changes() {
     }
 }
 
+/// The encapsulation remembers every VTEP a burst met (in slots by virtual port): frames to interleaved VTEPs,
+/// including two that share a slot, each leave with their own VTEP's outer header, in every burst.
+#[test]
+fn encap_keeps_interleaved_vteps_apart() {
+    let mut h = Harness::new(Opts::default());
+    let vt = h.snap.vxlan.vteps.clone();
+    // Ten VTEPs: .2 and .3 of the harness, then .4 to .11; index 8 (.10) shares a slot with index 0 (.2).
+    let vteps: Vec<[u8; 4]> = (2..12).map(|d| [192, 0, 2, d]).collect();
+    let slots = pipelines::vxlan::encap::VTEP_SLOTS;
+    let ports: Vec<u16> = vteps
+        .iter()
+        .map(|&v| vtep_port(vt.intern(v).unwrap()))
+        .collect();
+    assert_eq!(ports[0] as usize % slots, ports[8] as usize % slots);
+    let dst = |k: usize| -> Mac { [0x02, 0xdd, 0, 0, 0, k as u8] };
+    let vmac = |k: usize| -> Mac { [0x02, 0x22, 0, 0, 1, k as u8] };
+    for (k, &v) in vteps.iter().enumerate() {
+        assert!(h
+            .snap
+            .l3
+            .neigh
+            .set_static(&NeighKey::v4(0, u32::from_be_bytes(v)), &vmac(k)));
+        h.bridge().table.learn(&dst(k), ports[k], (T / SEC) as u32);
+    }
+    // Interleaved: 0, 1, 8, 0, 2, 8, 9, 0, ... (0 and 8 in turn in one slot).
+    let order = [0, 1, 8, 0, 2, 8, 9, 0, 3, 4, 5, 6, 7, 8, 0, 1];
+    let frames: Vec<Vec<u8>> = order
+        .iter()
+        .map(|&k| inner(A, dst(k), 1000 + k as u16, 18))
+        .collect();
+    for round in 0..2 {
+        let out = h.send(0, &frames);
+        assert_eq!(out[2].len(), order.len(), "round {round}");
+        for ((p, &k), f) in out[2].iter().zip(&order).zip(&frames) {
+            assert_eq!(&p[..6], &vmac(k), "VTEP {k}'s MAC");
+            assert_eq!(&p[26..30], &LOCAL);
+            assert_eq!(&p[30..34], &vteps[k], "VTEP {k}'s address");
+            let ip = etherparse::Ipv4HeaderSlice::from_slice(&p[14..]).unwrap();
+            assert_eq!(ip.header_checksum(), ip.to_header().calc_header_checksum());
+            assert_eq!(&p[50..], &f[..]);
+        }
+    }
+    assert_eq!(h.event(Event::VxlanEncap), 2 * order.len() as u64);
+}
+
 /// The decapsulation remembers the last sender's VTEP: senders that alternate are still told apart.
 #[test]
 fn decap_tells_alternating_vteps_apart() {

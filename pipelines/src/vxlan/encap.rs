@@ -12,9 +12,10 @@
 //! 3. the packet is routed like one the router originates ([`route_originated`]): FIB lookup of the remote
 //!    VTEP, neighbour cache (ARP for the next hop, the packet waiting meanwhile), out of the underlay port.
 //!
-//! Consecutive frames mostly go to the same VTEP, so the burst remembers its last one: the VTEP's address,
-//! route and next hop resolved once ([`resolve_originated_v4`]) and turned into an [`OuterTemplate`] that
-//! holds the whole 50-byte outer header stack, Ethernet included. A frame to that VTEP then costs one
+//! A burst's frames go to a few VTEPs (one on a quiet node, several interleaved on a node that talks to many),
+//! so the burst remembers the VTEPs it met, in [`VTEP_SLOTS`] slots chosen by virtual port: each VTEP's
+//! address, route and next hop resolved once ([`resolve_originated_v4`]) and turned into an [`OuterTemplate`]
+//! that holds the whole 50-byte outer header stack, Ethernet included. A frame to that VTEP then costs one
 //! fixed-size copy, four fields and an incremental checksum, and goes straight to the port's queue. Whatever
 //! the resolution does not settle (no neighbour yet, ECMP, a tagged or bridged underlay, a frame over a
 //! MTU) takes the general path above, which decides and counts exactly as before. The memory lasts one burst,
@@ -28,6 +29,10 @@ use crate::wire::vxlan::{entropy_port, write_outer, Outer, OUTER_IP_LEN, OVERHEA
 use crate::wire::ETH_HEADER_LEN;
 use dataplane::worker::TxBatches;
 use dataplane::{Burst, DropReason, Event, Pkt, MAX_BURST};
+
+/// VTEPs a burst remembers, direct-mapped by virtual port: two VTEPs share a slot only when their ports are
+/// equal modulo this, and then they take turns (each re-resolved when it comes back).
+pub const VTEP_SLOTS: usize = 8;
 
 /// A worker's encapsulation state.
 #[derive(Debug)]
@@ -55,16 +60,16 @@ pub fn run(c: &L3Ctx<'_>, l3: &mut L3State, st: &mut EncapState, out: &mut TxBat
         return;
     }
     out.swap_staged(&mut st.work);
-    // The burst's last VTEP: (domain, virtual port) and, when it resolved, its fast path.
-    let mut last: Option<((u32, u16), Option<Fast>)> = None;
+    let mut met: [Option<Met>; VTEP_SLOTS] = [const { None }; VTEP_SLOTS];
     let mut fast = 0u64;
     for mut pkt in st.work.drain() {
         let m = pkt.meta();
         let to = (m.scratch[SCRATCH_DOMAIN], m.out_port);
-        if last.as_ref().is_none_or(|(k, _)| *k != to) {
-            last = Some((to, resolve(c, l3, to.0 as usize, to.1)));
+        let slot = &mut met[to.1 as usize % VTEP_SLOTS];
+        if slot.as_ref().is_none_or(|(k, _)| *k != to) {
+            *slot = Some((to, resolve(c, l3, to.0 as usize, to.1)));
         }
-        let f = last.as_ref().and_then(|(_, f)| f.as_ref());
+        let f = slot.as_ref().and_then(|(_, f)| f.as_ref());
         let inner_len = pkt.len();
         let Some(f) = f.filter(|f| (ETH_HEADER_LEN..=f.max_inner).contains(&inner_len)) else {
             one(c, l3, &mut st.ident, pkt, out);
@@ -95,6 +100,9 @@ pub fn run(c: &L3Ctx<'_>, l3: &mut L3State, st: &mut EncapState, out: &mut TxBat
         out.count_event(Event::Routed, fast);
     }
 }
+
+/// A VTEP a burst met: its (domain, virtual port) and, when it resolved, its fast path.
+type Met = ((u32, u16), Option<Fast>);
 
 /// A VTEP's fast path for one burst: see the module docs.
 #[derive(Clone, Copy)]
