@@ -434,22 +434,33 @@ fn encap_keeps_interleaved_vteps_apart() {
     assert_eq!(h.event(Event::VxlanEncap), 2 * order.len() as u64);
 }
 
-/// The decapsulation remembers the last sender's VTEP: senders that alternate are still told apart.
+/// The decapsulation remembers recent senders' VTEPs (in slots by address): senders that alternate, two of
+/// them sharing a slot (.2 and .18), are still told apart.
 #[test]
 fn decap_tells_alternating_vteps_apart() {
     let mut h = Harness::new(Opts::default());
-    let (x, y) = ([0x02, 0xcc, 0, 0, 0, 1], [0x02, 0xcc, 0, 0, 0, 2]);
+    let vtep18 = [192, 0, 2, 18];
+    let (x, y, z) = (
+        [0x02, 0xcc, 0, 0, 0, 1],
+        [0x02, 0xcc, 0, 0, 0, 2],
+        [0x02, 0xcc, 0, 0, 0, 3],
+    );
     let frames = [
         encapsulated(VTEP2, VNI, &inner(x, A, 1, 18)),
         encapsulated(VTEP3, VNI, &inner(y, A, 1, 18)),
+        encapsulated(vtep18, VNI, &inner(z, A, 1, 18)),
         encapsulated(VTEP2, VNI, &inner(x, A, 1, 18)),
+        encapsulated(vtep18, VNI, &inner(z, A, 1, 18)),
     ];
     h.send(UNDERLAY, &frames);
-    h.send(UNDERLAY, &frames[1..2]);
+    h.send(UNDERLAY, &frames[1..3]);
+    h.send(UNDERLAY, &frames[3..]);
     let vt = &h.snap.vxlan.vteps;
     assert_eq!(h.bridge().table.lookup(&x), vt.find(VTEP2).map(vtep_port));
     assert_eq!(h.bridge().table.lookup(&y), vt.find(VTEP3).map(vtep_port));
-    assert_eq!(h.event(Event::VxlanDecap), 4);
+    assert_eq!(h.bridge().table.lookup(&z), vt.find(vtep18).map(vtep_port));
+    assert!(vt.find(vtep18).is_some());
+    assert_eq!(h.event(Event::VxlanDecap), 9);
 }
 
 #[test]

@@ -268,7 +268,7 @@ pub struct L3State {
     pub nat: Option<Box<crate::nat::stage::NatState>>,
     /// Resolved next hops with their finished Ethernet rewrite, private to the worker.
     nh: nh_cache::NextHopCache,
-    /// The VXLAN decapsulation's memory of the last sender.
+    /// The VXLAN decapsulation's memory of recent senders.
     pub decap: crate::vxlan::decap::DecapState,
 }
 

@@ -14,8 +14,8 @@
 //!
 //! The common packet (outer IPv4 without options, the whole 50-byte outer stack in the frame) is read at fixed
 //! offsets from one fixed-size view; anything else takes the general views, which give the same verdicts.
-//! The sender's VTEP index is remembered per worker ([`DecapState`]): packets of one tunnel mostly come in a
-//! row, and an address keeps its index for the life of the VTEP table.
+//! Recent senders' VTEP indices are remembered per worker ([`DecapState`], a few slots by address): packets
+//! come from a few tunnels at a time, and an address keeps its index for the life of the VTEP table.
 //!
 //! The outer headers are then stripped (the frame is not moved: the data offset advances), the outer source
 //! becomes a remote VTEP (interned in the [`super::fdb::VtepTable`]), and the inner frame is switched by the
@@ -30,32 +30,35 @@ use dataplane::pkt::Meta;
 use dataplane::worker::TxBatches;
 use dataplane::{DropReason, Event, Pkt};
 
-/// A worker's decapsulation state: the last sender's VTEP, so a run of packets from one VTEP interns its
-/// address once.
+/// Senders a worker remembers, direct-mapped by the last byte of their address (VTEPs of one underlay subnet
+/// differ there first).
+const SENDER_SLOTS: usize = 16;
+
+/// A worker's decapsulation state: the VTEPs of recent senders, so that packets from a few VTEPs, in a row or
+/// interleaved, intern each address once.
 #[derive(Debug, Default)]
 pub struct DecapState {
-    /// The snapshot generation `port` was found under (0: nothing yet); another snapshot may hold another VTEP
-    /// table.
+    /// The snapshot generation the slots were filled under (0: nothing yet); another snapshot may hold another
+    /// VTEP table.
     generation: u64,
-    /// The last sender's address.
-    src: [u8; 4],
-    /// Its virtual port.
-    port: u16,
+    /// A sender's address and its virtual port (0: empty; VTEP ports are never 0).
+    slots: [([u8; 4], u16); SENDER_SLOTS],
 }
 
 impl DecapState {
     /// The virtual port of VTEP `src`, registering it if new.
     #[inline(always)]
     fn vtep(&mut self, c: &L3Ctx<'_>, src: [u8; 4]) -> Option<u16> {
-        if self.generation == c.generation && self.src == src && c.generation != 0 {
-            return Some(self.port);
+        if self.generation != c.generation {
+            self.generation = c.generation;
+            self.slots = Default::default();
+        }
+        let slot = &mut self.slots[src[3] as usize % SENDER_SLOTS];
+        if slot.1 != 0 && slot.0 == src && c.generation != 0 {
+            return Some(slot.1);
         }
         let port = c.vxlan.vteps.intern(src).map(vtep_port)?;
-        *self = DecapState {
-            generation: c.generation,
-            src,
-            port,
-        };
+        *slot = (src, port);
         Some(port)
     }
 }
