@@ -145,12 +145,23 @@ impl HostStack {
             error_rate: AtomicU32::new(error_rate),
         });
         let s = shared.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("wharf-host".into())
             .spawn(move || {
-                run(&s, &pool, mtu as usize);
+                run(&s, &pool, mtu as usize, || {
+                    let _ = ready_tx.send(());
+                });
                 dataplane::pool::flush_thread_cache();
             })?;
+        // Returns once the stack is set up (its interface and sockets allocated): what the thread allocates to
+        // start then never lands in the middle of traffic, however late the scheduler runs it.
+        if ready_rx.recv().is_err() {
+            let _ = thread.join();
+            return Err(std::io::Error::other(
+                "the host stack's thread ended while setting up",
+            ));
+        }
         tracing::info!(mtu, echo_port, "host stack started");
         Ok(HostStack {
             shared,
@@ -463,7 +474,8 @@ fn seed() -> u64 {
     t ^ (u64::from(std::process::id()) << 32)
 }
 
-fn run(shared: &Shared, pool: &Pool, mtu: usize) {
+/// The stack's thread: sets up the interface and the echo service, calls `ready`, then polls until stopped.
+fn run(shared: &Shared, pool: &Pool, mtu: usize, ready: impl FnOnce()) {
     let mut dev = QueueDevice {
         shared,
         pool,
@@ -485,6 +497,7 @@ fn run(shared: &Shared, pool: &Pool, mtu: usize) {
     iface.set_any_ip(true);
     let mut sockets = SocketSet::new(Vec::new());
     let mut echo = Echo::new(&mut sockets, shared.echo_port.load(Ordering::Relaxed));
+    ready();
     let mut sleep = MIN_SLEEP;
     while !shared.stop.load(Ordering::Acquire) {
         let port = shared.echo_port.load(Ordering::Relaxed);
