@@ -270,6 +270,8 @@ pub struct L3State {
     nh: nh_cache::NextHopCache,
     /// The VXLAN decapsulation's memory of the last sender.
     pub decap: crate::vxlan::decap::DecapState,
+    /// Pass 1's handoff marks (NAT with several workers), kept here so that a burst does not clear them.
+    hand: nat::HandMarks,
 }
 
 /// Everything one burst's L3 work reads.
@@ -317,7 +319,6 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
     // window, where pass 2, with hundreds of instructions per packet between two lookups, would wait for each
     // level of each packet in turn.
     // Pass 1 may mark packets to hand to another worker (NAT), by position in the burst.
-    let mut hand = [nat::KEEP; dataplane::MAX_BURST];
     let mut handing = false;
     for (ci, chunk) in burst.as_slice().chunks(WARM).enumerate() {
         let mut v6 = [[0u8; 16]; WARM];
@@ -341,8 +342,7 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
             }
         }
         if with_nat {
-            let marks = hand.get_mut(ci * WARM..).unwrap_or_default();
-            handing |= nat::warm(c, st, chunk, marks);
+            handing |= nat::warm(c, &st.nat, chunk, st.hand.chunk(ci * WARM));
         }
         if n6 > 0 {
             let mut warm = 0u32;
@@ -352,22 +352,18 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
             std::hint::black_box(warm);
         }
     }
-    // The packets pass 1 marked leave first, untouched; the others stay in order.
-    let mut kept = Burst::new(dataplane::MAX_BURST);
-    let burst = if handing {
-        for (i, pkt) in burst.drain().enumerate() {
-            match hand.get(i) {
-                Some(&to) if to != nat::KEEP => nat::hand(st, pkt, to, out),
-                _ => {
-                    // As many as the burst held: the push cannot fail (and would drop, not leak).
-                    let _ = kept.push(pkt);
-                }
+    // The packets pass 1 marked leave first, untouched, for the outbox ([`nat::flush`] moves it after the
+    // burst); the others stay in order.
+    if handing {
+        burst.sift(|i, pkt| {
+            let to = st.hand.get(i);
+            if to == nat::KEEP {
+                return Some(pkt);
             }
-        }
-        &mut kept
-    } else {
-        burst
-    };
+            nat::hand(st, pkt, to, out);
+            None
+        });
+    }
     // Pass 2: decide. The VXLAN test is made once per burst, not per packet (see `ipv4::input`).
     if c.vxlan.local.is_empty() {
         for pkt in burst.drain() {

@@ -5,7 +5,7 @@
 use super::{icmp, process, L3Ctx, L3State, ETH_LEN};
 use crate::nat::conntrack::Key4;
 use crate::nat::owner::owner_out_to_in_key;
-use crate::nat::stage::{self, NatTables, Verdict, HANDED, SCRATCH_NAT};
+use crate::nat::stage::{self, NatState, NatTables, Verdict, HANDED, SCRATCH_NAT};
 use crate::wire::{IPPROTO_TCP, IPPROTO_UDP};
 use dataplane::worker::TxBatches;
 use dataplane::{Burst, DropReason, Event, Pkt, MAX_BURST};
@@ -158,6 +158,37 @@ pub(super) fn begin(c: &L3Ctx<'_>, st: &mut L3State) {
 /// In [`warm`]'s marks: the packet is decided in pass 2 as usual.
 pub(super) const KEEP: u16 = u16::MAX;
 
+/// Pass 1's marks, by position in the burst: [`KEEP`], or the worker to hand the packet to. A worker keeps
+/// one set in its state, so a burst does not clear 512 bytes: [`warm`] writes every position of a chunk
+/// whenever it may mark (several workers), and pass 2 reads them only when it did mark.
+pub(super) struct HandMarks([u16; MAX_BURST]);
+
+impl HandMarks {
+    /// The marks from position `start` on (empty past the end).
+    #[inline]
+    pub(super) fn chunk(&mut self, start: usize) -> &mut [u16] {
+        self.0.get_mut(start..).unwrap_or_default()
+    }
+
+    /// The mark of position `i` ([`KEEP`] past the end).
+    #[inline]
+    pub(super) fn get(&self, i: usize) -> u16 {
+        self.0.get(i).copied().unwrap_or(KEEP)
+    }
+}
+
+impl Default for HandMarks {
+    fn default() -> Self {
+        HandMarks([KEEP; MAX_BURST])
+    }
+}
+
+impl std::fmt::Debug for HandMarks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HandMarks")
+    }
+}
+
 /// Starts loading the flow-table lines the IPv4 TCP and UDP packets of `chunk` will look up (whether they
 /// turn out to need the NAT or not): first every packet's index line, then, those having arrived, every
 /// packet's flow line. At a million flows the lookups then overlap their cache misses instead of taking
@@ -167,13 +198,24 @@ pub(super) const KEEP: u16 = u16::MAX;
 /// masqueraded flow that RSS brought here) is marked in `hand` with that worker, and its lines are not
 /// loaded: pass 2 hands it over untouched before any other work, and the owner does all of it, once (the
 /// stage would hand it over too, but only after the header checks, the parse and the owner rules, all done
-/// again on the owner). A packet already [`HANDED`] is never marked. Returns whether any packet was marked.
+/// again on the owner). A packet already [`HANDED`] is never marked. With several workers every position of
+/// `hand` the chunk covers is written ([`KEEP`] or a worker); with one, none. Returns whether any packet was
+/// marked.
 #[inline]
-pub(super) fn warm(c: &L3Ctx<'_>, st: &L3State, chunk: &[Pkt], hand: &mut [u16]) -> bool {
-    let Some(s) = st.nat.as_deref() else {
+pub(super) fn warm(
+    c: &L3Ctx<'_>,
+    nat: &Option<Box<NatState>>,
+    chunk: &[Pkt],
+    hand: &mut [u16],
+) -> bool {
+    let Some(s) = nat.as_deref() else {
         return false;
     };
     let early = c.t.nat.as_deref().filter(|t| t.shared.workers() > 1);
+    if early.is_some() {
+        let n = chunk.len().min(hand.len());
+        hand[..n].fill(KEEP);
+    }
     let mut marked = false;
     let mut hashes = [0u64; super::WARM];
     let mut n = 0;
