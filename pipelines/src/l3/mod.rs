@@ -321,9 +321,11 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
     // Pass 1 may mark packets to hand to another worker (NAT), by position in the burst.
     let mut handing = false;
     for (ci, chunk) in burst.as_slice().chunks(WARM).enumerate() {
-        let mut v6 = [[0u8; 16]; WARM];
+        // Positions of the chunk's IPv6 packets (their addresses are read again from the packets: a copy of
+        // them here would clear 512 bytes a burst).
+        let mut v6 = [0u8; WARM];
         let mut n6 = 0;
-        for pkt in chunk {
+        for (i, pkt) in chunk.iter().enumerate() {
             let d = pkt.data();
             if d.len() < ETH_LEN + 20 {
                 continue;
@@ -333,10 +335,14 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
                     let dst = u32::from_be_bytes([d[30], d[31], d[32], d[33]]);
                     c.t.fib4.prefetch(dst);
                 }
-                ETH_IPV6 if d.len() >= ETH_LEN + 40 => {
-                    v6[n6].copy_from_slice(&d[ETH_LEN + 24..ETH_LEN + 40]);
-                    c.t.fib6.prefetch(&v6[n6]);
-                    n6 += 1;
+                ETH_IPV6 => {
+                    if let Some(a) = dst6(d) {
+                        c.t.fib6.prefetch(a);
+                        if let Some(slot) = v6.get_mut(n6) {
+                            *slot = i as u8;
+                            n6 += 1;
+                        }
+                    }
                 }
                 _ => {}
             }
@@ -346,8 +352,10 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
         }
         if n6 > 0 {
             let mut warm = 0u32;
-            for a in &v6[..n6] {
-                warm ^= c.t.fib6.lookup(a).unwrap_or(0);
+            for &i in &v6[..n6] {
+                if let Some(a) = chunk.get(i as usize).and_then(|p| dst6(p.data())) {
+                    warm ^= c.t.fib6.lookup(a).unwrap_or(0);
+                }
             }
             std::hint::black_box(warm);
         }
@@ -355,13 +363,9 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
     // The packets pass 1 marked leave first, untouched, for the outbox ([`nat::flush`] moves it after the
     // burst); the others stay in order.
     if handing {
-        burst.sift(|i, pkt| {
-            let to = st.hand.get(i);
-            if to == nat::KEEP {
-                return Some(pkt);
-            }
-            nat::hand(st, pkt, to, out);
-            None
+        let nat_state = &mut st.nat;
+        burst.take_marked(st.hand.marks(), nat::KEEP, |to, pkt| {
+            nat::hand(nat_state, pkt, to, out)
         });
     }
     // Pass 2: decide. The VXLAN test is made once per burst, not per packet (see `ipv4::input`).
@@ -381,6 +385,14 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
         nat::flush(c, st, out);
         nat::tick(c, st);
     }
+}
+
+/// The IPv6 destination address of an Ethernet frame long enough to hold an IPv6 header.
+#[inline(always)]
+fn dst6(frame: &[u8]) -> Option<&[u8; 16]> {
+    frame
+        .get(ETH_LEN + 24..ETH_LEN + 40)
+        .and_then(|a| a.try_into().ok())
 }
 
 /// Handles one frame that came in on its interface.

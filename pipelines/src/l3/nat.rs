@@ -99,7 +99,7 @@ fn finish(
             Some(pkt)
         }
         Verdict::Handoff(to) => {
-            hand(st, pkt, to, out);
+            hand(&mut st.nat, pkt, to, out);
             None
         }
         Verdict::Drop(r) => {
@@ -116,10 +116,10 @@ fn finish(
 /// Hands `pkt` to worker `to`, the owner of its flow, untouched: marked [`HANDED`] (with one more hop) and
 /// put in the worker's outbox, which [`flush`] moves to the queue at the end of the burst.
 #[inline]
-pub(super) fn hand(st: &mut L3State, mut pkt: Pkt, to: u16, out: &mut TxBatches) {
+pub(super) fn hand(nat: &mut Option<Box<NatState>>, mut pkt: Pkt, to: u16, out: &mut TxBatches) {
     let s = &mut pkt.meta_mut().scratch[SCRATCH_NAT];
     *s = HANDED | ((*s & 0xff) + 1).min(0xff);
-    let Some(s) = st.nat.as_deref_mut() else {
+    let Some(s) = nat.as_deref_mut() else {
         out.drop_pkt(pkt, DropReason::NatHandoffDrop);
         return;
     };
@@ -170,10 +170,10 @@ impl HandMarks {
         self.0.get_mut(start..).unwrap_or_default()
     }
 
-    /// The mark of position `i` ([`KEEP`] past the end).
+    /// Every mark, by position.
     #[inline]
-    pub(super) fn get(&self, i: usize) -> u16 {
-        self.0.get(i).copied().unwrap_or(KEEP)
+    pub(super) fn marks(&self) -> &[u16] {
+        &self.0
     }
 }
 
@@ -237,27 +237,30 @@ pub(super) fn warm(
             b(ETH_LEN + 16),
             u16::from_be_bytes([d[ETH_LEN + 22], d[ETH_LEN + 23]]),
         );
+        let mut here = true;
         if let Some(t) = early {
+            // A burst is all handed over or none (taken from the handoff queues, or received), so this branch
+            // is predicted; which worker owns an answer is not (RSS spreads them at random), so the mark is
+            // chosen without a branch.
             if pkt.meta().scratch[SCRATCH_NAT] & HANDED == 0 {
-                match owner_out_to_in_key(&k, &t.split, t) {
-                    Some(o) if o != c.worker => {
-                        if let Some(h) = hand.get_mut(i) {
-                            *h = o;
-                            marked = true;
-                            continue;
-                        }
-                    }
-                    _ => {}
+                let o = owner_out_to_in_key(&k, &t.split, t).unwrap_or(c.worker);
+                here = o == c.worker;
+                if let Some(m) = hand.get_mut(i) {
+                    *m = if here { KEEP } else { o };
                 }
+                marked |= !here;
             }
         }
-        // Hashed once for both steps.
+        // Hashed once for both steps. A packet for another worker has no flow here: its line is loaded for
+        // nothing (cheaper than a branch mispredicted half the time), and it is left out of the second step.
         let h = s.table.hash_of(&k);
         s.table.prefetch_hashed(h);
-        hashes[n] = h;
-        n += 1;
+        if let Some(slot) = hashes.get_mut(n) {
+            *slot = h;
+        }
+        n += here as usize;
     }
-    for &h in &hashes[..n] {
+    for &h in hashes.get(..n).unwrap_or_default() {
         s.table.prefetch_flow_hashed(h);
     }
     marked

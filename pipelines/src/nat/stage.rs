@@ -139,7 +139,8 @@ impl AddrSet {
     #[inline(always)]
     fn contains(&self, a: u32) -> bool {
         if let Some([x, y]) = self.few {
-            return a == x || a == y;
+            // Both compared, no branch between: which one matches is data.
+            return (a == x) | (a == y);
         }
         if a == 0 {
             return self.zero;
