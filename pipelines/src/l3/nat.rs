@@ -2,7 +2,7 @@
 //! address, after it for packets leaving through the outside interface; and the worker's NAT housekeeping
 //! (packets handed to it, expiry, `show` reports).
 
-use super::{icmp, process, L3Ctx, L3State, ETH_LEN};
+use super::{icmp, process, L3Ctx, L3State, ETH_LEN, SCRATCH_IFACE};
 use crate::nat::conntrack::Key4;
 use crate::nat::owner::owner_out_to_in_key;
 use crate::nat::stage::{self, NatState, NatTables, Verdict, HANDED, SCRATCH_NAT};
@@ -115,7 +115,7 @@ fn finish(
 
 /// Hands `pkt` to worker `to`, the owner of its flow, untouched: marked [`HANDED`] (with one more hop) and
 /// put in the worker's outbox, which [`flush`] moves to the queue at the end of the burst.
-#[inline]
+#[inline(always)]
 pub(super) fn hand(nat: &mut Option<Box<NatState>>, mut pkt: Pkt, to: u16, out: &mut TxBatches) {
     let s = &mut pkt.meta_mut().scratch[SCRATCH_NAT];
     *s = HANDED | ((*s & 0xff) + 1).min(0xff);
@@ -194,13 +194,14 @@ impl std::fmt::Debug for HandMarks {
 /// packet's flow line. At a million flows the lookups then overlap their cache misses instead of taking
 /// them one after the other.
 ///
-/// With several workers, a packet to an external address whose flow another worker owns (the answers of a
-/// masqueraded flow that RSS brought here) is marked in `hand` with that worker, and its lines are not
-/// loaded: pass 2 hands it over untouched before any other work, and the owner does all of it, once (the
-/// stage would hand it over too, but only after the header checks, the parse and the owner rules, all done
-/// again on the owner). A packet already [`HANDED`] is never marked. With several workers every position of
-/// `hand` the chunk covers is written ([`KEEP`] or a worker); with one, none. Returns whether any packet was
-/// marked.
+/// With several workers, a packet from the outside interface whose flow another worker owns (the answers of
+/// a masqueraded flow that RSS brought here) is marked in `hand` with that worker, and left out of the second
+/// step: pass 2 hands it over untouched before any other work, and the owner does all of it, once (the stage
+/// would hand it over too, but only after the header checks, the parse and the owner rules, all done again
+/// on the owner). Packets from other interfaces are not looked at (an answer only comes from outside; the
+/// rare packet from inside to an external address that another worker owns, a hairpin, is handed by the
+/// stage), nor is a packet already [`HANDED`]. With several workers every position of `hand` the chunk covers
+/// is written ([`KEEP`] or a worker); with one, none. Returns whether any packet was marked.
 #[inline]
 pub(super) fn warm(
     c: &L3Ctx<'_>,
@@ -211,11 +212,27 @@ pub(super) fn warm(
     let Some(s) = nat.as_deref() else {
         return false;
     };
-    let early = c.t.nat.as_deref().filter(|t| t.shared.workers() > 1);
-    if early.is_some() {
-        let n = chunk.len().min(hand.len());
-        hand[..n].fill(KEEP);
+    // Two loops, so that one worker's has nothing of the handoffs in it.
+    match c.t.nat.as_deref().filter(|t| t.shared.workers() > 1) {
+        Some(t) => {
+            let n = chunk.len().min(hand.len());
+            hand[..n].fill(KEEP);
+            warm_chunk::<true>(s, Some(t), c.worker, chunk, hand)
+        }
+        None => warm_chunk::<false>(s, None, c.worker, chunk, hand),
     }
+}
+
+/// [`warm`] of a chunk, marking packets for other workers when `HANDOFF` (then `t` is the NAT tables).
+#[inline(always)]
+fn warm_chunk<const HANDOFF: bool>(
+    s: &NatState,
+    t: Option<&NatTables>,
+    me: u16,
+    chunk: &[Pkt],
+    hand: &mut [u16],
+) -> bool {
+    let outside = t.map_or(u32::MAX, |t| t.outside as u32);
     let mut marked = false;
     let mut hashes = [0u64; super::WARM];
     let mut n = 0;
@@ -238,13 +255,14 @@ pub(super) fn warm(
             u16::from_be_bytes([d[ETH_LEN + 22], d[ETH_LEN + 23]]),
         );
         let mut here = true;
-        if let Some(t) = early {
-            // A burst is all handed over or none (taken from the handoff queues, or received), so this branch
-            // is predicted; which worker owns an answer is not (RSS spreads them at random), so the mark is
-            // chosen without a branch.
-            if pkt.meta().scratch[SCRATCH_NAT] & HANDED == 0 {
-                let o = owner_out_to_in_key(&k, &t.split, t).unwrap_or(c.worker);
-                here = o == c.worker;
+        if let (true, Some(t)) = (HANDOFF, t) {
+            let scratch = &pkt.meta().scratch;
+            // A burst comes from one interface and is all handed over or none (taken from the handoff queues,
+            // or received), so this branch is predicted; which worker owns an answer is not (RSS spreads them
+            // at random), so the mark is chosen without a branch.
+            if (scratch[SCRATCH_IFACE] == outside) & (scratch[SCRATCH_NAT] & HANDED == 0) {
+                let o = owner_out_to_in_key(&k, &t.split, t).unwrap_or(me);
+                here = o == me;
                 if let Some(m) = hand.get_mut(i) {
                     *m = if here { KEEP } else { o };
                 }
@@ -258,7 +276,7 @@ pub(super) fn warm(
         if let Some(slot) = hashes.get_mut(n) {
             *slot = h;
         }
-        n += here as usize;
+        n += if HANDOFF { here as usize } else { 1 };
     }
     for &h in hashes.get(..n).unwrap_or_default() {
         s.table.prefetch_flow_hashed(h);

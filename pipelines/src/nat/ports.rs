@@ -28,6 +28,8 @@ pub struct PortSplit {
     lo: u16,
     hi: u16,
     workers: u16,
+    /// `hi - lo`: a port is in the range when `port - lo` (wrapping) is at most this.
+    span: u16,
     /// Ports per worker (the last worker also gets the remainder): up to 65536.
     per: u32,
     /// `ceil(2^32 / per)`: [`PortSplit::worker_of`] divides by `per` with a multiply and a shift (a division
@@ -66,6 +68,7 @@ impl PortSplit {
             lo,
             hi,
             workers,
+            span: hi - lo,
             per,
             recip: (1u64 << 32).div_ceil(per as u64),
         })
@@ -75,10 +78,12 @@ impl PortSplit {
     /// say).
     #[inline]
     pub fn worker_of(&self, port: u16) -> Option<u16> {
-        if port < self.lo || port > self.hi {
+        // One comparison: below `lo`, the offset wraps past `span`.
+        let off = port.wrapping_sub(self.lo);
+        if off > self.span {
             return None;
         }
-        let slice = ((port - self.lo) as u64 * self.recip) >> 32;
+        let slice = (off as u64 * self.recip) >> 32;
         Some((slice as u16).min(self.workers - 1))
     }
 

@@ -266,7 +266,8 @@ impl NatConfig for NatTables {
 
     #[inline]
     fn is_published(&self, proto: u8, addr: u32, port: u16) -> bool {
-        self.published(proto, addr, port).is_some()
+        // Masquerade alone publishes nothing: no search, on every packet to an external address.
+        !self.published.is_empty() && self.published(proto, addr, port).is_some()
     }
 
     #[inline]
