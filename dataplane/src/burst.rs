@@ -168,6 +168,9 @@ impl Burst {
             len: 0,
         };
         let base = self.pkts.as_mut_ptr();
+        // SAFETY: while handles are being copied the array counts none, so nothing could drop one twice;
+        // `set_len(kept)` below gives it back those that stay.
+        unsafe { self.pkts.set_len(0) };
         let mut kept = 0;
         for i in 0..len {
             let m = marks.get(i).copied().unwrap_or(keep);

@@ -312,6 +312,25 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
     if with_nat {
         nat::begin(c, st);
     }
+    decide(c, st, burst, with_nat, out);
+    // With several workers, the packets the others handed over ride along with this burst (their own burst
+    // would repeat the per-burst work: the state check, the flushes, the expiry tick, the transmit).
+    if with_nat && nat::take_inbound(c, burst) {
+        decide(c, st, burst, with_nat, out);
+    }
+    if st.pending.due(&c.t.neigh, c.now_ns) {
+        release_pending(c, st, out);
+    }
+    if with_nat {
+        nat::flush(c, st, out);
+        nat::tick(c, st);
+    }
+}
+
+/// The two passes of [`process`] over `burst` (which they empty). Not inlined: [`process`] runs them twice when
+/// other workers handed packets over.
+#[inline(never)]
+fn decide(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, with_nat: bool, out: &mut TxBatches) {
     // Pass 1: warm the FIB. An IPv4 lookup is one read (rarely two): prefetching its tbl24 entry is enough. An
     // IPv6 lookup walks up to one level per byte past the third, each read depending on the one before, so
     // for WARM packets at a time the first levels are prefetched, then each lookup is walked once with its
@@ -377,13 +396,6 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
         for pkt in burst.drain() {
             input_with::<true>(c, st, pkt, out);
         }
-    }
-    if st.pending.due(&c.t.neigh, c.now_ns) {
-        release_pending(c, st, out);
-    }
-    if with_nat {
-        nat::flush(c, st, out);
-        nat::tick(c, st);
     }
 }
 

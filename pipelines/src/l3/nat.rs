@@ -301,14 +301,27 @@ pub(super) fn has_deferred(c: &L3Ctx<'_>, st: &L3State) -> bool {
         || st.nat.as_deref().is_some_and(|s| s.has_outbound())
 }
 
-/// Routes the packets other workers handed over, answers `show` requests, ticks expiry.
+/// Moves packets other workers handed to this one to the end of `burst`, as many as it has room for (up to
+/// [`stage::HANDOFF_PER_ROUND`] from each, no more than a fair share of a full burst); whether any came.
+#[inline]
+pub(super) fn take_inbound(c: &L3Ctx<'_>, burst: &mut Burst) -> bool {
+    let Some(t) = c.t.nat.as_deref() else {
+        return false;
+    };
+    let workers = t.shared.workers();
+    if workers < 2 || !t.shared.has_inbound(c.worker) {
+        return false;
+    }
+    let per_queue = (MAX_BURST / workers as usize).clamp(1, stage::HANDOFF_PER_ROUND);
+    t.shared.take_inbound_burst(c.worker, per_queue, burst) > 0
+}
+
+/// Routes the packets other workers handed over (when no burst of this worker took them along), answers
+/// `show` requests, ticks expiry.
 pub(super) fn run_deferred(c: &L3Ctx<'_>, st: &mut L3State, out: &mut TxBatches) {
     let Some(t) = c.t.nat.as_deref() else { return };
-    if t.shared.has_inbound(c.worker) {
-        let mut inbox = Burst::new(MAX_BURST);
-        let per_queue =
-            (MAX_BURST / t.shared.workers().max(1) as usize).clamp(1, stage::HANDOFF_PER_ROUND);
-        t.shared.take_inbound_burst(c.worker, per_queue, &mut inbox);
+    let mut inbox = Burst::new(MAX_BURST);
+    if take_inbound(c, &mut inbox) {
         process(c, st, &mut inbox, out);
     }
     // Handoffs staged outside a burst (none today: every input runs within `process`, which flushes).
