@@ -172,22 +172,28 @@ impl Burst {
         // `set_len(kept)` below gives it back those that stay.
         unsafe { self.pkts.set_len(0) };
         let mut kept = 0;
+        let (out_pkts, out_marks) = (
+            out.pkts.as_mut_ptr().cast::<Pkt>(),
+            out.marks.as_mut_ptr().cast::<u16>(),
+        );
+        let mut taken = 0;
         for i in 0..len {
             let m = marks.get(i).copied().unwrap_or(keep);
             let stays = m == keep;
-            // SAFETY: `i < len` is a live packet, read once here. `kept <= i` and `out.len <= i` are below
-            // `MAX_BURST`; the kept side's slot `kept` holds no live packet but when `kept == i` (this one:
-            // `copy` allows the overlap); the taken side's slot `out.len` is free. Exactly one of the two
-            // copies is counted below, so each packet has one owner; the other copy is plain bits, overwritten
-            // by a later packet or left past the end.
+            // SAFETY: `i < len` is a live packet, read once here. `kept <= i` and `taken <= i` are below
+            // `MAX_BURST`, the size of both sides; the kept side's slot `kept` holds no live packet but when
+            // `kept == i` (this one: `copy` allows the overlap); the taken side's slot `taken` is free. Exactly
+            // one of the two copies is counted below, so each packet has one owner; the other copy is plain
+            // bits, overwritten by a later packet or left past the end.
             unsafe {
                 std::ptr::copy(base.add(i), base.add(kept), 1);
-                std::ptr::copy_nonoverlapping(base.add(i), out.pkts[out.len].as_mut_ptr(), 1);
+                std::ptr::copy_nonoverlapping(base.add(i), out_pkts.add(taken), 1);
+                out_marks.add(taken).write(m);
             }
-            out.marks[out.len] = MaybeUninit::new(m);
             kept += stays as usize;
-            out.len += !stays as usize;
+            taken += !stays as usize;
         }
+        out.len = taken;
         // SAFETY: `[0, kept)` holds the packets that stay, in order, each live once; the others are `out`'s.
         unsafe { self.pkts.set_len(kept) };
         while out.next < out.len {
