@@ -269,10 +269,11 @@ fn warm_chunk<const HANDOFF: bool>(
                 marked |= !here;
             }
         }
-        // Hashed once for both steps. A packet for another worker has no flow here: its line is loaded for
-        // nothing (cheaper than a branch mispredicted half the time), and it is left out of the second step.
+        // Hashed once for both steps. A packet for another worker has no flow here: it is hashed for nothing
+        // (cheaper than a branch mispredicted half the time) but prefetches the line of hash 0, the same for
+        // all of them (not a line of this table it will not read), and is left out of the second step.
         let h = s.table.hash_of(&k);
-        s.table.prefetch_hashed(h);
+        s.table.prefetch_hashed(if here { h } else { 0 });
         if let Some(slot) = hashes.get_mut(n) {
             *slot = h;
         }
