@@ -212,12 +212,23 @@ pub(super) fn warm(
     let Some(s) = nat.as_deref() else {
         return false;
     };
-    // Two loops, so that one worker's has nothing of the handoffs in it.
+    // Two loops: the one that looks for packets to hand over runs only on a chunk that has a candidate (from
+    // the outside interface, not handed over already), so one worker's bursts, the bursts from inside and
+    // the packets handed over have nothing of it in theirs.
     match c.t.nat.as_deref().filter(|t| t.shared.workers() > 1) {
         Some(t) => {
             let n = chunk.len().min(hand.len());
             hand[..n].fill(KEEP);
-            warm_chunk::<true>(s, Some(t), c.worker, chunk, hand)
+            let outside = t.outside as u32;
+            let candidate = |p: &Pkt| {
+                let scratch = &p.meta().scratch;
+                (scratch[SCRATCH_IFACE] == outside) & (scratch[SCRATCH_NAT] & HANDED == 0)
+            };
+            if chunk.iter().any(candidate) {
+                warm_chunk::<true>(s, Some(t), c.worker, chunk, hand)
+            } else {
+                warm_chunk::<false>(s, None, c.worker, chunk, hand)
+            }
         }
         None => warm_chunk::<false>(s, None, c.worker, chunk, hand),
     }
