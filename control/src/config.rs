@@ -297,6 +297,11 @@ pub enum BackendCfg {
         /// `depth`: packets per queue, a power of two in [`RING_DEPTH_RANGE`].
         #[serde(skip_serializing_if = "Option::is_none")]
         depth: Option<usize>,
+        /// `peer_queues`: queues of an external far end, in `1..=`[`MAX_WORKERS`] (default: as many as this
+        /// end, one per worker). With 1, the far end (a tester) receives everything on one queue and what
+        /// this end transmits is not hashed to pick a queue. Not for a peer cabled inside the router.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        peer_queues: Option<u16>,
     },
     /// `backend = "pcap"`: reads frames from a capture file and/or writes them to one.
     Pcap {

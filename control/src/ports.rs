@@ -129,12 +129,22 @@ pub fn open_ports(cfg: &Config, pool: &Pool, queues: u16) -> anyhow::Result<Open
     let mut internal: HashMap<String, Arc<RingPort>> = HashMap::new();
     for p in &cfg.ports {
         let port: Arc<dyn Port> = match &p.backend {
-            BackendCfg::Ring { peer, depth } => {
+            BackendCfg::Ring {
+                peer,
+                depth,
+                peer_queues,
+            } => {
                 let ours = if let Some(ours) = internal.remove(&p.name) {
                     ours
                 } else {
-                    let (ours, theirs) =
-                        RingPort::pair(&p.name, peer, queues, depth.unwrap_or(DEFAULT_DEPTH));
+                    // Validation leaves `peer_queues` to external ends: an internal one has a worker's queues.
+                    let (ours, theirs) = RingPort::pair_asymmetric(
+                        &p.name,
+                        peer,
+                        queues,
+                        peer_queues.unwrap_or(queues),
+                        depth.unwrap_or(DEFAULT_DEPTH),
+                    );
                     if is_internal_peer(cfg, &p.name, peer) {
                         internal.insert(peer.clone(), theirs);
                     } else {
@@ -209,4 +219,42 @@ fn is_internal_peer(cfg: &Config, name: &str, peer: &str) -> bool {
     cfg.ports.iter().any(|q| {
         q.name == peer && matches!(&q.backend, BackendCfg::Ring { peer: back, .. } if back == name)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::PoolConfig;
+
+    #[test]
+    fn an_external_ring_end_has_peer_queues_or_as_many_as_ours() {
+        let cfg = crate::config::parse(
+            r#"[[ports]]
+name = "a"
+backend = "ring"
+peer = "gen_a"
+peer_queues = 1
+
+[[ports]]
+name = "b"
+backend = "ring"
+peer = "gen_b"
+"#,
+            "t.toml",
+        )
+        .unwrap();
+        let pool = Pool::new(&PoolConfig {
+            buffers: 64,
+            data_room: 2048,
+            cache_size: 0,
+            hugepages: false,
+        })
+        .unwrap();
+        let opened = open_ports(&cfg, &pool, 2).unwrap();
+        let queues = |p: &Arc<RingPort>| p.info().queues;
+        assert_eq!(queues(&opened.ring_ports["a"]), 2);
+        assert_eq!(queues(&opened.ring_peers["gen_a"]), 1);
+        assert_eq!(queues(&opened.ring_ports["b"]), 2);
+        assert_eq!(queues(&opened.ring_peers["gen_b"]), 2);
+    }
 }

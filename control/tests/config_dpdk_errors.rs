@@ -183,7 +183,7 @@ fn options_of_other_backends() {
     assert_errors(
         "[[ports]]\nname = \"a\"\nbackend = \"ring\"\npeer = \"x\"\npromiscuous = true\n",
         &["t.toml:5:15: ports[0].promiscuous: promiscuous is an option of the afpacket and dpdk backends, not \
-           of ring (options of ring: peer, depth)"],
+           of ring (options of ring: peer, depth, peer_queues)"],
     );
 }
 

@@ -94,7 +94,8 @@ fn xconnect_ring_config() {
         c.ports[0].backend,
         BackendCfg::Ring {
             peer: "gen0".into(),
-            depth: Some(1024)
+            depth: Some(1024),
+            peer_queues: None
         }
     );
     assert_eq!(c.networks[0].mode, NetworkMode::Xconnect);
@@ -232,8 +233,8 @@ interfce = "veth-a"
         "[[ports]]\nname = \"a\"\ncolour = \"red\"\n",
         &[
             "t.toml:3:1: ports[0].colour: unknown field \"colour\" (expected one of: name, backend, interface, \
-             block_size, block_count, frame_size, promiscuous, peer, depth, rx, tx, replay, device, rx_desc, \
-             tx_desc, mtu, rss, addresses)",
+             block_size, block_count, frame_size, promiscuous, peer, depth, peer_queues, rx, tx, replay, device, \
+             rx_desc, tx_desc, mtu, rss, addresses)",
         ],
     );
 }
@@ -319,6 +320,54 @@ peer = "Gen"
             "t.toml:19:9: ports[3].depth: depth must be a power of two, got 1000",
             r#"t.toml:24:8: ports[4].peer: external ring end "d" is already the peer of ports[2]; each end belongs to one port"#,
             r#"t.toml:29:8: ports[5].peer: external ring end name "Gen" has invalid character 'G' (use a-z, 0-9, _ and -)"#,
+        ],
+    );
+}
+
+#[test]
+fn ring_peer_queues_of_an_external_end() {
+    let c = config::parse(
+        "[[ports]]\nname = \"a\"\nbackend = \"ring\"\npeer = \"gen\"\npeer_queues = 1\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        c.ports[0].backend,
+        BackendCfg::Ring {
+            peer: "gen".into(),
+            depth: None,
+            peer_queues: Some(1)
+        }
+    );
+    assert_errors(
+        r#"[[ports]]
+name = "a"
+backend = "ring"
+peer = "gen"
+peer_queues = 0
+
+[[ports]]
+name = "b"
+backend = "ring"
+peer = "c"
+peer_queues = 2
+
+[[ports]]
+name = "c"
+backend = "ring"
+peer = "b"
+
+[[ports]]
+name = "d"
+backend = "afpacket"
+interface = "eth0"
+peer_queues = 1
+"#,
+        &[
+            "t.toml:5:15: ports[0].peer_queues: peer_queues must be in 1..=256, got 0",
+            r#"t.toml:11:15: ports[1].peer_queues: peer_queues is for an external far end; the peer is port "c" (ports[2]), cabled inside the router with one queue per worker"#,
+            "t.toml:22:15: ports[3].peer_queues: peer_queues is an option of the ring backend, not of afpacket \
+             (options of afpacket: interface, block_size, block_count, frame_size, promiscuous)",
         ],
     );
 }

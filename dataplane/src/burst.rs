@@ -5,6 +5,7 @@
 
 use crate::pkt::Pkt;
 use arrayvec::ArrayVec;
+use std::mem::MaybeUninit;
 
 /// Largest burst.
 pub const MAX_BURST: usize = 256;
@@ -77,7 +78,9 @@ impl Burst {
         if self.is_full() {
             return Err(pkt);
         }
-        self.pkts.push(pkt);
+        // SAFETY: `cap <= MAX_BURST` (clamped in `new`), the array's capacity, so a burst that is not full has
+        // room: the array's own check (and its panic branch) would repeat this one.
+        unsafe { self.pkts.push_unchecked(pkt) };
         Ok(())
     }
 
@@ -130,6 +133,79 @@ impl Burst {
         self.pkts.retain(|p| f(p))
     }
 
+    /// Takes out, in order, every packet whose mark (`marks[i]` for the packet at position `i`; none past the
+    /// end of `marks`) is not `keep`, giving each to `take` with its mark; the others stay, in order.
+    ///
+    /// Which packets go is data (say, the worker that owns each packet's flow), so a branch on it would be
+    /// mispredicted about as often as the marks are random. The loop has none: each packet's handle is copied
+    /// both to the kept side and to the taken side, and only the side it belongs to counts it; the other copy
+    /// is overwritten or forgotten, never dropped. Should `take` panic, the packets it was not given are
+    /// dropped.
+    #[inline]
+    pub fn take_marked(&mut self, marks: &[u16], keep: u16, mut take: impl FnMut(u16, Pkt)) {
+        /// The packets taken out, from `next` to `len` not yet given to `take`: dropped should it panic.
+        struct Taken {
+            pkts: [MaybeUninit<Pkt>; MAX_BURST],
+            marks: [MaybeUninit<u16>; MAX_BURST],
+            next: usize,
+            len: usize,
+        }
+        impl Drop for Taken {
+            fn drop(&mut self) {
+                while self.next < self.len {
+                    let i = self.next;
+                    self.next += 1;
+                    // SAFETY: `[next, len)` holds packets not handed out yet, each live and owned here only.
+                    unsafe { self.pkts[i].assume_init_drop() };
+                }
+            }
+        }
+        let len = self.pkts.len();
+        let mut out = Taken {
+            pkts: [const { MaybeUninit::uninit() }; MAX_BURST],
+            marks: [const { MaybeUninit::uninit() }; MAX_BURST],
+            next: 0,
+            len: 0,
+        };
+        let base = self.pkts.as_mut_ptr();
+        // SAFETY: while handles are being copied the array counts none, so nothing could drop one twice;
+        // `set_len(kept)` below gives it back those that stay.
+        unsafe { self.pkts.set_len(0) };
+        let mut kept = 0;
+        let (out_pkts, out_marks) = (
+            out.pkts.as_mut_ptr().cast::<Pkt>(),
+            out.marks.as_mut_ptr().cast::<u16>(),
+        );
+        let mut taken = 0;
+        for i in 0..len {
+            let m = marks.get(i).copied().unwrap_or(keep);
+            let stays = m == keep;
+            // SAFETY: `i < len` is a live packet, read once here. `kept <= i` and `taken <= i` are below
+            // `MAX_BURST`, the size of both sides; the kept side's slot `kept` holds no live packet but when
+            // `kept == i` (this one: `copy` allows the overlap); the taken side's slot `taken` is free. Exactly
+            // one of the two copies is counted below, so each packet has one owner; the other copy is plain
+            // bits, overwritten by a later packet or left past the end.
+            unsafe {
+                std::ptr::copy(base.add(i), base.add(kept), 1);
+                std::ptr::copy_nonoverlapping(base.add(i), out_pkts.add(taken), 1);
+                out_marks.add(taken).write(m);
+            }
+            kept += stays as usize;
+            taken += !stays as usize;
+        }
+        out.len = taken;
+        // SAFETY: `[0, kept)` holds the packets that stay, in order, each live once; the others are `out`'s.
+        unsafe { self.pkts.set_len(kept) };
+        while out.next < out.len {
+            let i = out.next;
+            out.next += 1;
+            // SAFETY: `i < out.len`: a live packet and its mark, both written above; `next` moved past it, so
+            // the guard will not drop it too.
+            let (p, m) = unsafe { (out.pkts[i].assume_init_read(), out.marks[i].assume_init()) };
+            take(m, p);
+        }
+    }
+
     /// Drops (frees) every packet.
     #[inline]
     pub fn clear(&mut self) {
@@ -161,6 +237,67 @@ mod tests {
         b.clear();
         flush_thread_cache();
         assert_eq!(pool.available(), 8);
+    }
+
+    #[test]
+    fn take_marked_keeps_the_rest_in_order_and_hands_out_the_marked() {
+        let pool = Pool::new(&PoolConfig {
+            buffers: 16,
+            data_room: 128,
+            cache_size: 0,
+            hugepages: false,
+        })
+        .unwrap();
+        let mut b = Burst::new(16);
+        for i in 0..10u8 {
+            let mut p = pool.alloc().unwrap();
+            p.set_frame(&[i]);
+            b.push(p).unwrap();
+        }
+        // Positions 0, 3, 6 marked 7 and 9 marked 8; the marks end at 9, so position 9 has none (kept) unless
+        // marked: here it is.
+        let marks = [7, 0, 0, 7, 0, 0, 7, 0, 0, 8];
+        let mut taken = Vec::new();
+        b.take_marked(&marks, 0, |m, p| taken.push((m, p.data()[0])));
+        assert_eq!(taken, vec![(7, 0), (7, 3), (7, 6), (8, 9)]);
+        let kept: Vec<u8> = b.iter().map(|p| p.data()[0]).collect();
+        assert_eq!(kept, vec![1, 2, 4, 5, 7, 8]);
+        // The taken ones were dropped by the closure; nothing leaked, nothing freed twice.
+        assert_eq!(pool.available(), 16 - 6);
+        // Past the end of the marks, packets stay.
+        b.take_marked(&[1], 0, |_, _| {});
+        let kept: Vec<u8> = b.iter().map(|p| p.data()[0]).collect();
+        assert_eq!(kept, vec![2, 4, 5, 7, 8]);
+        b.take_marked(&[1; 16], 0, |_, _| {});
+        assert!(b.is_empty());
+        assert_eq!(pool.available(), 16);
+    }
+
+    #[test]
+    fn take_marked_drops_what_it_did_not_hand_out_when_take_panics() {
+        let pool = Pool::new(&PoolConfig {
+            buffers: 8,
+            data_room: 128,
+            cache_size: 0,
+            hugepages: false,
+        })
+        .unwrap();
+        let mut b = Burst::new(8);
+        pool.alloc_into(&mut b, 6);
+        let marks = [1, 0, 1, 1, 0, 1];
+        let mut given = 0;
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            b.take_marked(&marks, 0, |_, _p| {
+                given += 1;
+                if given == 2 {
+                    panic!("second");
+                }
+            })
+        }));
+        assert!(r.is_err());
+        assert_eq!(b.len(), 2, "the unmarked stay");
+        drop(b);
+        assert_eq!(pool.available(), 8, "the rest were dropped, once");
     }
 
     #[test]

@@ -15,8 +15,14 @@
 //! address and port in; IPv4 header checksum valid) and recycled into the next packets. All neighbours are
 //! static, so nothing waits for ARP. A broken NAT fails the run instead of posting a figure.
 //!
+//! The generator's ends of both ring pairs have one queue (`peer_queues = 1`) whatever the workers, so a
+//! worker's transmit is one enqueue, as into a NIC, and never pays for hashing each frame to pick a receive
+//! queue of the generator (RSS that a NIC does in hardware on the receiving side). That keeps the 1- and
+//! 2-worker figures comparable: both transmit the same way.
+//!
 //! `--workers 2`: two workers polled in turn on this thread, each with its queue of both ports; packets go to
-//! a queue by the symmetric flow hash of the tuple on the wire, as a NIC's RSS would. A session belongs to the
+//! a queue by the symmetric flow hash of the tuple on the wire, as a NIC's RSS would (the generator, untimed,
+//! picks the queue when it injects). A session belongs to the
 //! worker its first packet reached (its external port is from that worker's slice); its answers, hashed by
 //! the translated tuple, reach the other worker about half the time and are handed over. The figure is the
 //! cost per packet of both workers together on one core, handoffs included: how far two cores would scale is
@@ -101,6 +107,7 @@ neighbor_capacity = 65536
 name = "in"
 backend = "ring"
 peer = "gen_in"
+peer_queues = 1
 depth = {DEPTH}
 addresses = ["10.0.0.1/16"]
 
@@ -108,6 +115,7 @@ addresses = ["10.0.0.1/16"]
 name = "up"
 backend = "ring"
 peer = "gen_up"
+peer_queues = 1
 depth = {DEPTH}
 addresses = [{ext}]
 
@@ -297,11 +305,11 @@ pub fn inline(a: &Args) -> anyhow::Result<()> {
     };
     let port_in = inl.ring_port("in").context("ring port in")?;
     let port_up = inl.ring_port("up").context("ring port up")?;
+    // The generator's ends have one queue (`peer_queues = 1`), whatever the workers: every worker's transmit
+    // just enqueues there, as into a NIC's transmit queue, with no receive-side RSS to emulate in software.
     let sinks = |name: &str| -> anyhow::Result<Vec<Box<dyn PortQueue>>> {
         let peer = inl.ring_peer(name).context("far end")?;
-        (0..w as u16)
-            .map(|q| peer.open_queue(q).map_err(Into::into))
-            .collect()
+        Ok(vec![peer.open_queue(0)?])
     };
     let mut sink_up = sinks("gen_up")?;
     let mut sink_in = sinks("gen_in")?;

@@ -406,7 +406,7 @@ fn check_control(ck: &mut Checker, c: &RawControl) -> Option<ControlCfg> {
 }
 
 /// The options of each backend, as written in the file.
-const RING_OPTIONS: [&str; 2] = ["peer", "depth"];
+const RING_OPTIONS: [&str; 3] = ["peer", "depth", "peer_queues"];
 const PCAP_OPTIONS: [&str; 3] = ["rx", "tx", "replay"];
 const AFPACKET_OPTIONS: [&str; 5] = [
     "interface",
@@ -431,6 +431,7 @@ fn options_set(p: &RawPort) -> Vec<&'static str> {
         ("promiscuous", p.promiscuous.is_some()),
         ("peer", p.peer.is_some()),
         ("depth", p.depth.is_some()),
+        ("peer_queues", p.peer_queues.is_some()),
         ("rx", p.rx.is_some()),
         ("tx", p.tx.is_some()),
         ("replay", p.replay.is_some()),
@@ -648,9 +649,33 @@ fn check_ring(
             }
         }
     };
+    let peer_queues = match p.peer_queues {
+        None => Some(None),
+        Some(n) => {
+            let field = format!("ports[{i}].peer_queues");
+            let internal = p
+                .peer
+                .as_deref()
+                .and_then(|peer| by_name.get(peer))
+                .map(|(j, _)| *j);
+            match internal {
+                Some(j) => {
+                    ck.err(
+                        &field,
+                        format!("peer_queues is for an external far end; the peer is port {:?} (ports[{j}]), cabled inside the router with one queue per worker", p.peer.as_deref().unwrap_or_default()),
+                    );
+                    None
+                }
+                None => ck
+                    .range::<u16>(&field, "peer_queues", n, usize_range(&(1..=MAX_WORKERS)))
+                    .map(Some),
+            }
+        }
+    };
     Some(BackendCfg::Ring {
         peer: peer?,
         depth: depth?,
+        peer_queues: peer_queues?,
     })
 }
 
@@ -1817,9 +1842,14 @@ pub(crate) fn to_raw(c: &Config) -> RawConfig {
                     ..RawPort::default()
                 };
                 match &p.backend {
-                    BackendCfg::Ring { peer, depth } => {
+                    BackendCfg::Ring {
+                        peer,
+                        depth,
+                        peer_queues,
+                    } => {
                         r.peer = Some(peer.clone());
                         r.depth = depth.map(num);
+                        r.peer_queues = peer_queues.map(i64::from);
                     }
                     BackendCfg::Pcap { rx, tx, replay } => {
                         r.rx = rx.as_deref().map(path);

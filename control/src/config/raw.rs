@@ -113,6 +113,7 @@ pub(crate) struct RawPort {
     // ring
     pub peer: Option<String>,
     pub depth: Option<i64>,
+    pub peer_queues: Option<i64>,
     // pcap
     pub rx: Option<String>,
     pub tx: Option<String>,

@@ -4,6 +4,10 @@
 //! I/O) and in-process peers. With several queues, the receiving queue is chosen by the symmetric flow hash,
 //! like a NIC's RSS, so both directions of a flow meet on the same queue.
 //!
+//! The two ends may have different queue counts ([`RingPort::pair_asymmetric`]): a tester's end with one queue
+//! facing a router's end with one queue per worker. A transmit into an end with a single queue just enqueues
+//! (the queues are multi-producer, so every queue of the other end may send into it); no flow is hashed.
+//!
 //! The queues are [`BulkRing`]s: a receive or transmit burst costs one reservation (an atomic) and one
 //! publication, like a NIC's burst or DPDK's `rte_ring` bulk calls, not an atomic per packet. Received
 //! packets get fresh metadata, as from a NIC: a buffer that went round a closed loop does not carry what the
@@ -38,14 +42,27 @@ pub struct RingPort {
 impl RingPort {
     /// Two connected ports named `a` and `b`, each with `queues` queues of `depth` packets.
     pub fn pair(a: &str, b: &str, queues: u16, depth: usize) -> (Arc<RingPort>, Arc<RingPort>) {
-        let queues = queues.max(1);
-        let mk = || {
-            (0..queues)
+        Self::pair_asymmetric(a, b, queues, queues, depth)
+    }
+
+    /// Two connected ports named `a` and `b` with `a_queues` and `b_queues` queues (at least 1 each) of
+    /// `depth` packets. Each end spreads what it transmits over the other end's queues by flow hash; into an
+    /// end with one queue, it just enqueues.
+    pub fn pair_asymmetric(
+        a: &str,
+        b: &str,
+        a_queues: u16,
+        b_queues: u16,
+        depth: usize,
+    ) -> (Arc<RingPort>, Arc<RingPort>) {
+        let mk = |queues: u16| {
+            (0..queues.max(1))
                 .map(|_| Arc::new(BulkRing::new(depth.max(1))))
                 .collect::<Vec<_>>()
         };
-        let (qa, qb) = (mk(), mk());
+        let (qa, qb) = (mk(a_queues), mk(b_queues));
         let side = |name: &str, rx: &Vec<Arc<BulkRing>>, peer: &Vec<Arc<BulkRing>>| {
+            let queues = rx.len() as u16;
             Arc::new(RingPort {
                 name: name.to_string(),
                 mtu: 9000,
@@ -370,6 +387,76 @@ mod tests {
         let got: Vec<u8> = rx.iter().map(|p| p.data()[20]).collect();
         assert_eq!(got, vec![0, 1, 2, 3]);
         assert_eq!(b.pending(), 0, "nothing on the other queues");
+    }
+
+    #[test]
+    fn asymmetric_pair_two_queues_send_into_one_which_keeps_each_queues_order() {
+        let pool = Pool::new(&PoolConfig {
+            buffers: 64,
+            data_room: 256,
+            cache_size: 0,
+            hugepages: false,
+        })
+        .unwrap();
+        let (a, b) = RingPort::pair_asymmetric("a", "b", 2, 1, 64);
+        assert_eq!((a.info().queues, b.info().queues), (2, 1));
+        assert!(matches!(
+            b.open_queue(1),
+            Err(PortError::NoSuchQueue { .. })
+        ));
+        let mut q0 = a.open_queue(0).unwrap();
+        let mut q1 = a.open_queue(1).unwrap();
+        // Flows 0..8 on every burst, so they would hash to both queues of a 2-queue end: here all go to one.
+        let burst_of = |first: u8| {
+            let mut tx = Burst::new(32);
+            for seq in first..first + 8 {
+                tx.push(flow_frame(&pool, seq % 8, seq)).unwrap();
+            }
+            tx
+        };
+        let (mut t0, mut t1, mut t2) = (burst_of(0), burst_of(100), burst_of(8));
+        assert_eq!(q0.tx_burst(&mut t0), 8);
+        assert_eq!(q1.tx_burst(&mut t1), 8);
+        assert_eq!(q0.tx_burst(&mut t2), 8);
+        assert!(t0.is_empty() && t1.is_empty() && t2.is_empty());
+        assert_eq!(a.counters().tx_packets, 24);
+        let mut qb = b.open_queue(0).unwrap();
+        let mut rx = Burst::new(64);
+        assert_eq!(qb.rx_burst(&mut rx), 24, "everything on the one queue");
+        let got: Vec<u8> = rx.iter().map(|p| p.data()[20]).collect();
+        let from_q0: Vec<u8> = got.iter().copied().filter(|&s| s < 100).collect();
+        let from_q1: Vec<u8> = got.iter().copied().filter(|&s| s >= 100).collect();
+        assert_eq!(from_q0, (0..16).collect::<Vec<u8>>(), "queue 0's order");
+        assert_eq!(from_q1, (100..108).collect::<Vec<u8>>(), "queue 1's order");
+        assert!(rx.iter().all(|p| p.meta().in_queue == 0));
+    }
+
+    #[test]
+    fn asymmetric_pair_the_one_queue_end_spreads_by_flow_hash() {
+        let pool = Pool::new(&PoolConfig {
+            buffers: 64,
+            data_room: 256,
+            cache_size: 0,
+            hugepages: false,
+        })
+        .unwrap();
+        let (a, b) = RingPort::pair_asymmetric("a", "b", 2, 1, 64);
+        let mut qb = b.open_queue(0).unwrap();
+        let mut tx = Burst::new(32);
+        for flow in 0..16u8 {
+            tx.push(flow_frame(&pool, flow, flow)).unwrap();
+        }
+        assert_eq!(qb.tx_burst(&mut tx), 16);
+        let mut seen = 0;
+        for q in 0..2u16 {
+            let mut qa = a.open_queue(q).unwrap();
+            let mut rx = Burst::new(32);
+            seen += qa.rx_burst(&mut rx);
+            for p in rx.iter() {
+                assert_eq!((rss::flow_hash(p.data()) % 2) as u16, q, "RSS by flow");
+            }
+        }
+        assert_eq!(seen, 16);
     }
 
     #[test]

@@ -270,6 +270,8 @@ pub struct L3State {
     nh: nh_cache::NextHopCache,
     /// The VXLAN decapsulation's memory of recent senders.
     pub decap: crate::vxlan::decap::DecapState,
+    /// Pass 1's handoff marks (NAT with several workers), kept here so that a burst does not clear them.
+    hand: nat::HandMarks,
 }
 
 /// Everything one burst's L3 work reads.
@@ -310,6 +312,25 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
     if with_nat {
         nat::begin(c, st);
     }
+    decide(c, st, burst, with_nat, out);
+    // With several workers, the packets the others handed over ride along with this burst (their own burst
+    // would repeat the per-burst work: the state check, the flushes, the expiry tick, the transmit).
+    if with_nat && nat::take_inbound(c, burst) {
+        decide(c, st, burst, with_nat, out);
+    }
+    if st.pending.due(&c.t.neigh, c.now_ns) {
+        release_pending(c, st, out);
+    }
+    if with_nat {
+        nat::flush(c, st, out);
+        nat::tick(c, st);
+    }
+}
+
+/// The two passes of [`process`] over `burst` (which they empty). Not inlined: [`process`] runs them twice when
+/// other workers handed packets over.
+#[inline(never)]
+fn decide(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, with_nat: bool, out: &mut TxBatches) {
     // Pass 1: warm the FIB. An IPv4 lookup is one read (rarely two): prefetching its tbl24 entry is enough. An
     // IPv6 lookup walks up to one level per byte past the third, each read depending on the one before, so
     // for WARM packets at a time the first levels are prefetched, then each lookup is walked once with its
@@ -317,12 +338,13 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
     // window, where pass 2, with hundreds of instructions per packet between two lookups, would wait for each
     // level of each packet in turn.
     // Pass 1 may mark packets to hand to another worker (NAT), by position in the burst.
-    let mut hand = [nat::KEEP; dataplane::MAX_BURST];
     let mut handing = false;
     for (ci, chunk) in burst.as_slice().chunks(WARM).enumerate() {
-        let mut v6 = [[0u8; 16]; WARM];
+        // Positions of the chunk's IPv6 packets (their addresses are read again from the packets: a copy of
+        // them here would clear 512 bytes a burst).
+        let mut v6 = [0u8; WARM];
         let mut n6 = 0;
-        for pkt in chunk {
+        for (i, pkt) in chunk.iter().enumerate() {
             let d = pkt.data();
             if d.len() < ETH_LEN + 20 {
                 continue;
@@ -332,42 +354,39 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
                     let dst = u32::from_be_bytes([d[30], d[31], d[32], d[33]]);
                     c.t.fib4.prefetch(dst);
                 }
-                ETH_IPV6 if d.len() >= ETH_LEN + 40 => {
-                    v6[n6].copy_from_slice(&d[ETH_LEN + 24..ETH_LEN + 40]);
-                    c.t.fib6.prefetch(&v6[n6]);
-                    n6 += 1;
+                ETH_IPV6 => {
+                    if let Some(a) = dst6(d) {
+                        c.t.fib6.prefetch(a);
+                        if let Some(slot) = v6.get_mut(n6) {
+                            *slot = i as u8;
+                            n6 += 1;
+                        }
+                    }
                 }
                 _ => {}
             }
         }
         if with_nat {
-            let marks = hand.get_mut(ci * WARM..).unwrap_or_default();
-            handing |= nat::warm(c, st, chunk, marks);
+            handing |= nat::warm(c, &st.nat, chunk, st.hand.chunk(ci * WARM));
         }
         if n6 > 0 {
             let mut warm = 0u32;
-            for a in &v6[..n6] {
-                warm ^= c.t.fib6.lookup(a).unwrap_or(0);
+            for &i in &v6[..n6] {
+                if let Some(a) = chunk.get(i as usize).and_then(|p| dst6(p.data())) {
+                    warm ^= c.t.fib6.lookup(a).unwrap_or(0);
+                }
             }
             std::hint::black_box(warm);
         }
     }
-    // The packets pass 1 marked leave first, untouched; the others stay in order.
-    let mut kept = Burst::new(dataplane::MAX_BURST);
-    let burst = if handing {
-        for (i, pkt) in burst.drain().enumerate() {
-            match hand.get(i) {
-                Some(&to) if to != nat::KEEP => nat::hand(st, pkt, to, out),
-                _ => {
-                    // As many as the burst held: the push cannot fail (and would drop, not leak).
-                    let _ = kept.push(pkt);
-                }
-            }
-        }
-        &mut kept
-    } else {
-        burst
-    };
+    // The packets pass 1 marked leave first, untouched, for the outbox ([`nat::flush`] moves it after the
+    // burst); the others stay in order.
+    if handing {
+        let nat_state = &mut st.nat;
+        burst.take_marked(st.hand.marks(), nat::KEEP, |to, pkt| {
+            nat::hand(nat_state, pkt, to, out)
+        });
+    }
     // Pass 2: decide. The VXLAN test is made once per burst, not per packet (see `ipv4::input`).
     if c.vxlan.local.is_empty() {
         for pkt in burst.drain() {
@@ -378,13 +397,14 @@ pub fn process(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxB
             input_with::<true>(c, st, pkt, out);
         }
     }
-    if st.pending.due(&c.t.neigh, c.now_ns) {
-        release_pending(c, st, out);
-    }
-    if with_nat {
-        nat::flush(c, st, out);
-        nat::tick(c, st);
-    }
+}
+
+/// The IPv6 destination address of an Ethernet frame long enough to hold an IPv6 header.
+#[inline(always)]
+fn dst6(frame: &[u8]) -> Option<&[u8; 16]> {
+    frame
+        .get(ETH_LEN + 24..ETH_LEN + 40)
+        .and_then(|a| a.try_into().ok())
 }
 
 /// Handles one frame that came in on its interface.

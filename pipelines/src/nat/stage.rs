@@ -139,7 +139,8 @@ impl AddrSet {
     #[inline(always)]
     fn contains(&self, a: u32) -> bool {
         if let Some([x, y]) = self.few {
-            return a == x || a == y;
+            // Both compared, no branch between: which one matches is data.
+            return (a == x) | (a == y);
         }
         if a == 0 {
             return self.zero;
@@ -265,7 +266,8 @@ impl NatConfig for NatTables {
 
     #[inline]
     fn is_published(&self, proto: u8, addr: u32, port: u16) -> bool {
-        self.published(proto, addr, port).is_some()
+        // Masquerade alone publishes nothing: no search, on every packet to an external address.
+        !self.published.is_empty() && self.published(proto, addr, port).is_some()
     }
 
     #[inline]
