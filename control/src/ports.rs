@@ -224,7 +224,6 @@ fn is_internal_peer(cfg: &Config, name: &str, peer: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dataplane::PoolConfig;
 
     #[test]
     fn an_external_ring_end_has_peer_queues_or_as_many_as_ours() {
@@ -243,13 +242,7 @@ peer = "gen_b"
             "t.toml",
         )
         .unwrap();
-        let pool = Pool::new(&PoolConfig {
-            buffers: 64,
-            data_room: 2048,
-            cache_size: 0,
-            hugepages: false,
-        })
-        .unwrap();
+        let pool = Pool::for_test(64, 2048);
         let opened = open_ports(&cfg, &pool, 2).unwrap();
         let queues = |p: &Arc<RingPort>| p.info().queues;
         assert_eq!(queues(&opened.ring_ports["a"]), 2);

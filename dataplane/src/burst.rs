@@ -216,19 +216,13 @@ impl Burst {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::{flush_thread_cache, Pool, PoolConfig};
+    use crate::pool::{flush_thread_cache, Pool};
 
     #[test]
     fn capacity_is_clamped_and_enforced() {
         assert_eq!(Burst::new(0).capacity(), 1);
         assert_eq!(Burst::new(10_000).capacity(), MAX_BURST);
-        let pool = Pool::new(&PoolConfig {
-            buffers: 8,
-            data_room: 128,
-            cache_size: 0,
-            hugepages: false,
-        })
-        .unwrap();
+        let pool = Pool::for_test(8, 128);
         let mut b = Burst::new(2);
         assert_eq!(pool.alloc_into(&mut b, 5), 2);
         assert!(b.is_full());
@@ -241,13 +235,7 @@ mod tests {
 
     #[test]
     fn take_marked_keeps_the_rest_in_order_and_hands_out_the_marked() {
-        let pool = Pool::new(&PoolConfig {
-            buffers: 16,
-            data_room: 128,
-            cache_size: 0,
-            hugepages: false,
-        })
-        .unwrap();
+        let pool = Pool::for_test(16, 128);
         let mut b = Burst::new(16);
         for i in 0..10u8 {
             let mut p = pool.alloc().unwrap();
@@ -275,13 +263,7 @@ mod tests {
 
     #[test]
     fn take_marked_drops_what_it_did_not_hand_out_when_take_panics() {
-        let pool = Pool::new(&PoolConfig {
-            buffers: 8,
-            data_room: 128,
-            cache_size: 0,
-            hugepages: false,
-        })
-        .unwrap();
+        let pool = Pool::for_test(8, 128);
         let mut b = Burst::new(8);
         pool.alloc_into(&mut b, 6);
         let marks = [1, 0, 1, 1, 0, 1];
@@ -302,13 +284,7 @@ mod tests {
 
     #[test]
     fn drain_front_keeps_order() {
-        let pool = Pool::new(&PoolConfig {
-            buffers: 8,
-            data_room: 128,
-            cache_size: 0,
-            hugepages: false,
-        })
-        .unwrap();
+        let pool = Pool::for_test(8, 128);
         let mut b = Burst::new(8);
         for i in 0..4u8 {
             let mut p = pool.alloc().unwrap();

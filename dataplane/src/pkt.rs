@@ -398,16 +398,10 @@ impl Drop for Pkt {
 
 #[cfg(test)]
 mod tests {
-    use crate::pool::{Pool, PoolConfig};
+    use crate::pool::Pool;
 
     fn pool() -> Pool {
-        Pool::new(&PoolConfig {
-            buffers: 8,
-            data_room: 256,
-            cache_size: 0,
-            hugepages: false,
-        })
-        .unwrap()
+        Pool::for_test(8, 256)
     }
 
     #[test]
@@ -463,13 +457,7 @@ mod tests {
 
     #[test]
     fn realloc_resets_metadata() {
-        let p = Pool::new(&PoolConfig {
-            buffers: 1,
-            data_room: 256,
-            cache_size: 0,
-            hugepages: false,
-        })
-        .unwrap();
+        let p = Pool::for_test(1, 256);
         let mut pkt = p.alloc().unwrap();
         pkt.set_frame(&[1; 10]);
         pkt.meta_mut().in_port = 7;

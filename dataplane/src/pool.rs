@@ -179,6 +179,19 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
+    /// A small pool for tests and benchmarks: `buffers` buffers of `data_room` bytes on plain memory, without
+    /// the per-thread cache, so that [`Pool::available`] counts every buffer not in use. Panics if the
+    /// configuration is refused.
+    pub fn for_test(buffers: u32, data_room: usize) -> Pool {
+        Pool::new(&PoolConfig {
+            buffers,
+            data_room,
+            cache_size: 0,
+            hugepages: false,
+        })
+        .expect("a test pool")
+    }
+
     /// Allocates the region and fills the free ring with every buffer.
     pub fn new(cfg: &PoolConfig) -> Result<Pool, PoolError> {
         if cfg.buffers == 0 || cfg.buffers > 16 << 20 {

@@ -82,7 +82,7 @@ pub fn push(pkt: &mut Pkt, vid: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dataplane::{Pool, PoolConfig};
+    use dataplane::Pool;
     use etherparse::{PacketBuilder, SlicedPacket};
 
     fn frame(vlan: Option<u16>) -> Vec<u8> {
@@ -105,13 +105,7 @@ mod tests {
 
     #[test]
     fn reads_pops_and_pushes_tags_as_etherparse_sees_them() {
-        let pool = Pool::new(&PoolConfig {
-            buffers: 4,
-            data_room: 256,
-            cache_size: 0,
-            hugepages: false,
-        })
-        .unwrap();
+        let pool = Pool::for_test(4, 256);
         let tagged = frame(Some(42));
         assert_eq!(outer_tag(&tagged), Tag::Vlan(42));
         assert_eq!(outer_tag(&frame(None)), Tag::Untagged);
@@ -147,13 +141,7 @@ mod tests {
                 Tag::Truncated | Tag::Untagged
             ));
         }
-        let pool = Pool::new(&PoolConfig {
-            buffers: 2,
-            data_room: 256,
-            cache_size: 0,
-            hugepages: false,
-        })
-        .unwrap();
+        let pool = Pool::for_test(2, 256);
         let mut p = pool.alloc().unwrap();
         p.set_frame(&tagged[..17]);
         assert!(!pop(&mut p));

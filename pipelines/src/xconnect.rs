@@ -74,7 +74,7 @@ pub fn process(table: &XconnectTable, ctx: &BurstCtx, burst: &mut Burst, out: &m
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dataplane::{Pool, PoolConfig};
+    use dataplane::Pool;
 
     fn burst_of(pool: &Pool, frames: &[&[u8]], port: u16) -> Burst {
         let mut b = Burst::new(32);
@@ -99,13 +99,7 @@ mod tests {
 
     #[test]
     fn patches_both_ways_with_rewrite_and_drops_runts() {
-        let pool = Pool::new(&PoolConfig {
-            buffers: 64,
-            data_room: 2048,
-            cache_size: 0,
-            hugepages: false,
-        })
-        .unwrap();
+        let pool = Pool::for_test(64, 2048);
         let mut t = XconnectTable::new(3);
         assert!(t.patch(0, 1));
         assert!(!t.patch(0, 9));

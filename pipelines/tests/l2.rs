@@ -2,7 +2,7 @@
 //! VLAN access/trunk tagging and filtering, QinQ, runts, and macvlan demux and host isolation.
 
 use dataplane::worker::{BurstCtx, Processor, TxBatches};
-use dataplane::{Burst, DropReason, Event, Pool, PoolConfig, WorkerCounters};
+use dataplane::{Burst, DropReason, Event, Pool, WorkerCounters};
 use etherparse::{PacketBuilder, SlicedPacket};
 use pipelines::bridge::mac_table::MacTable;
 use pipelines::bridge::{mac_key, BridgeDomain, Egress};
@@ -123,13 +123,7 @@ struct Harness {
 
 impl Harness {
     fn new(snap: Snapshot) -> Harness {
-        let pool = Pool::new(&PoolConfig {
-            buffers: 512,
-            data_room: 2048,
-            cache_size: 0,
-            hugepages: false,
-        })
-        .unwrap();
+        let pool = Pool::for_test(512, 2048);
         let (out, counters) = TxBatches::for_test(PORTS);
         let state = snap.new_state(0);
         Harness {

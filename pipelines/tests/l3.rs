@@ -10,7 +10,7 @@
 //! leaves is read with etherparse and smoltcp, checksums included.
 
 use dataplane::worker::{BurstCtx, Processor, TxBatches};
-use dataplane::{Burst, DropReason, Event, Pool, PoolConfig, WorkerCounters};
+use dataplane::{Burst, DropReason, Event, Pool, WorkerCounters};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use pipelines::bridge::mac_table::MacTable;
 use pipelines::bridge::{BridgeDomain, Egress};
@@ -298,13 +298,7 @@ impl Harness {
     }
 
     fn with(o: Opts) -> Harness {
-        let pool = Pool::new(&PoolConfig {
-            buffers: POOL_BUFFERS,
-            data_room: 2048,
-            cache_size: 0,
-            hugepages: false,
-        })
-        .unwrap();
+        let pool = Pool::for_test(POOL_BUFFERS, 2048);
         let snap = snapshot(&o, o.with_pool.then_some(&pool));
         let (out, counters) = TxBatches::for_test(PORTS);
         let state = snap.new_state(0);

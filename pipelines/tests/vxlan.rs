@@ -8,7 +8,7 @@
 //! and hostile input (a proptest over random bytes) must end in counted drops, never a panic.
 
 use dataplane::worker::{BurstCtx, Processor, TxBatches};
-use dataplane::{Burst, DropReason, Event, Pool, PoolConfig, WorkerCounters};
+use dataplane::{Burst, DropReason, Event, Pool, WorkerCounters};
 use etherparse::{PacketBuilder, SlicedPacket};
 use pipelines::bridge::mac_table::MacTable;
 use pipelines::bridge::{mac_key, BridgeDomain, Egress};
@@ -165,13 +165,7 @@ struct Harness {
 
 impl Harness {
     fn new(o: Opts) -> Harness {
-        let pool = Pool::new(&PoolConfig {
-            buffers: 4096,
-            data_room: 2048,
-            cache_size: 0,
-            hugepages: false,
-        })
-        .unwrap();
+        let pool = Pool::for_test(4096, 2048);
         let snap = snapshot(&o);
         let (out, counters) = TxBatches::for_test(PORTS);
         let state = snap.new_state(0);

@@ -302,13 +302,7 @@ mod tests {
 
     #[test]
     fn several_queues_each_flow_on_its_queue_in_order_and_the_rest_stays_in_order() {
-        let pool = Pool::new(&PoolConfig {
-            buffers: 128,
-            data_room: 256,
-            cache_size: 0,
-            hugepages: false,
-        })
-        .unwrap();
+        let pool = Pool::for_test(128, 256);
         let (a, b) = RingPort::pair("a", "b", 3, 4);
         let mut qa = a.open_queue(1).unwrap();
         let queue_of = |flow: u8| {
@@ -364,13 +358,7 @@ mod tests {
 
     #[test]
     fn several_queues_one_flow_goes_whole_to_its_queue() {
-        let pool = Pool::new(&PoolConfig {
-            buffers: 32,
-            data_room: 256,
-            cache_size: 0,
-            hugepages: false,
-        })
-        .unwrap();
+        let pool = Pool::for_test(32, 256);
         let (a, b) = RingPort::pair("a", "b", 3, 4);
         let mut qa = a.open_queue(0).unwrap();
         let q = (rss::flow_hash(flow_frame(&pool, 9, 0).data()) % 3) as u16;
@@ -391,13 +379,7 @@ mod tests {
 
     #[test]
     fn asymmetric_pair_two_queues_send_into_one_which_keeps_each_queues_order() {
-        let pool = Pool::new(&PoolConfig {
-            buffers: 64,
-            data_room: 256,
-            cache_size: 0,
-            hugepages: false,
-        })
-        .unwrap();
+        let pool = Pool::for_test(64, 256);
         let (a, b) = RingPort::pair_asymmetric("a", "b", 2, 1, 64);
         assert_eq!((a.info().queues, b.info().queues), (2, 1));
         assert!(matches!(
@@ -433,13 +415,7 @@ mod tests {
 
     #[test]
     fn asymmetric_pair_the_one_queue_end_spreads_by_flow_hash() {
-        let pool = Pool::new(&PoolConfig {
-            buffers: 64,
-            data_room: 256,
-            cache_size: 0,
-            hugepages: false,
-        })
-        .unwrap();
+        let pool = Pool::for_test(64, 256);
         let (a, b) = RingPort::pair_asymmetric("a", "b", 2, 1, 64);
         let mut qb = b.open_queue(0).unwrap();
         let mut tx = Burst::new(32);
@@ -461,13 +437,7 @@ mod tests {
 
     #[test]
     fn received_packets_get_fresh_metadata() {
-        let pool = Pool::new(&PoolConfig {
-            buffers: 16,
-            data_room: 256,
-            cache_size: 0,
-            hugepages: false,
-        })
-        .unwrap();
+        let pool = Pool::for_test(16, 256);
         let (a, b) = RingPort::pair("a", "b", 2, 16);
         let stale = |p: &mut Pkt| {
             let m = p.meta_mut();
@@ -516,13 +486,7 @@ mod tests {
 
     #[test]
     fn inject_refuses_a_missing_or_full_queue_and_gives_the_packet_back() {
-        let pool = Pool::new(&PoolConfig {
-            buffers: 8,
-            data_room: 256,
-            cache_size: 0,
-            hugepages: false,
-        })
-        .unwrap();
+        let pool = Pool::for_test(8, 256);
         let (a, _b) = RingPort::pair("a", "b", 1, 2);
         assert!(a.inject(0, frame(&pool, 0)).is_ok());
         assert!(a.inject(0, frame(&pool, 1)).is_ok());
