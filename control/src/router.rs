@@ -291,8 +291,9 @@ impl Router {
         });
         effective.routes.extend(self.ctl_routes.iter().cloned());
         let snap = compile(&effective, generation, env).map_err(ReloadError::Compile)?;
-        // The one atomic step: from here on every new burst sees the new tables.
-        self.dp.snapshot().store(Arc::new(snap));
+        // The one atomic step: from here on every new burst sees the new tables. (A worker that does not
+        // pass a burst boundary within the grace only delays freeing the old tables.)
+        self.dp.publish(Arc::new(snap), routes::GRACE);
         self.generation = generation;
         self.cfg = cfg;
         if let Err(e) = self.sync_host_stack() {

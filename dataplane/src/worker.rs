@@ -2,7 +2,9 @@
 //!
 //! The loop, per port: `rx_burst` → load the published snapshot once (lock-free, `arc-swap`) → run the
 //! [`Processor`] over the whole burst → `tx_burst` the per-output-port batches. A burst therefore sees exactly
-//! one snapshot: the old tables or the new ones, never a mix. Idle workers back off with short sleeps when
+//! one snapshot: the old tables or the new ones, never a mix. A worker keeps the snapshot it last used
+//! (`arc_swap::Cache`): a load is then one atomic read and a compare until a new one is published, and the
+//! control thread, not a worker, frees the old one ([`Dataplane::publish`]). Idle workers back off with short sleeps when
 //! [`IdlePolicy::Adaptive`] so an idle router does not burn a core; [`IdlePolicy::Poll`] spins for benchmarks.
 //!
 //! Worker `w` owns queue `w` of every port, for rx and for tx: queues are never shared, so nothing locks.
@@ -11,7 +13,7 @@ use crate::burst::{Burst, MAX_BURST};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::pkt::Pkt;
 use crate::port::{Port, PortError, PortQueue};
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, Cache};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -217,6 +219,9 @@ const TX_RETRIES: u32 = 64;
 pub struct Dataplane<P: Processor> {
     ports: Vec<Arc<dyn Port>>,
     snapshot: Arc<ArcSwap<P>>,
+    /// The snapshot [`Dataplane::publish`] replaced, kept when a worker had not moved on from it in time, so
+    /// that its last reference is dropped here at the next publication, not by a worker on its fast path.
+    retired: std::sync::Mutex<Option<Arc<P>>>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     infos: Vec<WorkerInfo>,
@@ -277,6 +282,7 @@ impl<P: Processor> Dataplane<P> {
         Ok(Dataplane {
             ports,
             snapshot,
+            retired: std::sync::Mutex::new(None),
             stop,
             threads,
             infos,
@@ -293,9 +299,31 @@ impl<P: Processor> Dataplane<P> {
         &self.infos
     }
 
-    /// The published snapshot cell (store a new `Arc` to publish).
+    /// The published snapshot cell, to load the current snapshot (publish with [`Dataplane::publish`]).
     pub fn snapshot(&self) -> &Arc<ArcSwap<P>> {
         &self.snapshot
+    }
+
+    /// Publishes `snap`: every burst that starts from now on sees it. Then waits, up to `grace`, for every
+    /// worker to finish the round it was in ([`Dataplane::wait_quiescent`]) and frees the old snapshot on
+    /// this thread: a worker holds the snapshot it last used until its next load, and would otherwise drop
+    /// the last reference, freeing a large table between two bursts. If a worker did not move in time, the
+    /// old snapshot is kept until the next publication. Returns whether every worker moved on.
+    pub fn publish(&self, snap: Arc<P>, grace: Duration) -> bool {
+        let old = self.snapshot.swap(snap);
+        // Three counts: a round counts a burst before loading the snapshot for it and an empty round after its
+        // load, so only three increments are sure to have a load between them, the one that drops the old.
+        let moved = self.wait_rounds(3, grace);
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = if moved {
+            retired.take()
+        } else {
+            retired.replace(old)
+        };
+        drop(retired);
+        // `old` (when the workers moved on) and an earlier retired snapshot go here, on this thread.
+        drop(previous);
+        moved
     }
 
     /// Waits until every worker has finished the poll round it was in when called (its round counter moved),
@@ -304,15 +332,20 @@ impl<P: Processor> Dataplane<P> {
     /// every worker saw it (inserting a route that needs the new adjacencies, reusing freed FIB groups).
     /// Returns false when a worker did not move within `timeout` (stopped or stuck).
     pub fn wait_quiescent(&self, timeout: Duration) -> bool {
-        let rounds = |w: &WorkerInfo| w.counters.bursts.get() + w.counters.empty_polls.get();
-        let start: Vec<u64> = self.workers().iter().map(rounds).collect();
+        self.wait_rounds(1, timeout)
+    }
+
+    /// Waits until every worker's round counter has moved by `rounds` from now; false after `timeout`.
+    fn wait_rounds(&self, rounds: u64, timeout: Duration) -> bool {
+        let count = |w: &WorkerInfo| w.counters.bursts.get() + w.counters.empty_polls.get();
+        let start: Vec<u64> = self.workers().iter().map(count).collect();
         let deadline = std::time::Instant::now() + timeout;
         loop {
             if self
                 .workers()
                 .iter()
                 .zip(&start)
-                .all(|(w, s)| rounds(w) != *s)
+                .all(|(w, s)| count(w).wrapping_sub(*s) >= rounds)
             {
                 return true;
             }
@@ -365,7 +398,7 @@ pub struct Worker<P: Processor> {
     id: usize,
     spec: WorkerSpec,
     queues: Vec<Box<dyn PortQueue>>,
-    snapshot: Arc<ArcSwap<P>>,
+    snapshot: Cache<Arc<ArcSwap<P>>, Arc<P>>,
     counters: Arc<WorkerCounters>,
     state: P::State,
     rx: Burst,
@@ -390,7 +423,7 @@ impl<P: Processor> Worker<P> {
             rx: Burst::new(spec.burst_size),
             spec,
             queues,
-            snapshot,
+            snapshot: Cache::new(snapshot),
             counters,
             state,
             out,
@@ -625,6 +658,59 @@ mod tests {
         drop((ga, gb, burst));
         crate::pool::flush_thread_cache();
         assert_eq!(pool.available(), 256);
+    }
+
+    /// A snapshot that records the thread that frees it.
+    struct Tracked(u64, Arc<std::sync::Mutex<Vec<(u64, std::thread::ThreadId)>>>);
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            let me = std::thread::current().id();
+            self.1.lock().unwrap().push((self.0, me));
+        }
+    }
+    impl Processor for Tracked {
+        type State = ();
+        fn generation(&self) -> u64 {
+            self.0
+        }
+        fn new_state(&self, _w: usize) {}
+        fn process(&self, _: &mut (), _: &BurstCtx, burst: &mut Burst, _: &mut TxBatches) {
+            burst.clear();
+        }
+    }
+
+    #[test]
+    fn publish_frees_the_old_snapshot_here_not_on_a_worker() {
+        // A worker keeps the snapshot it last used until its next load: without the wait in `publish`, it
+        // would hold the last reference and free the old tables itself.
+        let freed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (a, _peer) = RingPort::pair("a", "peer", 2, 8);
+        let spec = WorkerSpec {
+            core: None,
+            burst_size: 32,
+            idle: IdlePolicy::Poll,
+        };
+        let dp = Dataplane::start(
+            vec![a as Arc<dyn Port>],
+            &[spec.clone(), spec],
+            Arc::new(ArcSwap::from_pointee(Tracked(1, freed.clone()))),
+        )
+        .unwrap();
+        let here = std::thread::current().id();
+        for generation in 2..=20 {
+            assert!(dp.publish(
+                Arc::new(Tracked(generation, freed.clone())),
+                Duration::from_secs(10)
+            ));
+            let log = freed.lock().unwrap();
+            assert_eq!(
+                log.last(),
+                Some(&(generation - 1, here)),
+                "generation {} freed on a worker or not at all: {log:?}",
+                generation - 1
+            );
+        }
+        dp.stop();
     }
 
     #[test]

@@ -18,8 +18,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long a route change waits for the workers to pass a burst boundary.
-const GRACE: Duration = Duration::from_secs(2);
+/// How long a publication waits for the workers to pass a burst boundary (a reload's too).
+pub(super) const GRACE: Duration = Duration::from_secs(2);
 
 fn mapped(a: IpAddr) -> u128 {
     match a {
@@ -226,9 +226,9 @@ impl Router {
 
     /// Publishes `snap` as the next generation and waits for every worker to pass a burst boundary.
     fn publish(&mut self, snap: Snapshot) -> Result<(), String> {
-        self.dp.snapshot().store(Arc::new(snap));
+        let moved = self.dp.publish(Arc::new(snap), GRACE);
         self.generation += 1;
-        if !self.dp.wait_quiescent(GRACE) {
+        if !moved {
             return Err(
                 "the workers did not pass a burst boundary in time; the route was not added".into(),
             );
