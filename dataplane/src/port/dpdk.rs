@@ -78,6 +78,11 @@ const OFF_VLAN_TCI: usize = layout::WHARF_MBUF_VLAN_TCI as usize;
 const OFF_BUF_LEN: usize = layout::WHARF_MBUF_BUF_LEN as usize;
 const OFF_POOL: usize = layout::WHARF_MBUF_POOL as usize;
 
+/// The receive offload flags [`DpdkQueue::rx_offloads`] reads.
+const RX_OFFLOAD_FLAGS: u64 = (sys::RTE_MBUF_F_RX_VLAN_STRIPPED
+    | sys::RTE_MBUF_F_RX_IP_CKSUM_MASK
+    | sys::RTE_MBUF_F_RX_L4_CKSUM_MASK) as u64;
+
 // The layout every wharf buffer has must be the one DPDK uses: the mbuf header fills exactly the mbuf room, and
 // the fields the fast path touches are where the (naturally aligned) accesses below expect them.
 const _: () = {
@@ -1733,7 +1738,6 @@ impl Port for DpdkPort {
             mp: self.shared.pool.mp(),
             max_frame: self.shared.mtu as usize + ETH_HLEN,
             mbufs: [ptr::null_mut(); MAX_BURST],
-            lens: [0; MAX_BURST],
             counters: self.counters[queue as usize].clone(),
             _shared: self.shared.clone(),
             _claim: claim,
@@ -1750,8 +1754,8 @@ struct DpdkQueue {
     mp: *mut sys::rte_mempool,
     /// Largest untagged frame the port sends (MTU plus Ethernet header).
     max_frame: usize,
+    /// The mbufs of one rx or tx call.
     mbufs: [*mut sys::rte_mbuf; MAX_BURST],
-    lens: [u16; MAX_BURST],
     counters: Arc<QueueCounters>,
     /// Keeps the port open while the queue is.
     _shared: Arc<PortShared>,
@@ -1763,12 +1767,13 @@ struct DpdkQueue {
 unsafe impl Send for DpdkQueue {}
 
 impl DpdkQueue {
-    /// Turns a received mbuf into a `Pkt`, or frees it and says why not.
+    /// Turns a received mbuf into a `Pkt` (with its length on the wire, known here without reading the
+    /// packet's metadata back), or frees it and says why not.
     ///
     /// # Safety
     /// `m` is a valid mbuf the driver handed over (ours to own or free).
     #[inline]
-    unsafe fn adopt(&self, m: *mut sys::rte_mbuf) -> Result<Pkt, DropReason> {
+    unsafe fn adopt(&self, m: *mut sys::rte_mbuf) -> Result<(Pkt, u16), DropReason> {
         let b = m.cast::<u8>();
         // SAFETY: `m` is a valid mbuf; the offsets are its header fields.
         unsafe {
@@ -1801,28 +1806,33 @@ impl DpdkQueue {
             } else {
                 self.copy_in(m, data_off, data_len)?
             };
-            if ol & sys::RTE_MBUF_F_RX_VLAN_STRIPPED as u64 != 0 {
-                let tci: u16 = rd(b, OFF_VLAN_TCI);
-                if !reinsert_vlan(&mut pkt, tci) {
-                    return Err(DropReason::TooBig);
-                }
+            pkt.meta_mut().in_queue = self.queue;
+            // A virtual device (memif, ring) reports no offloads: one predicted branch skips them.
+            if ol & RX_OFFLOAD_FLAGS != 0 {
+                Self::rx_offloads(&mut pkt, ol, rd(b, OFF_VLAN_TCI))?;
+                let len = pkt.len() as u16;
+                return Ok((pkt, len));
             }
-            let meta = pkt.meta_mut();
-            meta.in_queue = self.queue;
-            let mut flags = 0;
-            if ol & sys::RTE_MBUF_F_RX_IP_CKSUM_MASK as u64
-                == sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD as u64
-            {
-                flags |= Meta::FLAG_L3_CSUM_OK;
-            }
-            if ol & sys::RTE_MBUF_F_RX_L4_CKSUM_MASK as u64
-                == sys::RTE_MBUF_F_RX_L4_CKSUM_GOOD as u64
-            {
-                flags |= Meta::FLAG_L4_CSUM_OK;
-            }
-            pkt.meta_mut().flags = flags;
-            Ok(pkt)
+            Ok((pkt, data_len))
         }
+    }
+
+    /// What a NIC's receive offloads reported: a stripped 802.1Q tag (put back in the frame) and verified
+    /// checksums (as flags).
+    #[inline]
+    fn rx_offloads(pkt: &mut Pkt, ol: u64, tci: u16) -> Result<(), DropReason> {
+        if ol & sys::RTE_MBUF_F_RX_VLAN_STRIPPED as u64 != 0 && !reinsert_vlan(pkt, tci) {
+            return Err(DropReason::TooBig);
+        }
+        let mut flags = pkt.meta().flags;
+        if ol & sys::RTE_MBUF_F_RX_IP_CKSUM_MASK as u64 == sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD as u64 {
+            flags |= Meta::FLAG_L3_CSUM_OK;
+        }
+        if ol & sys::RTE_MBUF_F_RX_L4_CKSUM_MASK as u64 == sys::RTE_MBUF_F_RX_L4_CKSUM_GOOD as u64 {
+            flags |= Meta::FLAG_L4_CSUM_OK;
+        }
+        pkt.meta_mut().flags = flags;
+        Ok(())
     }
 
     /// Copies a frame from an mbuf of a foreign mempool (or an indirect mbuf) into one of ours and frees the
@@ -1903,24 +1913,23 @@ impl PortQueue for DpdkQueue {
             )
         } as usize;
         let n = n.min(room);
-        let mut got = 0;
+        let before = burst.len();
         let mut bytes = 0u64;
-        for i in 0..n {
+        for &m in &self.mbufs[..n] {
             // SAFETY: the driver handed over these n mbufs.
-            match unsafe { self.adopt(self.mbufs[i]) } {
-                Ok(p) => {
-                    bytes += p.len() as u64;
+            match unsafe { self.adopt(m) } {
+                Ok((p, len)) => {
+                    bytes += len as u64;
                     // Cannot fail: at most `room` packets arrive.
                     if let Err(p) = burst.push(p) {
                         drop(p);
                         self.counters.drops.add(DropReason::NoBuffer, 1);
-                        continue;
                     }
-                    got += 1;
                 }
                 Err(reason) => self.counters.drops.add(reason, 1),
             }
         }
+        let got = burst.len() - before;
         if got > 0 {
             self.counters.rx_packets.add(got as u64);
             self.counters.rx_bytes.add(bytes);
@@ -1933,27 +1942,14 @@ impl PortQueue for DpdkQueue {
         if burst.is_empty() {
             return 0;
         }
-        let max_frame = self.max_frame;
-        // The common case, checked without touching anything: every frame is an mbuf of ours that a driver may
-        // send. Otherwise a slower pass drops what cannot be sent and copies wharf-pool packets into mbufs.
-        let clean = burst.iter().all(|p| {
-            let len = p.len();
-            (ETH_HLEN..=max_frame).contains(&len) && p.meta().is_external()
-        });
-        let dropped = if clean { 0 } else { self.sanitize(burst) };
-        let ready = burst.len().min(MAX_BURST);
-        for (i, p) in burst.iter().take(ready).enumerate() {
-            let (e, len) = (p.as_elt_ptr(), p.len());
-            // SAFETY: `e` is an mbuf of one of our pools owned by this burst, single segment (rx drops chains,
-            // alloc makes single ones); the writes stay in its header.
-            unsafe {
-                wr::<u16>(e, OFF_DATA_OFF, p.headroom() as u16);
-                wr::<u16>(e, OFF_DATA_LEN, len as u16);
-                wr::<u32>(e, OFF_PKT_LEN, len as u32);
-                wr::<u64>(e, OFF_OL_FLAGS, 0);
-            }
-            self.mbufs[i] = e.cast();
-            self.lens[i] = len as u16;
+        // One pass in the common case: every frame is an mbuf of ours that a driver may send. Otherwise a slower
+        // pass drops what cannot be sent and copies wharf-pool packets into mbufs, and the burst is staged again
+        // (the header writes of the first pass went to the mbuf room every pool element has).
+        let (mut ready, clean, mut bytes) = self.stage_tx(burst);
+        let mut dropped = 0;
+        if !clean {
+            dropped = self.sanitize(burst);
+            (ready, _, bytes) = self.stage_tx(burst);
         }
         // SAFETY: the port is started and the queue ours; the first `ready` pointers are mbufs owned by the
         // packets at the front of the burst, in order.
@@ -1972,15 +1968,45 @@ impl PortQueue for DpdkQueue {
             let _ = p.into_elt();
         }
         if sent > 0 {
-            let bytes: u64 = self.lens[..sent].iter().map(|l| u64::from(*l)).sum();
+            // What the driver did not take is at the front of the burst now.
+            let unsent: u64 = burst
+                .iter()
+                .take(ready - sent)
+                .map(|p| p.len() as u64)
+                .sum();
             self.counters.tx_packets.add(sent as u64);
-            self.counters.tx_bytes.add(bytes);
+            self.counters.tx_bytes.add(bytes - unsent);
         }
         sent + dropped
     }
 }
 
 impl DpdkQueue {
+    /// Writes the mbuf header of the packets at the front of `burst` (as many as one call sends) and their
+    /// pointers into `mbufs`. Returns how many, whether all of them may go to the driver as they are (mbufs of
+    /// ours with a length a driver takes), and their bytes.
+    #[inline]
+    fn stage_tx(&mut self, burst: &Burst) -> (usize, bool, u64) {
+        let max_frame = self.max_frame;
+        let ready = burst.len().min(MAX_BURST);
+        let (mut clean, mut bytes) = (true, 0u64);
+        for (p, slot) in burst.iter().take(ready).zip(self.mbufs.iter_mut()) {
+            let (e, len) = (p.as_elt_ptr(), p.len());
+            clean &= (ETH_HLEN..=max_frame).contains(&len) & p.meta().is_external();
+            bytes += len as u64;
+            // SAFETY: `e` is the element of a packet the burst owns; every pool's element starts with room for
+            // an mbuf header (an mbuf's own, for ours), and the writes stay in it.
+            unsafe {
+                wr::<u16>(e, OFF_DATA_OFF, p.headroom() as u16);
+                wr::<u16>(e, OFF_DATA_LEN, len as u16);
+                wr::<u32>(e, OFF_PKT_LEN, len as u32);
+                wr::<u64>(e, OFF_OL_FLAGS, 0);
+            }
+            *slot = e.cast();
+        }
+        (ready, clean, bytes)
+    }
+
     /// Drops (and counts) the frames no driver may send, and replaces wharf-pool packets with copies in mbufs,
     /// keeping the order. Returns how many were dropped.
     #[cold]
