@@ -363,17 +363,20 @@ impl Pkt {
         std::mem::ManuallyDrop::new(self).elt
     }
 
-    /// Sets the frame bounds a driver reported (the DPDK backend at rx).
+    /// Metadata as a receive gives it: the frame bounds a driver reported and the queue, the rest cleared (the
+    /// DPDK backend at rx; each field written once).
     ///
     /// # Safety
     /// `data_off + len` is at most the buffer length.
     #[cfg(feature = "dpdk")]
     #[inline]
-    pub(crate) unsafe fn set_bounds(&mut self, data_off: u16, len: u16) {
+    pub(crate) unsafe fn reset_rx(mut self, data_off: u16, len: u16, queue: u16) -> Pkt {
         let m = self.meta_mut();
         debug_assert!(data_off as usize + len as usize <= m.buf_len as usize);
+        m.clear_trip(queue);
         m.data_off = data_off;
         m.len = len;
+        self
     }
 
     /// Element start: where an `rte_mbuf` header lives under the DPDK backend.

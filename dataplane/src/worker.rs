@@ -661,7 +661,10 @@ mod tests {
     }
 
     /// A snapshot that records the thread that frees it.
-    struct Tracked(u64, Arc<std::sync::Mutex<Vec<(u64, std::thread::ThreadId)>>>);
+    struct Tracked(
+        u64,
+        Arc<std::sync::Mutex<Vec<(u64, std::thread::ThreadId)>>>,
+    );
     impl Drop for Tracked {
         fn drop(&mut self) {
             let me = std::thread::current().id();

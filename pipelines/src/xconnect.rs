@@ -53,21 +53,32 @@ pub fn process(table: &XconnectTable, ctx: &BurstCtx, burst: &mut Burst, out: &m
         burst.clear();
         return;
     };
-    let rewrite = table.rewrite.get(dst as usize).copied().flatten();
-    for mut pkt in burst.drain() {
-        let Ok(mut eth) = EthernetFrame::new_checked(pkt.data_mut()) else {
-            out.drop_pkt(pkt, DropReason::Truncated);
-            continue;
-        };
-        if let Some(rw) = rewrite {
-            if let Some(s) = rw.src {
-                eth.set_src(s);
-            }
-            if let Some(d) = rw.dst {
-                eth.set_dst(d);
+    // The rewrite is the same for the whole burst: decided once, not per packet.
+    match table.rewrite.get(dst as usize).copied().flatten() {
+        None => {
+            for pkt in burst.drain() {
+                if pkt.len() < crate::ethernet::HEADER_LEN {
+                    out.drop_pkt(pkt, DropReason::Truncated);
+                    continue;
+                }
+                out.send(dst, pkt);
             }
         }
-        out.send(dst, pkt);
+        Some(rw) => {
+            for mut pkt in burst.drain() {
+                let Ok(mut eth) = EthernetFrame::new_checked(pkt.data_mut()) else {
+                    out.drop_pkt(pkt, DropReason::Truncated);
+                    continue;
+                };
+                if let Some(s) = rw.src {
+                    eth.set_src(s);
+                }
+                if let Some(d) = rw.dst {
+                    eth.set_dst(d);
+                }
+                out.send(dst, pkt);
+            }
+        }
     }
 }
 
@@ -136,7 +147,8 @@ mod tests {
         }
         assert_eq!(counters.drops.get(DropReason::Truncated), 1);
 
-        let mut b = burst_of(&pool, &[&f], 1);
+        // Towards port 0 there is no rewrite (the burst takes the other loop): a runt is dropped there too.
+        let mut b = burst_of(&pool, &[&f[..13], &f], 1);
         process(
             &t,
             &BurstCtx {
@@ -154,6 +166,7 @@ mod tests {
             &f[..],
             "no rewrite configured towards port 0"
         );
+        assert_eq!(counters.drops.get(DropReason::Truncated), 2);
 
         let mut b = burst_of(&pool, &[&f, &f], 2);
         process(

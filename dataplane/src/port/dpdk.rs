@@ -1800,13 +1800,12 @@ impl DpdkQueue {
             let buf_addr: *mut u8 = rd(b, OFF_BUF_ADDR);
             let direct = buf_addr == b.add(MBUF_ROOM + META_SIZE);
             let mut pkt = if direct && (mp == self.mp || is_ours(mp)) {
-                let mut p = Pkt::from_elt(NonNull::new_unchecked(b)).reset();
-                p.set_bounds(data_off, data_len);
-                p
+                Pkt::from_elt(NonNull::new_unchecked(b)).reset_rx(data_off, data_len, self.queue)
             } else {
-                self.copy_in(m, data_off, data_len)?
+                let mut p = self.copy_in(m, data_off, data_len)?;
+                p.meta_mut().in_queue = self.queue;
+                p
             };
-            pkt.meta_mut().in_queue = self.queue;
             // A virtual device (memif, ring) reports no offloads: one predicted branch skips them.
             if ol & RX_OFFLOAD_FLAGS != 0 {
                 Self::rx_offloads(&mut pkt, ol, rd(b, OFF_VLAN_TCI))?;
@@ -2043,13 +2042,13 @@ fn copy_to_mempool(mp: *mut sys::rte_mempool, p: &Pkt) -> Option<Pkt> {
     // SAFETY: `mp` is a live mempool of ours (the caller holds its port); a fresh mbuf is ours alone.
     let e = NonNull::new(unsafe { sys::wharf_rte_pktmbuf_alloc(mp) }.cast::<u8>())?;
     // SAFETY: as above.
-    let mut c = unsafe { Pkt::from_elt(e) }.reset();
+    let c = unsafe { Pkt::from_elt(e) }.reset();
     let headroom = p.headroom().min(c.headroom());
     if headroom + p.len() > c.headroom() + c.tailroom() {
         return None;
     }
     // SAFETY: headroom + len fits the buffer (checked above).
-    unsafe { c.set_bounds(headroom as u16, p.len() as u16) };
+    let mut c = unsafe { c.reset_rx(headroom as u16, p.len() as u16, 0) };
     c.data_mut().copy_from_slice(p.data());
     let (src, dst) = (p.meta(), c.meta_mut());
     dst.timestamp_ns = src.timestamp_ns;
