@@ -55,6 +55,11 @@ pub struct TableArgs {
     /// as routes, at least 1024).
     #[arg(long, default_value_t = 0)]
     flows: usize,
+    /// Draw the flows' destinations from the table a `--routes N` run builds (0: from this run's routes). With N
+    /// above --routes a default route via the first gateway is added, so that a small table can be timed with
+    /// a big table's traffic: then only the table's size differs between the two runs.
+    #[arg(long, default_value_t = 0)]
+    traffic_routes: usize,
     /// Gateways on port b's subnet the routes are spread over, round robin (at most 250).
     #[arg(long, default_value_t = 8)]
     gateways: usize,
@@ -336,6 +341,45 @@ addresses = ["10.1.0.1/24", "2001:db8:0:b::1/64"]
     )
 }
 
+/// The routes of a `--routes routes` table: BGP-like prefixes that avoid the ports' networks and 127/8; for one
+/// route, the first of the most common length.
+fn table_prefixes(family: u8, routes: usize, seed: u64) -> anyhow::Result<Vec<(u128, u8)>> {
+    // A few more than asked, so that dropping those that overlap the ports' networks (or 127/8) still
+    // leaves exactly `routes`.
+    let extra = routes / 50 + 16;
+    let prefixes: Vec<(u128, u8)> = if family == 4 {
+        bgp_like_prefixes(routes + extra, seed)
+            .into_iter()
+            .map(|(p, l)| (wide4(u32::from(p)), l))
+            .filter(|&(p, l)| {
+                let n = wide4(NET_V4.0);
+                let l2 = l.min(NET_V4.1);
+                (p & mask(l2)) != (n & mask(l2)) && (p >> 120) != 127
+            })
+            .collect()
+    } else {
+        bgp_like_prefixes_v6(routes + extra, seed)
+            .into_iter()
+            .map(|(p, l)| (u128::from(p), l))
+            .filter(|&(p, l)| {
+                let l2 = l.min(NET_V6.1);
+                (p & mask(l2)) != (NET_V6.0 & mask(l2))
+            })
+            .collect()
+    };
+    // One route: the first one of the table's most common length (/24, /48), so that the one-route baseline
+    // looks up as deep as most lookups in a big table do, not as deep as whatever length came first.
+    let modal = if family == 4 { 24 } else { 48 };
+    let prefixes: Vec<(u128, u8)> = match prefixes.iter().find(|p| p.1 == modal) {
+        Some(&p) if routes == 1 => vec![p],
+        _ => prefixes.into_iter().take(routes).collect(),
+    };
+    if prefixes.len() < routes {
+        bail!("the generator gave only {} prefixes", prefixes.len());
+    }
+    Ok(prefixes)
+}
+
 impl Setup {
     fn new(t: &TableArgs, workers: &str, burst: usize, frame: usize) -> anyhow::Result<Setup> {
         if t.family != 4 && t.family != 6 {
@@ -348,39 +392,14 @@ impl Setup {
             bail!("--gateways is 1 to 250");
         }
         let t0 = Instant::now();
-        // A few more than asked, so that dropping those that overlap the ports' networks (or 127/8) still
-        // leaves exactly `routes`.
-        let extra = t.routes / 50 + 16;
-        let prefixes: Vec<(u128, u8)> = if t.family == 4 {
-            bgp_like_prefixes(t.routes + extra, t.seed)
-                .into_iter()
-                .map(|(p, l)| (wide4(u32::from(p)), l))
-                .filter(|&(p, l)| {
-                    let n = wide4(NET_V4.0);
-                    let l2 = l.min(NET_V4.1);
-                    (p & mask(l2)) != (n & mask(l2)) && (p >> 120) != 127
-                })
-                .collect()
+        let prefixes = table_prefixes(t.family, t.routes, t.seed)?;
+        // With a bigger table's traffic, a default route catches what the table's own routes do not.
+        let default_route = t.traffic_routes > t.routes;
+        let traffic_prefixes = if default_route {
+            table_prefixes(t.family, t.traffic_routes, t.seed)?
         } else {
-            bgp_like_prefixes_v6(t.routes + extra, t.seed)
-                .into_iter()
-                .map(|(p, l)| (u128::from(p), l))
-                .filter(|&(p, l)| {
-                    let l2 = l.min(NET_V6.1);
-                    (p & mask(l2)) != (NET_V6.0 & mask(l2))
-                })
-                .collect()
+            prefixes.clone()
         };
-        // One route: the first one of the table's most common length (/24, /48), so that the one-route baseline
-        // looks up as deep as most lookups in a big table do, not as deep as whatever length came first.
-        let modal = if t.family == 4 { 24 } else { 48 };
-        let prefixes: Vec<(u128, u8)> = match prefixes.iter().find(|p| p.1 == modal) {
-            Some(&p) if t.routes == 1 => vec![p],
-            _ => prefixes.into_iter().take(t.routes).collect(),
-        };
-        if prefixes.len() < t.routes {
-            bail!("the generator gave only {} prefixes", prefixes.len());
-        }
         let gw_of = |i: usize| (i % t.gateways) as u32;
         let connected: Vec<(u128, u8, u32)> = if t.family == 4 {
             vec![
@@ -395,22 +414,24 @@ impl Setup {
                 (0x2001_0db8_0000_000b << 64, 64, CONNECTED),
             ]
         };
+        let default: Option<(u128, u8, u32)> = default_route.then_some((0, 0, gw_of(0)));
         let reference = RefLpm::new(
             prefixes
                 .iter()
                 .enumerate()
                 .map(|(i, &(p, l))| (p, l, gw_of(i)))
+                .chain(default)
                 .chain(connected.iter().copied()),
         );
         let nflows = if t.flows > 0 {
             t.flows
         } else {
-            t.routes.max(1024)
+            traffic_prefixes.len().max(1024)
         };
         let mut rng = SplitMix64::new(t.seed ^ 0x5eed_f10f);
         let mut flows = Vec::with_capacity(nflows);
         for i in 0..nflows {
-            let (p, l) = prefixes[i % prefixes.len()];
+            let (p, l) = traffic_prefixes[i % traffic_prefixes.len()];
             let host_bits = if t.family == 4 {
                 !mask(l) & mask(32)
             } else {
@@ -426,13 +447,15 @@ impl Setup {
         let route_cfgs: Vec<RouteCfg> = prefixes
             .iter()
             .enumerate()
-            .map(|(i, &(p, l))| RouteCfg {
+            .map(|(i, &(p, l))| (gw_of(i), p, l))
+            .chain(default.map(|(p, l, gw)| (gw, p, l)))
+            .map(|(gw, p, l)| RouteCfg {
                 prefix: if t.family == 4 {
                     IpCidr::V4(Ipv4Cidr::new(Ipv4Addr::from((p >> 96) as u32), l).expect("length"))
                 } else {
                     IpCidr::V6(Ipv6Cidr::new(Ipv6Addr::from(p), l).expect("length"))
                 },
-                via: vec![gateway_ip(t.family, gw_of(i) as usize)],
+                via: vec![gateway_ip(t.family, gw as usize)],
                 kind: RouteKind::Forward,
             })
             .collect();
@@ -484,11 +507,21 @@ impl Setup {
             }
         };
         println!(
-            "table: {} IPv{} routes{lengths} over {} gateways, {} flows (generated in {:.2} s)",
+            "table: {} IPv{} routes{lengths}{} over {} gateways, {} flows{} (generated in {:.2} s)",
             prefixes.len(),
             t.family,
+            if default_route {
+                " and a default route"
+            } else {
+                ""
+            },
             t.gateways,
             flows.len(),
+            if default_route {
+                format!(" to the routes of a {}-route table", t.traffic_routes)
+            } else {
+                String::new()
+            },
             t0.elapsed().as_secs_f64()
         );
         let base = config_text(workers, burst, groups_key, groups.min(max_cfg));
@@ -525,6 +558,7 @@ impl Setup {
             .iter()
             .enumerate()
             .map(|(i, &(p, l))| (p, l, gw_of(i)))
+            .chain(default)
             .chain(connected)
             .collect();
         let len = if t.family == 4 {
@@ -899,4 +933,49 @@ fn generate(
         sink.clear();
     }
     Ok((full as f64 / sends.max(1) as f64, checked, other))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(family: u8, routes: usize, traffic_routes: usize) -> TableArgs {
+        TableArgs {
+            routes,
+            family,
+            flows: 0,
+            traffic_routes,
+            gateways: 8,
+            seed: 1,
+            tbl8_groups: 0,
+            bare_fib: false,
+            toml: false,
+        }
+    }
+
+    #[test]
+    fn a_small_table_takes_a_big_tables_traffic_through_a_default_route() {
+        for family in [4, 6] {
+            let big = Setup::new(&table(family, 3000, 0), "", 32, 0).unwrap();
+            let small = Setup::new(&table(family, 1, 3000), "", 32, 0).unwrap();
+            // The same destinations, one route and a default in the table.
+            let dsts = |s: &Setup| s.traffic.flows.iter().map(|f| f.dst).collect::<Vec<_>>();
+            assert_eq!(dsts(&small), dsts(&big), "IPv{family}");
+            assert_eq!(small.cfg.routes.len(), 2, "IPv{family}");
+            assert!(
+                small.cfg.routes.iter().any(|r| r.prefix.prefix() == 0),
+                "IPv{family}: no default route"
+            );
+            // And the routing checks every frame against its gateway.
+            inline(&InlineArgs {
+                t: table(family, 1, 3000),
+                packets: 8192,
+                runs: 1,
+                inflight: 1024,
+                burst: 32,
+                frame: if family == 4 { 60 } else { 70 },
+            })
+            .unwrap();
+        }
+    }
 }
