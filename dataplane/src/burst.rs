@@ -127,6 +127,39 @@ impl Burst {
         self.pkts.drain(..n)
     }
 
+    /// Moves as many of `src`'s packets as fit to the end of this burst, in order, copying their handles at
+    /// once; the rest stay in `src`, in order. Returns how many moved.
+    #[inline]
+    pub fn append_from(&mut self, src: &mut Burst) -> usize {
+        let (len, n) = (self.pkts.len(), self.room().min(src.len()));
+        // SAFETY: `len + n <= cap <= MAX_BURST`, so the copy stays in this array's capacity; the first `n`
+        // handles of `src` are moved (bitwise) and then removed from `src` without being dropped, so each
+        // packet has one owner; the two bursts are different arrays (`&mut` both).
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.pkts.as_ptr(), self.pkts.as_mut_ptr().add(len), n);
+            self.pkts.set_len(len + n);
+            src.forget_front(n);
+        }
+        n
+    }
+
+    /// Removes the first `n` packets (or all, if fewer) without freeing them, keeping the others in order.
+    ///
+    /// # Safety
+    /// Their handles must have been moved out first (to a driver, to another burst): otherwise they leak.
+    #[inline]
+    pub unsafe fn forget_front(&mut self, n: usize) {
+        let len = self.pkts.len();
+        let n = n.min(len);
+        // SAFETY: the `len - n` packets after the first `n` move to the front (regions may overlap: `copy`),
+        // and the length shrinks over the forgotten ones, which are never dropped here.
+        unsafe {
+            let base = self.pkts.as_mut_ptr();
+            std::ptr::copy(base.add(n), base, len - n);
+            self.pkts.set_len(len - n);
+        }
+    }
+
     /// Keeps the packets for which `f` is true; the others are dropped (freed).
     #[inline]
     pub fn retain(&mut self, mut f: impl FnMut(&mut Pkt) -> bool) {
@@ -280,6 +313,59 @@ mod tests {
         assert_eq!(b.len(), 2, "the unmarked stay");
         drop(b);
         assert_eq!(pool.available(), 8, "the rest were dropped, once");
+    }
+
+    fn numbered(pool: &Pool, cap: usize, from: u8, n: u8) -> Burst {
+        let mut b = Burst::new(cap);
+        for i in from..from + n {
+            let mut p = pool.alloc().unwrap();
+            p.set_frame(&[i]);
+            b.push(p).unwrap();
+        }
+        b
+    }
+
+    fn firsts(b: &Burst) -> Vec<u8> {
+        b.iter().map(|p| p.data()[0]).collect()
+    }
+
+    #[test]
+    fn append_from_moves_what_fits_in_order_and_keeps_the_rest() {
+        let pool = Pool::for_test(16, 128);
+        let mut dst = numbered(&pool, 6, 0, 2);
+        let mut src = numbered(&pool, 8, 10, 6);
+        assert_eq!(dst.append_from(&mut src), 4);
+        assert_eq!(firsts(&dst), vec![0, 1, 10, 11, 12, 13]);
+        assert_eq!(firsts(&src), vec![14, 15]);
+        // Nothing freed, nothing duplicated: 8 packets out of the pool, then all back.
+        assert_eq!(pool.available(), 16 - 8);
+        assert_eq!(dst.append_from(&mut src), 0, "full");
+        drop((dst, src));
+        flush_thread_cache();
+        assert_eq!(pool.available(), 16);
+    }
+
+    #[test]
+    fn forget_front_keeps_the_rest_in_order_and_frees_nothing() {
+        let pool = Pool::for_test(8, 128);
+        let mut b = numbered(&pool, 8, 0, 5);
+        // Move the first two handles out, as a driver's transmit would take them, then forget them here.
+        let moved: Vec<Pkt> = b
+            .iter()
+            .take(2)
+            .map(|p| unsafe { std::ptr::read(p) })
+            .collect();
+        unsafe { b.forget_front(2) };
+        assert_eq!(firsts(&b), vec![2, 3, 4]);
+        assert_eq!(
+            moved.iter().map(|p| p.data()[0]).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
+        unsafe { b.forget_front(0) };
+        assert_eq!(b.len(), 3);
+        drop((moved, b));
+        flush_thread_cache();
+        assert_eq!(pool.available(), 8, "each packet freed once");
     }
 
     #[test]

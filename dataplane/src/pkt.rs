@@ -355,14 +355,6 @@ impl Pkt {
         self.meta().index
     }
 
-    /// Gives up ownership without freeing: the element start, for a backend that hands the buffer to a driver
-    /// (DPDK's transmit) which frees it itself.
-    #[cfg(feature = "dpdk")]
-    #[inline]
-    pub(crate) fn into_elt(self) -> NonNull<u8> {
-        std::mem::ManuallyDrop::new(self).elt
-    }
-
     /// Metadata as a receive gives it: the frame bounds a driver reported and the queue, the rest cleared (the
     /// DPDK backend at rx; each field written once).
     ///
