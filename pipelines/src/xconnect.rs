@@ -102,6 +102,17 @@ mod tests {
         b
     }
 
+    /// Runs the cross-connect over `frames` arriving on `port`.
+    fn run(t: &XconnectTable, pool: &Pool, out: &mut TxBatches, frames: &[&[u8]], port: u16) {
+        let mut b = burst_of(pool, frames, port);
+        let ctx = BurstCtx {
+            worker: 0,
+            in_port: port,
+            now_ns: 0,
+        };
+        process(t, &ctx, &mut b, out);
+    }
+
     fn udp_frame() -> Vec<u8> {
         let mut v = Vec::new();
         etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
@@ -124,17 +135,7 @@ mod tests {
         });
         let (mut out, counters) = TxBatches::for_test(3);
         let f = udp_frame();
-        let mut b = burst_of(&pool, &[&f, &f[..10], &f], 0);
-        process(
-            &t,
-            &BurstCtx {
-                worker: 0,
-                in_port: 0,
-                now_ns: 0,
-            },
-            &mut b,
-            &mut out,
-        );
+        run(&t, &pool, &mut out, &[&f, &f[..10], &f], 0);
         let sent = out.take(1);
         assert_eq!(sent.len(), 2);
         for p in &sent {
@@ -152,17 +153,7 @@ mod tests {
         assert_eq!(counters.drops.get(DropReason::Truncated), 1);
 
         // Towards port 0 there is no rewrite (the burst takes the other loop): a runt is dropped there too.
-        let mut b = burst_of(&pool, &[&f[..13], &f], 1);
-        process(
-            &t,
-            &BurstCtx {
-                worker: 0,
-                in_port: 1,
-                now_ns: 0,
-            },
-            &mut b,
-            &mut out,
-        );
+        run(&t, &pool, &mut out, &[&f[..13], &f], 1);
         let back = out.take(0);
         assert_eq!(back.len(), 1);
         assert_eq!(
@@ -172,33 +163,12 @@ mod tests {
         );
         assert_eq!(counters.drops.get(DropReason::Truncated), 2);
         // Without a runt the whole burst moves to the batch at once, in order.
-        let mut b = burst_of(&pool, &[&f, &f[..20], &f], 1);
-        process(
-            &t,
-            &BurstCtx {
-                worker: 0,
-                in_port: 1,
-                now_ns: 0,
-            },
-            &mut b,
-            &mut out,
-        );
+        run(&t, &pool, &mut out, &[&f, &f[..20], &f], 1);
         let lens: Vec<usize> = out.take(0).iter().map(|p| p.len()).collect();
         assert_eq!(lens, vec![f.len(), 20, f.len()]);
         assert_eq!(counters.drops.get(DropReason::Truncated), 2);
 
-        let mut b = burst_of(&pool, &[&f, &f], 2);
-        process(
-            &t,
-            &BurstCtx {
-                worker: 0,
-                in_port: 2,
-                now_ns: 0,
-            },
-            &mut b,
-            &mut out,
-        );
-        assert!(b.is_empty());
+        run(&t, &pool, &mut out, &[&f, &f], 2);
         assert_eq!(
             counters.drops.get(DropReason::NoRoute),
             2,
