@@ -90,17 +90,17 @@ impl Meta {
 
     #[inline]
     fn reset(&mut self) {
-        self.clear_trip(0);
+        self.clear_trip(0, 0);
         self.data_off = HEADROOM as u16;
         self.len = 0;
     }
 
-    /// Clears what a trip through the ports and stages left (timestamp, input, offsets, flags, scratch), keeping
-    /// the frame bounds, and sets the receive queue: the metadata a NIC's receive gives.
+    /// Clears what a trip through the ports and stages left (timestamp, offsets, flags, scratch), keeping the
+    /// frame bounds, and sets the input port and queue: the metadata a NIC's receive gives.
     #[inline]
-    pub(crate) fn clear_trip(&mut self, queue: u16) {
+    pub(crate) fn clear_trip(&mut self, port: u16, queue: u16) {
         self.timestamp_ns = 0;
-        self.in_port = 0;
+        self.in_port = port;
         self.in_queue = queue;
         self.flow_hash = 0;
         self.l3_off = 0;
@@ -355,17 +355,17 @@ impl Pkt {
         self.meta().index
     }
 
-    /// Metadata as a receive gives it: the frame bounds a driver reported and the queue, the rest cleared (the
-    /// DPDK backend at rx; each field written once).
+    /// Metadata as a receive gives it: the frame bounds a driver reported, the input port and queue, the rest
+    /// cleared (the DPDK backend at rx; each field written once).
     ///
     /// # Safety
     /// `data_off + len` is at most the buffer length.
     #[cfg(feature = "dpdk")]
     #[inline]
-    pub(crate) unsafe fn reset_rx(mut self, data_off: u16, len: u16, queue: u16) -> Pkt {
+    pub(crate) unsafe fn reset_rx(mut self, data_off: u16, len: u16, port: u16, queue: u16) -> Pkt {
         let m = self.meta_mut();
         debug_assert!(data_off as usize + len as usize <= m.buf_len as usize);
-        m.clear_trip(queue);
+        m.clear_trip(port, queue);
         m.data_off = data_off;
         m.len = len;
         self

@@ -415,6 +415,8 @@ pub struct Worker<P: Processor> {
     id: usize,
     spec: WorkerSpec,
     queues: Vec<Box<dyn PortQueue>>,
+    /// Whether each queue sets `Meta::in_port` itself ([`PortQueue::stamp_in_port`]).
+    stamped: Vec<bool>,
     snapshot: Cache<Arc<ArcSwap<P>>, Arc<P>>,
     counters: Arc<WorkerCounters>,
     state: P::State,
@@ -435,10 +437,15 @@ impl<P: Processor> Worker<P> {
     pub fn new(
         id: usize,
         spec: WorkerSpec,
-        queues: Vec<Box<dyn PortQueue>>,
+        mut queues: Vec<Box<dyn PortQueue>>,
         snapshot: Arc<ArcSwap<P>>,
         counters: Arc<WorkerCounters>,
     ) -> Worker<P> {
+        let stamped = queues
+            .iter_mut()
+            .enumerate()
+            .map(|(port, q)| q.stamp_in_port(port as u16))
+            .collect();
         let state = snapshot.load().new_state(id);
         let out = TxBatches::new(queues.len(), counters.clone());
         Worker {
@@ -446,6 +453,7 @@ impl<P: Processor> Worker<P> {
             rx: Burst::new(spec.burst_size),
             spec,
             queues,
+            stamped,
             snapshot: Cache::new(snapshot),
             counters,
             state,
@@ -502,8 +510,10 @@ impl<P: Processor> Worker<P> {
             got += n;
             c.rx_packets.add(n as u64);
             c.bursts.inc();
-            for p in self.rx.iter_mut() {
-                p.meta_mut().in_port = port as u16;
+            if !self.stamped[port] {
+                for p in self.rx.iter_mut() {
+                    p.meta_mut().in_port = port as u16;
+                }
             }
             let ctx = BurstCtx {
                 worker: self.id,
@@ -628,6 +638,11 @@ mod tests {
         fn process(&self, st: &mut u64, ctx: &BurstCtx, burst: &mut Burst, out: &mut TxBatches) {
             for mut p in burst.drain() {
                 *st += 1;
+                // Every packet carries its input port (the ring queues stamp it at rx).
+                if p.meta().in_port != ctx.in_port {
+                    out.drop_pkt(p, DropReason::Malformed);
+                    continue;
+                }
                 if p.len() < 2 {
                     out.drop_pkt(p, DropReason::Truncated);
                     continue;

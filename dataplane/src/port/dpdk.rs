@@ -1735,6 +1735,7 @@ impl Port for DpdkPort {
         Ok(Box::new(DpdkQueue {
             port_id: self.shared.port_id,
             queue,
+            in_port: 0,
             mp: self.shared.pool.mp(),
             max_frame: self.shared.mtu as usize + ETH_HLEN,
             mbufs: [ptr::null_mut(); MAX_BURST],
@@ -1750,6 +1751,8 @@ impl Port for DpdkPort {
 struct DpdkQueue {
     port_id: u16,
     queue: u16,
+    /// What received packets get as their input port ([`PortQueue::stamp_in_port`]; 0 until asked).
+    in_port: u16,
     /// The rx mempool (mbufs from it need no registry lookup).
     mp: *mut sys::rte_mempool,
     /// Largest untagged frame the port sends (MTU plus Ethernet header).
@@ -1800,10 +1803,16 @@ impl DpdkQueue {
             let buf_addr: *mut u8 = rd(b, OFF_BUF_ADDR);
             let direct = buf_addr == b.add(MBUF_ROOM + META_SIZE);
             let mut pkt = if direct && (mp == self.mp || is_ours(mp)) {
-                Pkt::from_elt(NonNull::new_unchecked(b)).reset_rx(data_off, data_len, self.queue)
+                Pkt::from_elt(NonNull::new_unchecked(b)).reset_rx(
+                    data_off,
+                    data_len,
+                    self.in_port,
+                    self.queue,
+                )
             } else {
                 let mut p = self.copy_in(m, data_off, data_len)?;
-                p.meta_mut().in_queue = self.queue;
+                let meta = p.meta_mut();
+                (meta.in_port, meta.in_queue) = (self.in_port, self.queue);
                 p
             };
             // A virtual device (memif, ring) reports no offloads: one predicted branch skips them.
@@ -1977,6 +1986,11 @@ impl PortQueue for DpdkQueue {
         }
         sent + dropped
     }
+
+    fn stamp_in_port(&mut self, port: u16) -> bool {
+        self.in_port = port;
+        true
+    }
 }
 
 impl DpdkQueue {
@@ -2047,7 +2061,7 @@ fn copy_to_mempool(mp: *mut sys::rte_mempool, p: &Pkt) -> Option<Pkt> {
         return None;
     }
     // SAFETY: headroom + len fits the buffer (checked above).
-    let mut c = unsafe { c.reset_rx(headroom as u16, p.len() as u16, 0) };
+    let mut c = unsafe { c.reset_rx(headroom as u16, p.len() as u16, 0, 0) };
     c.data_mut().copy_from_slice(p.data());
     let (src, dst) = (p.meta(), c.meta_mut());
     dst.timestamp_ns = src.timestamp_ns;

@@ -92,6 +92,12 @@ pub trait PortQueue: Send {
     /// Transmits frames from the front of `burst`, removing those it took (sent, or dropped and counted by
     /// the backend). Frames it could not take now stay in `burst`, in order. Returns how many it took.
     fn tx_burst(&mut self, burst: &mut Burst) -> usize;
+    /// Asks the queue to set [`crate::pkt::Meta::in_port`] to `port` on every packet it receives, as part of the
+    /// metadata it writes anyway; true if it will. The worker otherwise sets it in a pass of its own over each
+    /// burst.
+    fn stamp_in_port(&mut self, _port: u16) -> bool {
+        false
+    }
 }
 
 /// Bookkeeping that enforces "each queue open once": one flag per queue, released by [`QueueClaim`]'s drop.

@@ -119,6 +119,7 @@ impl Port for RingPort {
         };
         Ok(Box::new(RingQueue {
             queue,
+            in_port: 0,
             rx: self.rx[queue as usize].clone(),
             peer_rx: self.peer_rx.clone(),
             counters: self.counters[queue as usize].clone(),
@@ -132,6 +133,8 @@ impl Port for RingPort {
 
 struct RingQueue {
     queue: u16,
+    /// What received packets get as their input port ([`PortQueue::stamp_in_port`]; 0 until asked).
+    in_port: u16,
     rx: Arc<BulkRing>,
     peer_rx: Vec<Arc<BulkRing>>,
     counters: Arc<QueueCounters>,
@@ -145,20 +148,20 @@ struct RingQueue {
     _claim: QueueClaim,
 }
 
-/// Gives a received packet the metadata a NIC would: none but the queue (and the frame bounds, kept). The
-/// buffer may come straight from a transmit of the peer, or be injected after a trip through the stages, so
-/// it may hold a flow hash, offsets, flags or scratch of another trip; a stage must not trust those.
+/// Gives a received packet the metadata a NIC would: none but the input port and queue (and the frame bounds,
+/// kept). The buffer may come straight from a transmit of the peer, or be injected after a trip through the
+/// stages, so it may hold a flow hash, offsets, flags or scratch of another trip; a stage must not trust those.
 #[inline]
-fn fresh_rx_meta(p: &mut Pkt, queue: u16) {
-    p.meta_mut().clear_trip(queue);
+fn fresh_rx_meta(p: &mut Pkt, port: u16, queue: u16) {
+    p.meta_mut().clear_trip(port, queue);
 }
 
 impl PortQueue for RingQueue {
     fn rx_burst(&mut self, burst: &mut Burst) -> usize {
-        let queue = self.queue;
+        let (port, queue) = (self.in_port, self.queue);
         let mut bytes = 0;
         let n = self.rx.dequeue_burst_with(burst, MAX_BURST, |p| {
-            fresh_rx_meta(p, queue);
+            fresh_rx_meta(p, port, queue);
             bytes += p.len() as u64;
         });
         if n > 0 {
@@ -178,6 +181,11 @@ impl PortQueue for RingQueue {
         self.counters.tx_packets.add(moved.packets as u64);
         self.counters.tx_bytes.add(moved.bytes);
         moved.packets
+    }
+
+    fn stamp_in_port(&mut self, port: u16) -> bool {
+        self.in_port = port;
+        true
     }
 }
 
@@ -482,6 +490,15 @@ mod tests {
                 (0, 0, 0, 0, [0; 4])
             );
         }
+        // Asked to, the queue stamps the input port the worker gave it, in the same writes.
+        assert!(qb.stamp_in_port(5));
+        let mut p = frame(&pool, 3);
+        stale(&mut p);
+        b.inject(q, p).unwrap();
+        rx.clear();
+        assert_eq!(qb.rx_burst(&mut rx), 1);
+        let m = rx.as_slice()[0].meta();
+        assert_eq!((m.in_port, m.in_queue, m.flow_hash), (5, q, 0));
     }
 
     #[test]
