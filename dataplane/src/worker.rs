@@ -4,8 +4,9 @@
 //! [`Processor`] over the whole burst → `tx_burst` the per-output-port batches. A burst therefore sees exactly
 //! one snapshot: the old tables or the new ones, never a mix. A worker keeps the snapshot it last used
 //! (`arc_swap::Cache`): a load is then one atomic read and a compare until a new one is published, and the
-//! control thread, not a worker, frees the old one ([`Dataplane::publish`]). Idle workers back off with short sleeps when
-//! [`IdlePolicy::Adaptive`] so an idle router does not burn a core; [`IdlePolicy::Poll`] spins for benchmarks.
+//! control thread, not a worker, frees the old one ([`Dataplane::publish`]). Idle workers back off with short
+//! sleeps when [`IdlePolicy::Adaptive`] so an idle router does not burn a core; [`IdlePolicy::Poll`] spins for
+//! benchmarks.
 //!
 //! Worker `w` owns queue `w` of every port, for rx and for tx: queues are never shared, so nothing locks.
 
@@ -321,9 +322,9 @@ impl<P: Processor> Dataplane<P> {
         &self.snapshot
     }
 
-    /// Publishes `snap`: every burst that starts from now on sees it. Then waits, up to `grace`, for every
-    /// worker to finish the round it was in ([`Dataplane::wait_quiescent`]) and frees the old snapshot on
-    /// this thread: a worker holds the snapshot it last used until its next load, and would otherwise drop
+    /// Publishes `snap`: every burst that starts from now on sees it. Then waits, up to `grace`, until every
+    /// worker has loaded the snapshot again (three rounds; see [`Dataplane::wait_quiescent`]) and frees the old
+    /// snapshot on this thread: a worker holds the snapshot it last used until its next load, and would otherwise drop
     /// the last reference, freeing a large table between two bursts. If a worker did not move in time, the
     /// old snapshot is kept until the next publication. Returns whether every worker moved on.
     pub fn publish(&self, snap: Arc<P>, grace: Duration) -> bool {
