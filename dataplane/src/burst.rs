@@ -251,6 +251,21 @@ mod tests {
     use super::*;
     use crate::pool::{flush_thread_cache, Pool};
 
+    /// A burst of `n` one-byte frames numbered from `from`.
+    fn numbered(pool: &Pool, cap: usize, from: u8, n: u8) -> Burst {
+        let mut b = Burst::new(cap);
+        for i in from..from + n {
+            let mut p = pool.alloc().unwrap();
+            p.set_frame(&[i]);
+            b.push(p).unwrap();
+        }
+        b
+    }
+
+    fn firsts(b: &Burst) -> Vec<u8> {
+        b.iter().map(|p| p.data()[0]).collect()
+    }
+
     #[test]
     fn capacity_is_clamped_and_enforced() {
         assert_eq!(Burst::new(0).capacity(), 1);
@@ -269,26 +284,19 @@ mod tests {
     #[test]
     fn take_marked_keeps_the_rest_in_order_and_hands_out_the_marked() {
         let pool = Pool::for_test(16, 128);
-        let mut b = Burst::new(16);
-        for i in 0..10u8 {
-            let mut p = pool.alloc().unwrap();
-            p.set_frame(&[i]);
-            b.push(p).unwrap();
-        }
+        let mut b = numbered(&pool, 16, 0, 10);
         // Positions 0, 3, 6 marked 7 and 9 marked 8; the marks end at 9, so position 9 has none (kept) unless
         // marked: here it is.
         let marks = [7, 0, 0, 7, 0, 0, 7, 0, 0, 8];
         let mut taken = Vec::new();
         b.take_marked(&marks, 0, |m, p| taken.push((m, p.data()[0])));
         assert_eq!(taken, vec![(7, 0), (7, 3), (7, 6), (8, 9)]);
-        let kept: Vec<u8> = b.iter().map(|p| p.data()[0]).collect();
-        assert_eq!(kept, vec![1, 2, 4, 5, 7, 8]);
+        assert_eq!(firsts(&b), vec![1, 2, 4, 5, 7, 8]);
         // The taken ones were dropped by the closure; nothing leaked, nothing freed twice.
         assert_eq!(pool.available(), 16 - 6);
         // Past the end of the marks, packets stay.
         b.take_marked(&[1], 0, |_, _| {});
-        let kept: Vec<u8> = b.iter().map(|p| p.data()[0]).collect();
-        assert_eq!(kept, vec![2, 4, 5, 7, 8]);
+        assert_eq!(firsts(&b), vec![2, 4, 5, 7, 8]);
         b.take_marked(&[1; 16], 0, |_, _| {});
         assert!(b.is_empty());
         assert_eq!(pool.available(), 16);
@@ -313,20 +321,6 @@ mod tests {
         assert_eq!(b.len(), 2, "the unmarked stay");
         drop(b);
         assert_eq!(pool.available(), 8, "the rest were dropped, once");
-    }
-
-    fn numbered(pool: &Pool, cap: usize, from: u8, n: u8) -> Burst {
-        let mut b = Burst::new(cap);
-        for i in from..from + n {
-            let mut p = pool.alloc().unwrap();
-            p.set_frame(&[i]);
-            b.push(p).unwrap();
-        }
-        b
-    }
-
-    fn firsts(b: &Burst) -> Vec<u8> {
-        b.iter().map(|p| p.data()[0]).collect()
     }
 
     #[test]
@@ -371,12 +365,7 @@ mod tests {
     #[test]
     fn drain_front_keeps_order() {
         let pool = Pool::for_test(8, 128);
-        let mut b = Burst::new(8);
-        for i in 0..4u8 {
-            let mut p = pool.alloc().unwrap();
-            p.set_frame(&[i]);
-            b.push(p).unwrap();
-        }
+        let mut b = numbered(&pool, 8, 0, 4);
         let first: Vec<u8> = b.drain_front(3).map(|p| p.data()[0]).collect();
         assert_eq!(first, vec![0, 1, 2]);
         assert_eq!(b.as_slice()[0].data(), &[3]);

@@ -395,12 +395,21 @@ impl Setup {
         let prefixes = table_prefixes(t.family, t.routes, t.seed)?;
         // With a bigger table's traffic, a default route catches what the table's own routes do not.
         let default_route = t.traffic_routes > t.routes;
-        let traffic_prefixes = if default_route {
+        let bigger = if default_route {
             table_prefixes(t.family, t.traffic_routes, t.seed)?
         } else {
-            prefixes.clone()
+            Vec::new()
         };
+        let traffic_prefixes = if default_route { &bigger } else { &prefixes };
         let gw_of = |i: usize| (i % t.gateways) as u32;
+        // The table's routes (prefix, length, gateway), the default route last: for the reference lookup, the
+        // config and the bare FIB alike.
+        let table: Vec<(u128, u8, u32)> = prefixes
+            .iter()
+            .enumerate()
+            .map(|(i, &(p, l))| (p, l, gw_of(i)))
+            .chain(default_route.then_some((0, 0, gw_of(0))))
+            .collect();
         let connected: Vec<(u128, u8, u32)> = if t.family == 4 {
             vec![
                 (wide4(0x0a00_0000), 24, CONNECTED),
@@ -414,15 +423,7 @@ impl Setup {
                 (0x2001_0db8_0000_000b << 64, 64, CONNECTED),
             ]
         };
-        let default: Option<(u128, u8, u32)> = default_route.then_some((0, 0, gw_of(0)));
-        let reference = RefLpm::new(
-            prefixes
-                .iter()
-                .enumerate()
-                .map(|(i, &(p, l))| (p, l, gw_of(i)))
-                .chain(default)
-                .chain(connected.iter().copied()),
-        );
+        let reference = RefLpm::new(table.iter().chain(&connected).copied());
         let nflows = if t.flows > 0 {
             t.flows
         } else {
@@ -444,12 +445,9 @@ impl Setup {
                 other => bail!("destination {dst:#x} of route {i} resolves to {other:?}"),
             }
         }
-        let route_cfgs: Vec<RouteCfg> = prefixes
+        let route_cfgs: Vec<RouteCfg> = table
             .iter()
-            .enumerate()
-            .map(|(i, &(p, l))| (gw_of(i), p, l))
-            .chain(default.map(|(p, l, gw)| (gw, p, l)))
-            .map(|(gw, p, l)| RouteCfg {
+            .map(|&(p, l, gw)| RouteCfg {
                 prefix: if t.family == 4 {
                     IpCidr::V4(Ipv4Cidr::new(Ipv4Addr::from((p >> 96) as u32), l).expect("length"))
                 } else {
@@ -554,13 +552,7 @@ impl Setup {
                 cfg.router.fib6_groups = groups;
             }
         }
-        let fib_routes = prefixes
-            .iter()
-            .enumerate()
-            .map(|(i, &(p, l))| (p, l, gw_of(i)))
-            .chain(default)
-            .chain(connected)
-            .collect();
+        let fib_routes = table.into_iter().chain(connected).collect();
         let len = if t.family == 4 {
             frame.max(FLOW_OFF_V4 + 18)
         } else {
