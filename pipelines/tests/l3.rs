@@ -1286,6 +1286,35 @@ fn gratuitous_arp_updates_a_known_neighbour() {
 }
 
 #[test]
+fn a_mac_learned_in_the_middle_of_a_burst_is_used_by_the_rest_of_it() {
+    // The IPv4 fast path reads the worker's next-hop cache, checked against the shared table once per burst
+    // and again after every packet the general path takes (an ARP packet among them).
+    let mut h = Harness::new();
+    learn_n1(&mut h);
+    let moved: Mac = [0x02, 0xcc, 0, 0, 0, 0x55];
+    // A host on interface 1 reaching N1 through the router, before and after N1's gratuitous ARP.
+    let p = udp4(
+        [0x02, 0xcc, 0, 0, 0, 6],
+        R1,
+        [10, 1, 0, 6],
+        N1_4,
+        64,
+        1,
+        b"x",
+    );
+    let out = h.send(
+        1,
+        T + SEC,
+        &[p.clone(), arp_request(moved, N1_4, N1_4), p.clone()],
+    );
+    assert_eq!(counts(&out), vec![0, 2, 0, 0]);
+    assert_routed4(&out[1][0], &p, N1, R1);
+    assert_routed4(&out[1][1], &p, moved, R1);
+    assert_eq!(h.event(Event::Routed), 2);
+    h.assert_no_leak();
+}
+
+#[test]
 fn neighbor_solicitation_for_the_interface_gets_a_solicited_override_advertisement() {
     let mut h = Harness::new();
     let out = h.send1(0, T, ns(H0, "fd00::2", "fd00::1", 255, &ll_opt(1, H0)));

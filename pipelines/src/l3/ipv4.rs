@@ -20,14 +20,14 @@ fn reason(e: Ipv4Error) -> DropReason {
 /// Addresses that are never a packet's source on the wire: multicast, limited broadcast, loopback, "this
 /// network" (RFC 1812 5.3.7).
 #[inline]
-fn martian_src(a: u32) -> bool {
+pub(super) fn martian_src(a: u32) -> bool {
     let top = a >> 24;
     top == 127 || top == 0 || (a >> 28) == 0xe || a == u32::MAX
 }
 
 /// Destinations a router does not route: loopback, "this network", multicast and limited broadcast.
 #[inline]
-fn unroutable_dst(a: u32) -> bool {
+pub(super) fn unroutable_dst(a: u32) -> bool {
     let top = a >> 24;
     top == 127 || top == 0 || (a >> 28) >= 0xe
 }
@@ -39,7 +39,7 @@ fn unroutable_dst(a: u32) -> bool {
 /// without both low bits set is none, and three in four are out before the scan (which, over the 17 addresses
 /// of `wharf-perf nat-inline --sessions 1000000`'s uplink, was about 100 instructions a packet).
 #[inline]
-fn directed_broadcast(o: &Interface, dst: u32) -> bool {
+pub(super) fn directed_broadcast(o: &Interface, dst: u32) -> bool {
     dst & 3 == 3
         && o.v4.iter().any(|&(a, len)| {
             let host = u32::MAX.checked_shr(len as u32).unwrap_or(0);

@@ -4,7 +4,9 @@
 //! or to a bridge domain as its gateway. Frames reach this stage untagged with their interface index in
 //! `Meta::scratch[2]`; the burst is handled in two passes, VPP style: the first parses the EtherType and warms
 //! the FIB entry of each IPv4 destination (and, with NAT, the flow-table lines, setting aside for their owner
-//! the packets another worker's flows own), the second decides every packet:
+//! the packets another worker's flows own), the second decides every packet. Without NAT or local VTEPs, the
+//! second pass first offers each packet to the IPv4 fast path ([`fast4`]), which forwards the common routed
+//! packet in one straight pass and gives everything else to the general path below:
 //!
 //! - IPv4/IPv6 to a router address: echo requests are answered in place, UDP gets port unreachable, other
 //!   ICMP is counted as `no_local_stack`; the rest (TCP, other protocols) goes to the router's host stack
@@ -19,6 +21,7 @@
 //! ICMP errors are rate-limited per worker by a token bucket.
 
 mod arp;
+mod fast4;
 pub mod host;
 mod icmp;
 mod ipv4;
@@ -389,14 +392,36 @@ fn decide(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, with_nat: bool, ou
     }
     // Pass 2: decide. The VXLAN test is made once per burst, not per packet (see `ipv4::input`).
     if c.vxlan.local.is_empty() {
-        for pkt in burst.drain() {
-            input_with::<false>(c, st, pkt, out);
+        if with_nat {
+            for pkt in burst.drain() {
+                input_with::<false>(c, st, pkt, out);
+            }
+        } else {
+            forward_or_input(c, st, burst, out);
         }
     } else {
         for pkt in burst.drain() {
             input_with::<true>(c, st, pkt, out);
         }
     }
+}
+
+/// Pass 2 without NAT or local VTEPs: each packet through the IPv4 fast path ([`fast4`]), or, when it is not
+/// the common case, the general [`input_with`].
+#[inline]
+fn forward_or_input(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxBatches) {
+    let mut routed = 0;
+    st.nh.sync(&c.t.neigh, c.generation);
+    for pkt in burst.drain() {
+        match fast4::forward(c, &st.nh, pkt, out) {
+            Ok(()) => routed += 1,
+            Err(pkt) => {
+                input_with::<false>(c, st, pkt, out);
+                st.nh.sync(&c.t.neigh, c.generation);
+            }
+        }
+    }
+    out.count_event(Event::Routed, routed);
 }
 
 /// The IPv6 destination address of an Ethernet frame long enough to hold an IPv6 header.

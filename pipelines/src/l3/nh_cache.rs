@@ -111,11 +111,26 @@ impl NextHopCache {
         now_s: u32,
         reachable_s: u32,
     ) -> Option<Hit> {
+        self.sync(table, generation);
+        self.get_synced(key, now_s, reachable_s)
+    }
+
+    /// Empties the cache if the shared table or the snapshot changed since it was filled. The IPv4 fast path
+    /// calls this once per burst (and again after any packet it hands to the full path, which may have taught
+    /// the shared table something), then [`NextHopCache::get_synced`] per packet: a change another worker makes
+    /// in the middle of a burst is seen from the next burst, microseconds later.
+    #[inline]
+    pub fn sync(&mut self, table: &NeighTable, generation: u64) {
         let version = table.version();
         if version != self.version || generation != self.generation {
             self.reset(version, generation);
-            return None;
         }
+    }
+
+    /// [`NextHopCache::get`] without checking the version and generation: for callers that ran
+    /// [`NextHopCache::sync`] since anything they did could have changed the shared table.
+    #[inline(always)]
+    pub fn get_synced(&self, key: &NeighKey, now_s: u32, reachable_s: u32) -> Option<Hit> {
         let s = &self.slots[index(key)];
         if s.iface != key.iface || s.ip != key.ip {
             return None;

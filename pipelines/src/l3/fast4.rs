@@ -1,0 +1,521 @@
+//! The IPv4 forwarding fast path, VPP's ip4-input, ip4-lookup and ip4-rewrite for the common packet in one
+//! straight pass: a unicast packet to the router's MAC, with a 20-byte header that verifies, a source and a
+//! destination that may be routed, TTL to spare, a route to a gateway or an attached host on a plain port,
+//! within the MTU, and a next hop in the worker's cache.
+//!
+//! Everything else goes back untouched to [`super::ipv4::input`], which gives every verdict, counter and ICMP
+//! error. The fast path only forwards what `input` forwards, with the same bytes to the same port, and drops
+//! nothing: it checks everything before it writes anything. It saves what the general path spends on being
+//! general: views with their own checks, a header read into a struct, each case's branch, the next-hop
+//! cache's version check per packet (here once per burst), and a count per packet (here once per burst).
+
+use super::ipv4::{directed_broadcast, martian_src, unroutable_dst};
+use super::neigh::NeighKey;
+use super::nh_cache::{NextHopCache, NO_PORT};
+use super::{resolve_adj, Adjacency, L3Ctx, ETH_LEN, SCRATCH_IFACE};
+use crate::wire::checksum::header20_ok;
+use crate::wire::ipv4::decrement_ttl_in;
+use dataplane::worker::TxBatches;
+use dataplane::Pkt;
+
+/// Forwards `pkt` exactly as [`super::ipv4::input`] would if it is the common case (see the module docs);
+/// otherwise gives it back unchanged. The caller has checked that the snapshot has neither NAT nor local
+/// VTEPs (each adds a step to `input`) and has synchronised `nh` ([`NextHopCache::sync`]).
+#[inline(always)]
+pub(super) fn forward(
+    c: &L3Ctx<'_>,
+    nh: &NextHopCache,
+    mut pkt: Pkt,
+    out: &mut TxBatches,
+) -> Result<(), Pkt> {
+    let Some((port, rewrite, total)) = decide(c, nh, &pkt) else {
+        return Err(pkt);
+    };
+    // Ethernet padding after a short packet is not part of it.
+    pkt.truncate(ETH_LEN + total);
+    if let Some(f) = pkt.data_mut().first_chunk_mut::<{ ETH_LEN + 12 }>() {
+        let (macs, rest) = f.split_at_mut(12);
+        macs.copy_from_slice(&rewrite);
+        if let Some(h) = rest.last_chunk_mut::<12>() {
+            decrement_ttl_in(h);
+        }
+    }
+    out.send(port, pkt);
+    Ok(())
+}
+
+/// The checks of [`forward`], reading only: the output port, the frame's new first 12 bytes and the IP total
+/// length, or `None` for the general path.
+#[inline(always)]
+fn decide(c: &L3Ctx<'_>, nh: &NextHopCache, pkt: &Pkt) -> Option<(u16, [u8; 12], usize)> {
+    let iface = pkt.meta().scratch[SCRATCH_IFACE] as u16;
+    let ifc = c.t.ifaces.get(iface as usize)?;
+    let d = pkt.data();
+    let f = d.first_chunk::<{ ETH_LEN + 20 }>()?;
+    // IPv4 with a 20-byte header, to this interface's MAC.
+    if f[12..15] != [0x08, 0x00, 0x45] || f[..6] != ifc.mac {
+        return None;
+    }
+    let h = f.last_chunk::<20>()?;
+    let total = u16::from_be_bytes([h[2], h[3]]) as usize;
+    if total < 20 || total > d.len() - ETH_LEN || !header20_ok(h) {
+        return None;
+    }
+    let src = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
+    let dst = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
+    // TTL 1 and 0 get time exceeded, from the general path.
+    if martian_src(src) || unroutable_dst(dst) || h[8] <= 1 {
+        return None;
+    }
+    let (oif, via, attached) = match resolve_adj(c.t, c.t.fib4.lookup(dst)?, pkt)? {
+        Adjacency::Gateway { iface, via } => (iface, via as u32, false),
+        Adjacency::Attached { iface } => (iface, dst, true),
+        _ => return None,
+    };
+    let o = c.t.ifaces.get(oif as usize)?;
+    if (attached && directed_broadcast(o, dst)) || total > o.mtu as usize {
+        return None;
+    }
+    let hit = nh.get_synced(&NeighKey::v4(oif, via), c.now_s, c.t.reachable_s)?;
+    if hit.port == NO_PORT {
+        return None;
+    }
+    Some((hit.port, hit.rewrite, total))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fast path against the general one: whatever frame the fast path forwards, `ipv4::input` forwards
+    //! the same way (same port, same bytes, no drop); whatever it declines, it leaves untouched.
+
+    use super::super::neigh::NeighTable;
+    use super::super::{input, Attach, Interface, L3State, L3Tables};
+    use super::*;
+    use crate::bridge::Egress;
+    use crate::fib::lpm4::Lpm4;
+    use crate::vxlan::VxlanTables;
+    use dataplane::{DropReason, Event, Pool, WorkerCounters};
+    use proptest::prelude::*;
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
+    const R0: [u8; 6] = [2, 0xaa, 0, 0, 0, 0];
+    const R1: [u8; 6] = [2, 0xaa, 0, 0, 0, 1];
+    const R2: [u8; 6] = [2, 0xaa, 0, 0, 0, 2];
+    const H0: [u8; 6] = [2, 0xbb, 0, 0, 0, 2];
+    /// The clock: at second 1000, so that a neighbour learned at second 900 is stale (reachable 30 s).
+    const NOW_NS: u64 = 1000 * 1_000_000_000;
+
+    fn iface(mac: [u8; 6], attach: Attach, a: [u8; 4], mtu: u16) -> Interface {
+        Interface {
+            name: "i".into(),
+            mac,
+            attach,
+            mtu,
+            v4: vec![(Ipv4Addr::from(a), 24)],
+            v6: Vec::new(),
+            link_local: super::super::link_local_of(&mac),
+            proxy_arp: false,
+        }
+    }
+
+    fn port(port: u16) -> Attach {
+        Attach::Port {
+            port,
+            egress: Egress::Untagged,
+        }
+    }
+
+    fn gw(iface: u16, a: [u8; 4]) -> Adjacency {
+        Adjacency::Gateway {
+            iface,
+            via: 0xffff_0000_0000 | u32::from_be_bytes(a) as u128,
+        }
+    }
+
+    /// Interfaces 0 (10.0.0.1/24, port 0), 1 (10.1.0.1/24, port 1, MTU 1000), 2 (10.2.0.1/24, a bridge
+    /// gateway: not a plain port) and 3 (10.3.0.1/24, port 2, VLAN-tagged); a gateway route, an ECMP group, a
+    /// blackhole, an unreachable route; static neighbours behind 0, 1 and 2, and one on 1 last confirmed long
+    /// ago.
+    fn tables() -> L3Tables {
+        let ifaces = vec![
+            iface(R0, port(0), [10, 0, 0, 1], 1500),
+            iface(R1, port(1), [10, 1, 0, 1], 1000),
+            iface(R2, Attach::Bridge { domain: 0 }, [10, 2, 0, 1], 1500),
+            iface(
+                R0,
+                Attach::Port {
+                    port: 2,
+                    egress: Egress::Tagged(7),
+                },
+                [10, 3, 0, 1],
+                1500,
+            ),
+        ];
+        let adj = vec![
+            Adjacency::Local,
+            Adjacency::Attached { iface: 0 },
+            Adjacency::Attached { iface: 1 },
+            Adjacency::Attached { iface: 2 },
+            Adjacency::Attached { iface: 3 },
+            gw(1, [10, 1, 0, 254]),
+            Adjacency::Ecmp { first: 0, count: 2 },
+            Adjacency::Blackhole,
+            Adjacency::Unreachable,
+            gw(0, [10, 0, 0, 99]),
+            gw(1, [10, 1, 0, 10]),
+            gw(0, [10, 0, 0, 11]),
+        ];
+        let p = |a: [u8; 4]| Ipv4Addr::from(a);
+        let routes = vec![
+            (p([10, 0, 0, 0]), 24, 1),
+            (p([10, 1, 0, 0]), 24, 2),
+            (p([10, 2, 0, 0]), 24, 3),
+            (p([10, 3, 0, 0]), 24, 4),
+            (p([10, 0, 0, 1]), 32, 0),
+            (p([10, 1, 0, 1]), 32, 0),
+            (p([192, 168, 0, 0]), 16, 5),
+            (p([172, 16, 0, 0]), 12, 6),
+            (p([198, 51, 100, 0]), 24, 7),
+            (p([203, 0, 113, 0]), 24, 8),
+            (p([100, 64, 0, 0]), 10, 9),
+        ];
+        let neigh = NeighTable::new(64);
+        let n4 = |i: u16, a: [u8; 4]| NeighKey::v4(i, u32::from_be_bytes(a));
+        for (k, last) in [
+            (n4(0, [10, 0, 0, 2]), 2),
+            (n4(1, [10, 1, 0, 5]), 5),
+            (n4(1, [10, 1, 0, 254]), 0xfe),
+            (n4(1, [10, 1, 0, 10]), 10),
+            (n4(0, [10, 0, 0, 11]), 11),
+            (n4(2, [10, 2, 0, 5]), 0x25),
+            (n4(3, [10, 3, 0, 5]), 0x35),
+        ] {
+            assert!(neigh.set_static(&k, &[2, 0xcc, 0, 0, 0, last]));
+        }
+        // Learned at second 900: stale at 1000, so the general path asks again while it sends.
+        neigh.learn(&n4(0, [10, 0, 0, 99]), &[2, 0xcc, 0, 0, 0, 0x99], 900);
+        L3Tables {
+            ifaces,
+            fib4: Arc::new(Lpm4::build(routes, 16).unwrap()),
+            adj,
+            ecmp: vec![10, 11],
+            neigh: Arc::new(neigh),
+            ..L3Tables::default()
+        }
+    }
+
+    /// The destinations the base frames go to: attached hosts, a gateway route, ECMP, a bridge-attached host,
+    /// a tagged interface's host, a stale neighbour's route, the router itself, a blackhole, an unreachable
+    /// route, no route, a directed broadcast, an unresolved host.
+    const DESTS: [[u8; 4]; 13] = [
+        [10, 1, 0, 5],
+        [10, 0, 0, 2],
+        [192, 168, 7, 9],
+        [172, 17, 1, 2],
+        [10, 2, 0, 5],
+        [10, 3, 0, 5],
+        [100, 64, 1, 1],
+        [10, 1, 0, 1],
+        [198, 51, 100, 3],
+        [203, 0, 113, 3],
+        [8, 8, 8, 8],
+        [10, 1, 0, 255],
+        [10, 1, 0, 77],
+    ];
+
+    /// A UDP frame from H0 on interface 0 (or from 10.1.0.5 on interface 1) built by etherparse.
+    fn frame(from_1: bool, dst: [u8; 4], ttl: u8, payload: usize) -> Vec<u8> {
+        let (smac, dmac, src) = if from_1 {
+            ([2, 0xcc, 0, 0, 0, 5], R1, [10, 1, 0, 5])
+        } else {
+            (H0, R0, [10, 0, 0, 2])
+        };
+        let b = etherparse::PacketBuilder::ethernet2(smac, dmac)
+            .ipv4(src, dst, ttl)
+            .udp(4000, 53);
+        let body = vec![0x5a; payload];
+        let mut v = Vec::new();
+        b.write(&mut v, &body).unwrap();
+        v
+    }
+
+    /// Recomputes the IPv4 header checksum of a frame whose header is 20 bytes long (a mutated frame whose
+    /// checksum still verifies reaches the checks after it).
+    fn fix_checksum(f: &mut [u8]) {
+        if f.len() < ETH_LEN + 20 {
+            return;
+        }
+        f[24] = 0;
+        f[25] = 0;
+        let c = crate::wire::checksum::checksum(&f[ETH_LEN..ETH_LEN + 20]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+    }
+
+    struct Side {
+        st: L3State,
+        out: TxBatches,
+        counters: Arc<WorkerCounters>,
+    }
+
+    fn side() -> Side {
+        let (out, counters) = TxBatches::for_test(3);
+        Side {
+            st: L3State::default(),
+            out,
+            counters,
+        }
+    }
+
+    fn pkt(pool: &Pool, f: &[u8], iface: u16) -> Pkt {
+        let mut p = pool.alloc().expect("pool has room");
+        assert!(p.set_frame(f));
+        p.meta_mut().scratch[SCRATCH_IFACE] = u32::from(iface);
+        p
+    }
+
+    fn sent(out: &mut TxBatches) -> Vec<(u16, Vec<u8>)> {
+        (0..3u16)
+            .flat_map(|port| {
+                out.take(port)
+                    .into_iter()
+                    .map(move |p| (port, p.data().to_vec()))
+            })
+            .collect()
+    }
+
+    fn drops(c: &WorkerCounters) -> u64 {
+        c.drops.total()
+    }
+
+    /// The case a proptest run draws: base frame, then mutations.
+    #[derive(Debug, Clone)]
+    struct Case {
+        from_1: bool,
+        dst: usize,
+        ttl: u8,
+        payload: usize,
+        /// A byte of the Ethernet or IP header overwritten: (offset, value).
+        poke: Option<(usize, u8)>,
+        /// Recompute the checksum after the poke.
+        fix: bool,
+        /// Cut the frame to this length.
+        cut: Option<usize>,
+        /// Ethernet padding appended.
+        pad: usize,
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        (
+            any::<bool>(),
+            0..DESTS.len(),
+            prop_oneof![Just(0u8), Just(1), Just(2), Just(64), any::<u8>()],
+            prop_oneof![Just(18usize), Just(200), Just(972), Just(973), 0..1400usize],
+            proptest::option::weighted(0.6, (0..ETH_LEN + 20, any::<u8>())),
+            any::<bool>(),
+            proptest::option::weighted(0.1, 0..1500usize),
+            prop_oneof![3 => Just(0usize), 1 => 1..40usize],
+        )
+            .prop_map(|(from_1, dst, ttl, payload, poke, fix, cut, pad)| Case {
+                from_1,
+                dst,
+                ttl,
+                payload,
+                poke,
+                fix,
+                cut,
+                pad,
+            })
+    }
+
+    fn build(c: &Case) -> Vec<u8> {
+        let mut f = frame(c.from_1, DESTS[c.dst], c.ttl, c.payload);
+        if let Some((at, v)) = c.poke {
+            f[at] = v;
+            if c.fix {
+                fix_checksum(&mut f);
+            }
+        }
+        if let Some(n) = c.cut {
+            f.truncate(n);
+        }
+        f.extend(std::iter::repeat_n(0u8, c.pad));
+        f
+    }
+
+    /// Runs `f` through the fast path on one side and the general path on the other; checks they agree.
+    /// Returns whether the fast path took it.
+    fn compare(t: &L3Tables, pool: &Pool, fast: &mut Side, general: &mut Side, c: &Case) -> bool {
+        let vx = VxlanTables::default();
+        let ctx = L3Ctx {
+            t,
+            bridges: &[],
+            generation: 1,
+            now_ns: NOW_NS,
+            now_s: (NOW_NS / 1_000_000_000) as u32,
+            worker: 0,
+            vxlan: &vx,
+        };
+        let f = build(c);
+        let iface = u16::from(c.from_1);
+        fast.st.nh.sync(&t.neigh, 1);
+        let fast_drops = drops(&fast.counters);
+        let taken = match forward(&ctx, &fast.st.nh, pkt(pool, &f, iface), &mut fast.out) {
+            Ok(()) => true,
+            Err(p) => {
+                assert_eq!(p.data(), &f[..], "a declined frame is untouched");
+                false
+            }
+        };
+        let drops_before = drops(&general.counters);
+        let routed_before = general.counters.events.get(Event::Routed);
+        input(
+            &ctx,
+            &mut general.st,
+            pkt(pool, &f, iface),
+            &mut general.out,
+        );
+        let by_general = sent(&mut general.out);
+        let by_fast = sent(&mut fast.out);
+        if taken {
+            assert_eq!(by_fast.len(), 1);
+            assert_eq!(by_fast, by_general, "the same frame to the same port");
+            assert_eq!(
+                drops(&general.counters),
+                drops_before,
+                "the general path drops nothing"
+            );
+            assert_eq!(
+                general.counters.events.get(Event::Routed),
+                routed_before + 1
+            );
+        } else {
+            assert!(by_fast.is_empty());
+        }
+        assert_eq!(
+            drops(&fast.counters),
+            fast_drops,
+            "the fast path never drops"
+        );
+        taken
+    }
+
+    /// Both sides' next-hop caches filled the way traffic fills them: one packet to each destination through
+    /// the general path.
+    fn primed(t: &L3Tables, pool: &Pool) -> (Side, Side) {
+        let (mut fast, mut general) = (side(), side());
+        for from_1 in [false, true] {
+            for dst in 0..DESTS.len() {
+                let c = Case {
+                    from_1,
+                    dst,
+                    ttl: 64,
+                    payload: 18,
+                    poke: None,
+                    fix: false,
+                    cut: None,
+                    pad: 0,
+                };
+                compare(t, pool, &mut side(), &mut general, &c);
+                let vx = VxlanTables::default();
+                let ctx = L3Ctx {
+                    t,
+                    bridges: &[],
+                    generation: 1,
+                    now_ns: NOW_NS,
+                    now_s: (NOW_NS / 1_000_000_000) as u32,
+                    worker: 0,
+                    vxlan: &vx,
+                };
+                input(
+                    &ctx,
+                    &mut fast.st,
+                    pkt(pool, &build(&c), u16::from(from_1)),
+                    &mut fast.out,
+                );
+                let _ = sent(&mut fast.out);
+            }
+        }
+        (fast, general)
+    }
+
+    #[test]
+    fn the_common_cases_take_the_fast_path_and_the_rest_do_not() {
+        let t = tables();
+        let pool = Pool::for_test(256, 2048);
+        let (mut fast, mut general) = primed(&t, &pool);
+        let base = |dst: usize, ttl: u8| Case {
+            from_1: false,
+            dst,
+            ttl,
+            payload: 18,
+            poke: None,
+            fix: false,
+            cut: None,
+            pad: 0,
+        };
+        // Attached host, gateway route, ECMP: fast.
+        for dst in [0, 2, 3] {
+            assert!(
+                compare(&t, &pool, &mut fast, &mut general, &base(dst, 64)),
+                "{:?}",
+                DESTS[dst]
+            );
+        }
+        // Ethernet padding is trimmed on the way.
+        let padded = Case {
+            pad: 20,
+            ..base(0, 64)
+        };
+        assert!(compare(&t, &pool, &mut fast, &mut general, &padded));
+        // Bridge gateway, tagged port, stale neighbour, the router, blackhole, unreachable, no route, directed
+        // broadcast, unresolved: the general path's.
+        for (dst, a) in DESTS.iter().enumerate().skip(4) {
+            assert!(
+                !compare(&t, &pool, &mut fast, &mut general, &base(dst, 64)),
+                "{a:?}"
+            );
+        }
+        // TTL 1, a bad checksum, over the MTU of interface 1, a runt: the general path's too.
+        assert!(!compare(&t, &pool, &mut fast, &mut general, &base(0, 1)));
+        let bad = Case {
+            poke: Some((ETH_LEN + 10, 0)),
+            ..base(0, 64)
+        };
+        assert!(!compare(&t, &pool, &mut fast, &mut general, &bad));
+        let big = Case {
+            payload: 973,
+            ..base(0, 64)
+        };
+        assert!(!compare(&t, &pool, &mut fast, &mut general, &big));
+        let fits = Case {
+            payload: 972,
+            ..base(0, 64)
+        };
+        assert!(
+            compare(&t, &pool, &mut fast, &mut general, &fits),
+            "exactly the MTU"
+        );
+        let runt = Case {
+            cut: Some(ETH_LEN + 19),
+            ..base(0, 64)
+        };
+        assert!(!compare(&t, &pool, &mut fast, &mut general, &runt));
+        assert!(general.counters.drops.get(DropReason::BadChecksum) >= 1);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        #[test]
+        fn the_fast_path_forwards_only_what_the_general_path_forwards_the_same_way(
+            cases in proptest::collection::vec(case(), 1..16)
+        ) {
+            let t = tables();
+            let pool = Pool::for_test(512, 2048);
+            let (mut fast, mut general) = primed(&t, &pool);
+            for c in &cases {
+                compare(&t, &pool, &mut fast, &mut general, c);
+            }
+        }
+    }
+}
