@@ -305,6 +305,34 @@ mod tests {
         pad: usize,
     }
 
+    impl Case {
+        /// The unmutated frame: `payload` 18 bytes (a 60-byte frame).
+        fn plain(from_1: bool, dst: usize, ttl: u8) -> Case {
+            Case {
+                from_1,
+                dst,
+                ttl,
+                payload: 18,
+                poke: None,
+                fix: false,
+                cut: None,
+                pad: 0,
+            }
+        }
+    }
+
+    fn ctx<'a>(t: &'a L3Tables, vx: &'a VxlanTables) -> L3Ctx<'a> {
+        L3Ctx {
+            t,
+            bridges: &[],
+            generation: 1,
+            now_ns: NOW_NS,
+            now_s: (NOW_NS / 1_000_000_000) as u32,
+            worker: 0,
+            vxlan: vx,
+        }
+    }
+
     fn case() -> impl Strategy<Value = Case> {
         (
             any::<bool>(),
@@ -347,15 +375,7 @@ mod tests {
     /// Returns whether the fast path took it.
     fn compare(t: &L3Tables, pool: &Pool, fast: &mut Side, general: &mut Side, c: &Case) -> bool {
         let vx = VxlanTables::default();
-        let ctx = L3Ctx {
-            t,
-            bridges: &[],
-            generation: 1,
-            now_ns: NOW_NS,
-            now_s: (NOW_NS / 1_000_000_000) as u32,
-            worker: 0,
-            vxlan: &vx,
-        };
+        let ctx = ctx(t, &vx);
         let f = build(c);
         let iface = u16::from(c.from_1);
         fast.st.nh.sync(&t.neigh, 1);
@@ -404,36 +424,20 @@ mod tests {
     /// the general path.
     fn primed(t: &L3Tables, pool: &Pool) -> (Side, Side) {
         let (mut fast, mut general) = (side(), side());
+        let vx = VxlanTables::default();
+        let ctx = ctx(t, &vx);
         for from_1 in [false, true] {
             for dst in 0..DESTS.len() {
-                let c = Case {
-                    from_1,
-                    dst,
-                    ttl: 64,
-                    payload: 18,
-                    poke: None,
-                    fix: false,
-                    cut: None,
-                    pad: 0,
-                };
-                compare(t, pool, &mut side(), &mut general, &c);
-                let vx = VxlanTables::default();
-                let ctx = L3Ctx {
-                    t,
-                    bridges: &[],
-                    generation: 1,
-                    now_ns: NOW_NS,
-                    now_s: (NOW_NS / 1_000_000_000) as u32,
-                    worker: 0,
-                    vxlan: &vx,
-                };
-                input(
-                    &ctx,
-                    &mut fast.st,
-                    pkt(pool, &build(&c), u16::from(from_1)),
-                    &mut fast.out,
-                );
-                let _ = sent(&mut fast.out);
+                let f = build(&Case::plain(from_1, dst, 64));
+                for s in [&mut fast, &mut general] {
+                    input(
+                        &ctx,
+                        &mut s.st,
+                        pkt(pool, &f, u16::from(from_1)),
+                        &mut s.out,
+                    );
+                    let _ = sent(&mut s.out);
+                }
             }
         }
         (fast, general)
@@ -444,16 +448,7 @@ mod tests {
         let t = tables();
         let pool = Pool::for_test(256, 2048);
         let (mut fast, mut general) = primed(&t, &pool);
-        let base = |dst: usize, ttl: u8| Case {
-            from_1: false,
-            dst,
-            ttl,
-            payload: 18,
-            poke: None,
-            fix: false,
-            cut: None,
-            pad: 0,
-        };
+        let base = |dst: usize, ttl: u8| Case::plain(false, dst, ttl);
         // Attached host, gateway route, ECMP: fast.
         for dst in [0, 2, 3] {
             assert!(
