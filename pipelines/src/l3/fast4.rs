@@ -18,6 +18,32 @@ use crate::wire::ipv4::decrement_ttl_in;
 use dataplane::worker::TxBatches;
 use dataplane::Pkt;
 
+/// The input interface's index and MAC, read once per burst: a burst comes from one port, so its packets
+/// nearly always share their router interface (a VLAN trunk's sub-interfaces are the exception, looked up
+/// per packet).
+#[derive(Clone, Copy)]
+pub(super) struct Ingress {
+    iface: u32,
+    mac: [u8; 6],
+}
+
+impl Ingress {
+    /// The interface of `first` (the burst's first packet), or one no packet matches.
+    #[inline]
+    pub(super) fn of(c: &L3Ctx<'_>, first: Option<&Pkt>) -> Ingress {
+        first
+            .map(|p| p.meta().scratch[SCRATCH_IFACE])
+            .and_then(|i| Some((i, c.t.ifaces.get(i as usize)?.mac)))
+            .map_or(
+                Ingress {
+                    iface: u32::MAX,
+                    mac: [0; 6],
+                },
+                |(iface, mac)| Ingress { iface, mac },
+            )
+    }
+}
+
 /// Forwards `pkt` exactly as [`super::ipv4::input`] would if it is the common case (see the module docs);
 /// otherwise gives it back unchanged. The caller has checked that the snapshot has neither NAT nor local
 /// VTEPs (each adds a step to `input`) and has synchronised `nh` ([`NextHopCache::sync`]).
@@ -25,10 +51,11 @@ use dataplane::Pkt;
 pub(super) fn forward(
     c: &L3Ctx<'_>,
     nh: &NextHopCache,
+    ingress: Ingress,
     mut pkt: Pkt,
     out: &mut TxBatches,
 ) -> Result<(), Pkt> {
-    let Some((port, rewrite, total)) = decide(c, nh, &pkt) else {
+    let Some((port, rewrite, total)) = decide(c, nh, ingress, &pkt) else {
         return Err(pkt);
     };
     // Ethernet padding after a short packet is not part of it.
@@ -47,13 +74,22 @@ pub(super) fn forward(
 /// The checks of [`forward`], reading only: the output port, the frame's new first 12 bytes and the IP total
 /// length, or `None` for the general path.
 #[inline(always)]
-fn decide(c: &L3Ctx<'_>, nh: &NextHopCache, pkt: &Pkt) -> Option<(u16, [u8; 12], usize)> {
-    let iface = pkt.meta().scratch[SCRATCH_IFACE] as u16;
-    let ifc = c.t.ifaces.get(iface as usize)?;
+fn decide(
+    c: &L3Ctx<'_>,
+    nh: &NextHopCache,
+    ingress: Ingress,
+    pkt: &Pkt,
+) -> Option<(u16, [u8; 12], usize)> {
+    let iface = pkt.meta().scratch[SCRATCH_IFACE];
+    let mac = if iface == ingress.iface {
+        ingress.mac
+    } else {
+        c.t.ifaces.get(iface as usize)?.mac
+    };
     let d = pkt.data();
     let f = d.first_chunk::<{ ETH_LEN + 20 }>()?;
     // IPv4 with a 20-byte header, to this interface's MAC.
-    if f[12..15] != [0x08, 0x00, 0x45] || f[..6] != ifc.mac {
+    if f[12..15] != [0x08, 0x00, 0x45] || f[..6] != mac {
         return None;
     }
     let h = f.last_chunk::<20>()?;
@@ -303,6 +339,8 @@ mod tests {
         cut: Option<usize>,
         /// Ethernet padding appended.
         pad: usize,
+        /// The burst's first packet came in on the other interface (a VLAN trunk's mix).
+        other_ingress: bool,
     }
 
     impl Case {
@@ -317,6 +355,7 @@ mod tests {
                 fix: false,
                 cut: None,
                 pad: 0,
+                other_ingress: false,
             }
         }
     }
@@ -343,17 +382,21 @@ mod tests {
             any::<bool>(),
             proptest::option::weighted(0.1, 0..1500usize),
             prop_oneof![3 => Just(0usize), 1 => 1..40usize],
+            any::<bool>(),
         )
-            .prop_map(|(from_1, dst, ttl, payload, poke, fix, cut, pad)| Case {
-                from_1,
-                dst,
-                ttl,
-                payload,
-                poke,
-                fix,
-                cut,
-                pad,
-            })
+            .prop_map(
+                |(from_1, dst, ttl, payload, poke, fix, cut, pad, other_ingress)| Case {
+                    from_1,
+                    dst,
+                    ttl,
+                    payload,
+                    poke,
+                    fix,
+                    cut,
+                    pad,
+                    other_ingress,
+                },
+            )
     }
 
     fn build(c: &Case) -> Vec<u8> {
@@ -380,7 +423,13 @@ mod tests {
         let iface = u16::from(c.from_1);
         fast.st.nh.sync(&t.neigh, 1);
         let fast_drops = drops(&fast.counters);
-        let taken = match forward(&ctx, &fast.st.nh, pkt(pool, &f, iface), &mut fast.out) {
+        let p = pkt(pool, &f, iface);
+        let ingress = if c.other_ingress {
+            Ingress::of(&ctx, Some(&pkt(pool, &f, iface ^ 1)))
+        } else {
+            Ingress::of(&ctx, Some(&p))
+        };
+        let taken = match forward(&ctx, &fast.st.nh, ingress, p, &mut fast.out) {
             Ok(()) => true,
             Err(p) => {
                 assert_eq!(p.data(), &f[..], "a declined frame is untouched");

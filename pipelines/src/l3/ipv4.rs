@@ -17,19 +17,32 @@ fn reason(e: Ipv4Error) -> DropReason {
     }
 }
 
+/// By first octet: bit 0, never a packet's source; bit 1, never a routed destination. "This network" (0),
+/// loopback (127) and multicast (224-239) are both; class E (240-255) is the second. One load per address
+/// instead of a chain of compares.
+const BAD_FIRST_OCTET: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[0] = 3;
+    t[127] = 3;
+    let mut i = 224;
+    while i < 256 {
+        t[i] = if i < 240 { 3 } else { 2 };
+        i += 1;
+    }
+    t
+};
+
 /// Addresses that are never a packet's source on the wire: multicast, limited broadcast, loopback, "this
 /// network" (RFC 1812 5.3.7).
 #[inline]
 pub(super) fn martian_src(a: u32) -> bool {
-    let top = a >> 24;
-    top == 127 || top == 0 || (a >> 28) == 0xe || a == u32::MAX
+    BAD_FIRST_OCTET[(a >> 24) as usize] & 1 != 0 || a == u32::MAX
 }
 
 /// Destinations a router does not route: loopback, "this network", multicast and limited broadcast.
 #[inline]
 pub(super) fn unroutable_dst(a: u32) -> bool {
-    let top = a >> 24;
-    top == 127 || top == 0 || (a >> 28) >= 0xe
+    BAD_FIRST_OCTET[(a >> 24) as usize] & 2 != 0
 }
 
 /// Whether `dst` is the broadcast address of one of `o`'s subnets: a directed broadcast, which a router does not
@@ -280,5 +293,27 @@ fn local(
             )
         }
         _ => super::host::deliver(c, pkt, out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{martian_src, unroutable_dst};
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn martian_sources_and_unroutable_destinations_match_std_classes() {
+        for top in 0..=255u32 {
+            for low in [0u32, 1, 0x00ab_cdef, 0x00ff_fffe, 0x00ff_ffff] {
+                let a = (top << 24) | low;
+                let ip = Ipv4Addr::from(a);
+                let this_net = ip.octets()[0] == 0;
+                let src = this_net || ip.is_loopback() || ip.is_multicast() || ip.is_broadcast();
+                let dst =
+                    this_net || ip.is_loopback() || ip.is_multicast() || ip.octets()[0] >= 240;
+                assert_eq!(martian_src(a), src, "source {ip}");
+                assert_eq!(unroutable_dst(a), dst, "destination {ip}");
+            }
+        }
     }
 }

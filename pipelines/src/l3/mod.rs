@@ -412,8 +412,9 @@ fn decide(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, with_nat: bool, ou
 fn forward_or_input(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxBatches) {
     let mut routed = 0;
     st.nh.sync(&c.t.neigh, c.generation);
+    let ingress = fast4::Ingress::of(c, burst.as_slice().first());
     for pkt in burst.drain() {
-        match fast4::forward(c, &st.nh, pkt, out) {
+        match fast4::forward(c, &st.nh, ingress, pkt, out) {
             Ok(()) => routed += 1,
             Err(pkt) => {
                 input_with::<false>(c, st, pkt, out);
