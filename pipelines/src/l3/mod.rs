@@ -5,8 +5,8 @@
 //! `Meta::scratch[2]`; the burst is handled in two passes, VPP style: the first parses the EtherType and warms
 //! the FIB entry of each IPv4 destination (and, with NAT, the flow-table lines, setting aside for their owner
 //! the packets another worker's flows own), the second decides every packet. Without NAT or local VTEPs, the
-//! second pass first offers each packet to the IPv4 fast path ([`fast4`]), which forwards the common routed
-//! packet in one straight pass and gives everything else to the general path below:
+//! second pass first offers each packet to the forwarding fast path ([`fast`]), which forwards the common
+//! routed IPv4 or IPv6 packet in one straight pass and gives everything else to the general path below:
 //!
 //! - IPv4/IPv6 to a router address: echo requests are answered in place, UDP gets port unreachable, other
 //!   ICMP is counted as `no_local_stack`; the rest (TCP, other protocols) goes to the router's host stack
@@ -21,7 +21,7 @@
 //! ICMP errors are rate-limited per worker by a token bucket.
 
 mod arp;
-mod fast4;
+mod fast;
 pub mod host;
 mod icmp;
 mod ipv4;
@@ -406,15 +406,15 @@ fn decide(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, with_nat: bool, ou
     }
 }
 
-/// Pass 2 without NAT or local VTEPs: each packet through the IPv4 fast path ([`fast4`]), or, when it is not
-/// the common case, the general [`input_with`].
+/// Pass 2 without NAT or local VTEPs: each packet through the forwarding fast path ([`fast`]), or, when it is
+/// not the common case, the general [`input_with`].
 #[inline]
 fn forward_or_input(c: &L3Ctx<'_>, st: &mut L3State, burst: &mut Burst, out: &mut TxBatches) {
     let mut routed = 0;
     st.nh.sync(&c.t.neigh, c.generation);
-    let ingress = fast4::Ingress::of(c, burst.as_slice().first());
+    let ingress = fast::Ingress::of(c, burst.as_slice().first());
     for pkt in burst.drain() {
-        match fast4::forward(c, &st.nh, ingress, pkt, out) {
+        match fast::forward(c, &st.nh, ingress, pkt, out) {
             Ok(()) => routed += 1,
             Err(pkt) => {
                 input_with::<false>(c, st, pkt, out);

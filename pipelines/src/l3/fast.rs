@@ -1,13 +1,14 @@
-//! The IPv4 forwarding fast path, VPP's ip4-input, ip4-lookup and ip4-rewrite for the common packet in one
-//! straight pass: a unicast packet to the router's MAC, with a 20-byte header that verifies, a source and a
-//! destination that may be routed, TTL to spare, a route to a gateway or an attached host on a plain port,
-//! within the MTU, and a next hop in the worker's cache.
+//! The forwarding fast path, VPP's ip4/ip6-input, -lookup and -rewrite for the common packet in one straight
+//! pass: a unicast packet to the router's MAC, with a header that is sound (for IPv4, 20 bytes that verify),
+//! a source and a destination that may be routed, TTL or hop limit to spare, a route to a gateway or an
+//! attached host on a plain port, within the MTU, and a next hop in the worker's cache.
 //!
-//! Everything else goes back untouched to [`super::ipv4::input`], which gives every verdict, counter and ICMP
-//! error. The fast path only forwards what `input` forwards, with the same bytes to the same port, and drops
-//! nothing: it checks everything before it writes anything. It saves what the general path spends on being
-//! general: views with their own checks, a header read into a struct, each case's branch, the next-hop
-//! cache's version check per packet (here once per burst), and a count per packet (here once per burst).
+//! Everything else goes back untouched to the general path ([`super::ipv4::input`], [`super::ipv6::input`]),
+//! which gives every verdict, counter and ICMP error. The fast path only forwards what the general path
+//! forwards, with the same bytes to the same port, and drops nothing: it checks everything before it writes
+//! anything. It saves what the general path spends on being general: views with their own checks, a header
+//! read into a struct, each case's branch, the next-hop cache's version check per packet (here once per
+//! burst), and a count per packet (here once per burst).
 
 use super::ipv4::{directed_broadcast, martian_src, unroutable_dst};
 use super::neigh::NeighKey;
@@ -17,10 +18,11 @@ use crate::wire::checksum::header20_ok;
 use crate::wire::ipv4::decrement_ttl_in;
 use dataplane::worker::TxBatches;
 use dataplane::Pkt;
+use std::net::Ipv6Addr;
 
-/// The input interface's index and MAC, read once per burst: a burst comes from one port, so its packets
-/// nearly always share their router interface (a VLAN trunk's sub-interfaces are the exception, looked up
-/// per packet).
+/// The burst's input interface, read once per burst: a burst comes from one port, so its packets nearly
+/// always share their router interface (a VLAN trunk's sub-interfaces are the exception, looked up per
+/// packet).
 #[derive(Clone, Copy)]
 pub(super) struct Ingress {
     iface: u32,
@@ -44,42 +46,71 @@ impl Ingress {
     }
 }
 
-/// Forwards `pkt` exactly as [`super::ipv4::input`] would if it is the common case (see the module docs);
+/// What the checks decided for a packet the fast path forwards.
+struct Verdict {
+    /// Output port.
+    port: u16,
+    /// The frame's new first 12 bytes: the next hop's MAC, then the output interface's.
+    rewrite: [u8; 12],
+    /// The frame's length without Ethernet padding.
+    frame_len: usize,
+}
+
+/// Offset of the IPv6 hop limit in the frame.
+const HOP_LIMIT: usize = ETH_LEN + 7;
+
+/// Forwards `pkt` exactly as the general path would if it is the common case (see the module docs);
 /// otherwise gives it back unchanged. The caller has checked that the snapshot has neither NAT nor local
-/// VTEPs (each adds a step to `input`) and has synchronised `nh` ([`NextHopCache::sync`]).
+/// VTEPs (each adds a step to the general path) and has synchronised `nh` ([`NextHopCache::sync`]).
 #[inline(always)]
 pub(super) fn forward(
     c: &L3Ctx<'_>,
     nh: &NextHopCache,
     ingress: Ingress,
-    mut pkt: Pkt,
+    pkt: Pkt,
     out: &mut TxBatches,
 ) -> Result<(), Pkt> {
-    let Some((port, rewrite, total)) = decide(c, nh, ingress, &pkt) else {
-        return Err(pkt);
-    };
-    // Ethernet padding after a short packet is not part of it.
-    pkt.truncate(ETH_LEN + total);
+    // IPv4 first: an IPv6 packet fails its EtherType test after a few instructions.
+    if let Some(v) = decide4(c, nh, ingress, &pkt) {
+        finish::<false>(pkt, v, out);
+        return Ok(());
+    }
+    if let Some(v) = decide6(c, nh, &pkt) {
+        finish::<true>(pkt, v, out);
+        return Ok(());
+    }
+    Err(pkt)
+}
+
+/// Trims the padding, writes the rewrite, decrements the TTL (`V6` false: with the header checksum) or the
+/// hop limit, and queues the frame.
+#[inline(always)]
+fn finish<const V6: bool>(mut pkt: Pkt, v: Verdict, out: &mut TxBatches) {
+    pkt.truncate(v.frame_len);
     if let Some(f) = pkt.data_mut().first_chunk_mut::<{ ETH_LEN + 12 }>() {
         let (macs, rest) = f.split_at_mut(12);
-        macs.copy_from_slice(&rewrite);
-        if let Some(h) = rest.last_chunk_mut::<12>() {
+        macs.copy_from_slice(&v.rewrite);
+        if V6 {
+            // Checked above 1; IPv6 has no header checksum.
+            rest[HOP_LIMIT - 12] -= 1;
+        } else if let Some(h) = rest.last_chunk_mut::<12>() {
             decrement_ttl_in(h);
         }
     }
-    out.send(port, pkt);
-    Ok(())
+    out.send(v.port, pkt);
 }
 
-/// The checks of [`forward`], reading only: the output port, the frame's new first 12 bytes and the IP total
-/// length, or `None` for the general path.
+/// The output port and rewrite of next hop `key`, if the worker's cache has it and its interface is a plain
+/// port.
 #[inline(always)]
-fn decide(
-    c: &L3Ctx<'_>,
-    nh: &NextHopCache,
-    ingress: Ingress,
-    pkt: &Pkt,
-) -> Option<(u16, [u8; 12], usize)> {
+fn cached(c: &L3Ctx<'_>, nh: &NextHopCache, key: &NeighKey) -> Option<(u16, [u8; 12])> {
+    let hit = nh.get_synced(key, c.now_s, c.t.reachable_s)?;
+    (hit.port != NO_PORT).then_some((hit.port, hit.rewrite))
+}
+
+/// The IPv4 checks of [`forward`], reading only.
+#[inline(always)]
+fn decide4(c: &L3Ctx<'_>, nh: &NextHopCache, ingress: Ingress, pkt: &Pkt) -> Option<Verdict> {
     let iface = pkt.meta().scratch[SCRATCH_IFACE];
     let mac = if iface == ingress.iface {
         ingress.mac
@@ -112,27 +143,90 @@ fn decide(
     if (attached && directed_broadcast(o, dst)) || total > o.mtu as usize {
         return None;
     }
-    let hit = nh.get_synced(&NeighKey::v4(oif, via), c.now_s, c.t.reachable_s)?;
-    if hit.port == NO_PORT {
+    let (port, rewrite) = cached(c, nh, &NeighKey::v4(oif, via))?;
+    Some(Verdict {
+        port,
+        rewrite,
+        frame_len: ETH_LEN + total,
+    })
+}
+
+/// The IPv6 checks of [`forward`], reading only. ICMPv6 (Neighbor Discovery among it) takes the general path.
+#[inline(always)]
+fn decide6(c: &L3Ctx<'_>, nh: &NextHopCache, pkt: &Pkt) -> Option<Verdict> {
+    let ifc = c.t.ifaces.get(pkt.meta().scratch[SCRATCH_IFACE] as usize)?;
+    let d = pkt.data();
+    let f = d.first_chunk::<{ ETH_LEN + 40 }>()?;
+    // IPv6, unicast to this interface's MAC, not ICMPv6, hop limit above 1 (else time exceeded).
+    if f[12..14] != [0x86, 0xdd]
+        || f[14] >> 4 != 6
+        || f[0] & 1 != 0
+        || f[..6] != ifc.mac
+        || f[20] == crate::wire::IPPROTO_ICMPV6
+        || f[21] <= 1
+    {
         return None;
     }
-    Some((hit.port, hit.rewrite, total))
+    let plen = u16::from_be_bytes([f[18], f[19]]) as usize;
+    if 40 + plen > d.len() - ETH_LEN {
+        return None;
+    }
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&f[22..38]);
+    let src = Ipv6Addr::from(a);
+    a.copy_from_slice(&f[38..54]);
+    let dst = Ipv6Addr::from(a);
+    // Martians, multicast, link-local either way (never forwarded), and the router's own addresses.
+    if src.is_multicast()
+        || src.is_loopback()
+        || src.is_unicast_link_local()
+        || dst.is_loopback()
+        || dst.is_unspecified()
+        || dst.is_multicast()
+        || dst.is_unicast_link_local()
+        || ifc.has_v6(&dst)
+    {
+        return None;
+    }
+    let (oif, via) = match resolve_adj(c.t, c.t.fib6.lookup(&a)?, pkt)? {
+        Adjacency::Gateway { iface, via } => (iface, via),
+        Adjacency::Attached { iface } => (iface, u128::from(dst)),
+        _ => return None,
+    };
+    let o = c.t.ifaces.get(oif as usize)?;
+    if 40 + plen > o.mtu as usize {
+        return None;
+    }
+    let (port, rewrite) = cached(
+        c,
+        nh,
+        &NeighKey {
+            iface: oif,
+            ip: via,
+        },
+    )?;
+    Some(Verdict {
+        port,
+        rewrite,
+        frame_len: ETH_LEN + 40 + plen,
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    //! The fast path against the general one: whatever frame the fast path forwards, `ipv4::input` forwards
-    //! the same way (same port, same bytes, no drop); whatever it declines, it leaves untouched.
+    //! The fast path against the general one: whatever IPv4 or IPv6 frame the fast path forwards, the general
+    //! path forwards the same way (same port, same bytes, no drop); whatever it declines, it leaves untouched.
 
     use super::super::neigh::NeighTable;
     use super::super::{input, Attach, Interface, L3State, L3Tables};
     use super::*;
     use crate::bridge::Egress;
     use crate::fib::lpm4::Lpm4;
+    use crate::fib::lpm6::Lpm6;
     use crate::vxlan::VxlanTables;
     use dataplane::{DropReason, Event, Pool, WorkerCounters};
     use proptest::prelude::*;
-    use std::net::Ipv4Addr;
+    use std::net::{Ipv4Addr, Ipv6Addr};
     use std::sync::Arc;
 
     const R0: [u8; 6] = [2, 0xaa, 0, 0, 0, 0];
@@ -142,6 +236,10 @@ mod tests {
     /// The clock: at second 1000, so that a neighbour learned at second 900 is stale (reachable 30 s).
     const NOW_NS: u64 = 1000 * 1_000_000_000;
 
+    fn v6(a: &str) -> Ipv6Addr {
+        a.parse().unwrap()
+    }
+
     fn iface(mac: [u8; 6], attach: Attach, a: [u8; 4], mtu: u16) -> Interface {
         Interface {
             name: "i".into(),
@@ -149,7 +247,7 @@ mod tests {
             attach,
             mtu,
             v4: vec![(Ipv4Addr::from(a), 24)],
-            v6: Vec::new(),
+            v6: vec![(v6(&format!("fd0{}::1", a[1])), 64)],
             link_local: super::super::link_local_of(&mac),
             proxy_arp: false,
         }
@@ -169,10 +267,17 @@ mod tests {
         }
     }
 
-    /// Interfaces 0 (10.0.0.1/24, port 0), 1 (10.1.0.1/24, port 1, MTU 1000), 2 (10.2.0.1/24, a bridge
-    /// gateway: not a plain port) and 3 (10.3.0.1/24, port 2, VLAN-tagged); a gateway route, an ECMP group, a
-    /// blackhole, an unreachable route; static neighbours behind 0, 1 and 2, and one on 1 last confirmed long
-    /// ago.
+    fn gw6(iface: u16, a: &str) -> Adjacency {
+        Adjacency::Gateway {
+            iface,
+            via: u128::from(v6(a)),
+        }
+    }
+
+    /// Interfaces 0 (10.0.0.1/24 and fd00::1/64, port 0), 1 (10.1.0.1/24 and fd01::1/64, port 1, MTU 1000),
+    /// 2 (10.2.0.1/24 and fd02::1/64, a bridge gateway: not a plain port) and 3 (10.3.0.1/24 and fd03::1/64,
+    /// port 2, VLAN-tagged); in each family a gateway route, an ECMP group, a blackhole, an unreachable route;
+    /// static neighbours behind 0, 1, 2 and 3, and one on 0 last confirmed long ago.
     fn tables() -> L3Tables {
         let ifaces = vec![
             iface(R0, port(0), [10, 0, 0, 1], 1500),
@@ -201,6 +306,11 @@ mod tests {
             gw(0, [10, 0, 0, 99]),
             gw(1, [10, 1, 0, 10]),
             gw(0, [10, 0, 0, 11]),
+            gw6(1, "fd01::fe"),
+            Adjacency::Ecmp { first: 2, count: 2 },
+            gw6(1, "fd01::10"),
+            gw6(0, "fd00::11"),
+            gw6(0, "fd00::99"),
         ];
         let p = |a: [u8; 4]| Ipv4Addr::from(a);
         let routes = vec![
@@ -216,6 +326,20 @@ mod tests {
             (p([203, 0, 113, 0]), 24, 8),
             (p([100, 64, 0, 0]), 10, 9),
         ];
+        let mut routes6 = vec![
+            (v6("fd00::"), 64, 1),
+            (v6("fd01::"), 64, 2),
+            (v6("fd02::"), 64, 3),
+            (v6("fd03::"), 64, 4),
+            (v6("fd00::1"), 128, 0),
+            (v6("fd01::1"), 128, 0),
+            (v6("2001:db8:1::"), 48, 12),
+            (v6("2001:db8:e::"), 48, 13),
+            (v6("2001:db8:dead::"), 48, 7),
+            (v6("2001:db8:bad::"), 48, 8),
+            (v6("2001:db8:99::"), 48, 16),
+        ];
+        routes6.extend(ifaces.iter().map(|i| (i.link_local, 128, 0)));
         let neigh = NeighTable::new(64);
         let n4 = |i: u16, a: [u8; 4]| NeighKey::v4(i, u32::from_be_bytes(a));
         for (k, last) in [
@@ -229,13 +353,27 @@ mod tests {
         ] {
             assert!(neigh.set_static(&k, &[2, 0xcc, 0, 0, 0, last]));
         }
+        let n6 = |i: u16, a: &str| NeighKey::v6(i, v6(a).octets());
+        for (k, last) in [
+            (n6(0, "fd00::2"), 2),
+            (n6(1, "fd01::5"), 5),
+            (n6(1, "fd01::fe"), 0xfe),
+            (n6(1, "fd01::10"), 10),
+            (n6(0, "fd00::11"), 11),
+            (n6(2, "fd02::5"), 0x25),
+            (n6(3, "fd03::5"), 0x35),
+        ] {
+            assert!(neigh.set_static(&k, &[2, 0xdd, 0, 0, 0, last]));
+        }
         // Learned at second 900: stale at 1000, so the general path asks again while it sends.
         neigh.learn(&n4(0, [10, 0, 0, 99]), &[2, 0xcc, 0, 0, 0, 0x99], 900);
+        neigh.learn(&n6(0, "fd00::99"), &[2, 0xdd, 0, 0, 0, 0x99], 900);
         L3Tables {
             ifaces,
             fib4: Arc::new(Lpm4::build(routes, 16).unwrap()),
+            fib6: Arc::new(Lpm6::build(routes6, 64).unwrap()),
             adj,
-            ecmp: vec![10, 11],
+            ecmp: vec![10, 11, 14, 15],
             neigh: Arc::new(neigh),
             ..L3Tables::default()
         }
@@ -260,16 +398,41 @@ mod tests {
         [10, 1, 0, 77],
     ];
 
-    /// A UDP frame from H0 on interface 0 (or from 10.1.0.5 on interface 1) built by etherparse.
-    fn frame(from_1: bool, dst: [u8; 4], ttl: u8, payload: usize) -> Vec<u8> {
-        let (smac, dmac, src) = if from_1 {
-            ([2, 0xcc, 0, 0, 0, 5], R1, [10, 1, 0, 5])
+    /// The IPv6 destinations, case for case with [`DESTS`] (a link-local destination where IPv4 has a directed
+    /// broadcast).
+    const DESTS6: [&str; 13] = [
+        "fd01::5",
+        "fd00::2",
+        "2001:db8:1::9",
+        "2001:db8:e::2",
+        "fd02::5",
+        "fd03::5",
+        "2001:db8:99::1",
+        "fd01::1",
+        "2001:db8:dead::3",
+        "2001:db8:bad::3",
+        "2001:4860::8888",
+        "fe80::5",
+        "fd01::77",
+    ];
+
+    /// A UDP frame from H0 on interface 0 (10.0.0.2, fd00::2) or from the host on interface 1 (10.1.0.5,
+    /// fd01::5) to destination `dst` of [`DESTS`] or [`DESTS6`], built by etherparse.
+    fn frame(is6: bool, from_1: bool, dst: usize, ttl: u8, payload: usize) -> Vec<u8> {
+        let (smac, dmac) = if from_1 {
+            ([2, 0xcc, 0, 0, 0, 5], R1)
         } else {
-            (H0, R0, [10, 0, 0, 2])
+            (H0, R0)
         };
-        let b = etherparse::PacketBuilder::ethernet2(smac, dmac)
-            .ipv4(src, dst, ttl)
-            .udp(4000, 53);
+        let b = etherparse::PacketBuilder::ethernet2(smac, dmac);
+        let b = if is6 {
+            let src = v6(if from_1 { "fd01::5" } else { "fd00::2" }).octets();
+            b.ipv6(src, v6(DESTS6[dst]).octets(), ttl)
+        } else {
+            let src = if from_1 { [10, 1, 0, 5] } else { [10, 0, 0, 2] };
+            b.ipv4(src, DESTS[dst], ttl)
+        }
+        .udp(4000, 53);
         let body = vec![0x5a; payload];
         let mut v = Vec::new();
         b.write(&mut v, &body).unwrap();
@@ -327,13 +490,15 @@ mod tests {
     /// The case a proptest run draws: base frame, then mutations.
     #[derive(Debug, Clone)]
     struct Case {
+        /// IPv6, else IPv4.
+        v6: bool,
         from_1: bool,
         dst: usize,
         ttl: u8,
         payload: usize,
-        /// A byte of the Ethernet or IP header overwritten: (offset, value).
+        /// A byte of the Ethernet or IP header overwritten, if the frame has it: (offset, value).
         poke: Option<(usize, u8)>,
-        /// Recompute the checksum after the poke.
+        /// Recompute the IPv4 header checksum after the poke.
         fix: bool,
         /// Cut the frame to this length.
         cut: Option<usize>,
@@ -341,12 +506,15 @@ mod tests {
         pad: usize,
         /// The burst's first packet came in on the other interface (a VLAN trunk's mix).
         other_ingress: bool,
+        /// An IPv6 source that is link-local (never forwarded).
+        link_local_src: bool,
     }
 
     impl Case {
-        /// The unmutated frame: `payload` 18 bytes (a 60-byte frame).
-        fn plain(from_1: bool, dst: usize, ttl: u8) -> Case {
+        /// The unmutated frame: `payload` 18 bytes (a 60-byte IPv4 frame).
+        fn plain(v6: bool, from_1: bool, dst: usize, ttl: u8) -> Case {
             Case {
+                v6,
                 from_1,
                 dst,
                 ttl,
@@ -356,6 +524,7 @@ mod tests {
                 cut: None,
                 pad: 0,
                 other_ingress: false,
+                link_local_src: false,
             }
         }
     }
@@ -375,17 +544,20 @@ mod tests {
     fn case() -> impl Strategy<Value = Case> {
         (
             any::<bool>(),
+            any::<bool>(),
             0..DESTS.len(),
             prop_oneof![Just(0u8), Just(1), Just(2), Just(64), any::<u8>()],
             prop_oneof![Just(18usize), Just(200), Just(972), Just(973), 0..1400usize],
-            proptest::option::weighted(0.6, (0..ETH_LEN + 20, any::<u8>())),
+            proptest::option::weighted(0.6, (0..ETH_LEN + 40, any::<u8>())),
             any::<bool>(),
             proptest::option::weighted(0.1, 0..1500usize),
             prop_oneof![3 => Just(0usize), 1 => 1..40usize],
             any::<bool>(),
+            proptest::bool::weighted(0.1),
         )
             .prop_map(
-                |(from_1, dst, ttl, payload, poke, fix, cut, pad, other_ingress)| Case {
+                |(
+                    v6,
                     from_1,
                     dst,
                     ttl,
@@ -395,15 +567,31 @@ mod tests {
                     cut,
                     pad,
                     other_ingress,
+                    link_local_src,
+                )| Case {
+                    v6,
+                    from_1,
+                    dst,
+                    ttl,
+                    payload,
+                    poke,
+                    fix,
+                    cut,
+                    pad,
+                    other_ingress,
+                    link_local_src,
                 },
             )
     }
 
     fn build(c: &Case) -> Vec<u8> {
-        let mut f = frame(c.from_1, DESTS[c.dst], c.ttl, c.payload);
-        if let Some((at, v)) = c.poke {
+        let mut f = frame(c.v6, c.from_1, c.dst, c.ttl, c.payload);
+        if c.v6 && c.link_local_src {
+            f[ETH_LEN + 8..ETH_LEN + 10].copy_from_slice(&[0xfe, 0x80]);
+        }
+        if let Some((at, v)) = c.poke.filter(|&(at, _)| at < f.len()) {
             f[at] = v;
-            if c.fix {
+            if c.fix && !c.v6 {
                 fix_checksum(&mut f);
             }
         }
@@ -477,15 +665,17 @@ mod tests {
         let ctx = ctx(t, &vx);
         for from_1 in [false, true] {
             for dst in 0..DESTS.len() {
-                let f = build(&Case::plain(from_1, dst, 64));
-                for s in [&mut fast, &mut general] {
-                    input(
-                        &ctx,
-                        &mut s.st,
-                        pkt(pool, &f, u16::from(from_1)),
-                        &mut s.out,
-                    );
-                    let _ = sent(&mut s.out);
+                for is6 in [false, true] {
+                    let f = build(&Case::plain(is6, from_1, dst, 64));
+                    for s in [&mut fast, &mut general] {
+                        input(
+                            &ctx,
+                            &mut s.st,
+                            pkt(pool, &f, u16::from(from_1)),
+                            &mut s.out,
+                        );
+                        let _ = sent(&mut s.out);
+                    }
                 }
             }
         }
@@ -497,7 +687,7 @@ mod tests {
         let t = tables();
         let pool = Pool::for_test(256, 2048);
         let (mut fast, mut general) = primed(&t, &pool);
-        let base = |dst: usize, ttl: u8| Case::plain(false, dst, ttl);
+        let base = |dst: usize, ttl: u8| Case::plain(false, false, dst, ttl);
         // Attached host, gateway route, ECMP: fast.
         for dst in [0, 2, 3] {
             assert!(
@@ -546,6 +736,66 @@ mod tests {
         };
         assert!(!compare(&t, &pool, &mut fast, &mut general, &runt));
         assert!(general.counters.drops.get(DropReason::BadChecksum) >= 1);
+    }
+
+    #[test]
+    fn the_common_ipv6_cases_take_the_fast_path_and_the_rest_do_not() {
+        let t = tables();
+        let pool = Pool::for_test(256, 2048);
+        let (mut fast, mut general) = primed(&t, &pool);
+        let base = |dst: usize, hops: u8| Case::plain(true, false, dst, hops);
+        // Attached host, gateway route, ECMP: fast, padded or not.
+        for dst in [0, 2, 3] {
+            assert!(
+                compare(&t, &pool, &mut fast, &mut general, &base(dst, 64)),
+                "{}",
+                DESTS6[dst]
+            );
+        }
+        let padded = Case {
+            pad: 20,
+            ..base(0, 64)
+        };
+        assert!(compare(&t, &pool, &mut fast, &mut general, &padded));
+        // Bridge gateway, tagged port, stale neighbour, the router, blackhole, unreachable, no route,
+        // link-local, unresolved: the general path's.
+        for (dst, a) in DESTS6.iter().enumerate().skip(4) {
+            assert!(
+                !compare(&t, &pool, &mut fast, &mut general, &base(dst, 64)),
+                "{a}"
+            );
+        }
+        // Hop limit 1, a link-local source, ICMPv6, over the MTU of interface 1 (1000), a runt: the general
+        // path's too.
+        assert!(!compare(&t, &pool, &mut fast, &mut general, &base(0, 1)));
+        let link_local = Case {
+            link_local_src: true,
+            ..base(2, 64)
+        };
+        assert!(!compare(&t, &pool, &mut fast, &mut general, &link_local));
+        let icmp = Case {
+            poke: Some((ETH_LEN + 6, crate::wire::IPPROTO_ICMPV6)),
+            ..base(0, 64)
+        };
+        assert!(!compare(&t, &pool, &mut fast, &mut general, &icmp));
+        let big = Case {
+            payload: 953,
+            ..base(0, 64)
+        };
+        assert!(!compare(&t, &pool, &mut fast, &mut general, &big));
+        let fits = Case {
+            payload: 952,
+            ..base(0, 64)
+        };
+        assert!(
+            compare(&t, &pool, &mut fast, &mut general, &fits),
+            "exactly the MTU"
+        );
+        let runt = Case {
+            cut: Some(ETH_LEN + 39),
+            ..base(0, 64)
+        };
+        assert!(!compare(&t, &pool, &mut fast, &mut general, &runt));
     }
 
     proptest! {
