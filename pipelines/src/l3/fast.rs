@@ -547,7 +547,15 @@ mod tests {
             any::<bool>(),
             0..DESTS.len(),
             prop_oneof![Just(0u8), Just(1), Just(2), Just(64), any::<u8>()],
-            prop_oneof![Just(18usize), Just(200), Just(972), Just(973), 0..1400usize],
+            prop_oneof![
+                Just(18usize),
+                Just(200),
+                Just(952),
+                Just(953),
+                Just(972),
+                Just(973),
+                0..1400usize
+            ],
             proptest::option::weighted(0.6, (0..ETH_LEN + 40, any::<u8>())),
             any::<bool>(),
             proptest::option::weighted(0.1, 0..1500usize),
@@ -682,120 +690,82 @@ mod tests {
         (fast, general)
     }
 
-    #[test]
-    fn the_common_cases_take_the_fast_path_and_the_rest_do_not() {
+    /// The cases both families share: attached host, gateway route and ECMP are fast (padded too); the rest
+    /// of the destinations, TTL or hop limit 1, over the MTU of interface 1 and a runt are not. Returns the
+    /// harness for the family's own cases.
+    fn common_cases(v6: bool) -> (L3Tables, Pool, Side, Side) {
         let t = tables();
         let pool = Pool::for_test(256, 2048);
         let (mut fast, mut general) = primed(&t, &pool);
-        let base = |dst: usize, ttl: u8| Case::plain(false, false, dst, ttl);
-        // Attached host, gateway route, ECMP: fast.
-        for dst in [0, 2, 3] {
-            assert!(
-                compare(&t, &pool, &mut fast, &mut general, &base(dst, 64)),
-                "{:?}",
-                DESTS[dst]
-            );
-        }
-        // Ethernet padding is trimmed on the way.
-        let padded = Case {
-            pad: 20,
-            ..base(0, 64)
+        let base = |dst: usize, ttl: u8| Case::plain(v6, false, dst, ttl);
+        let mut check = |c: Case, want: bool, what: &str| {
+            let got = compare(&t, &pool, &mut fast, &mut general, &c);
+            assert_eq!(got, want, "{what}: {c:?}");
         };
-        assert!(compare(&t, &pool, &mut fast, &mut general, &padded));
-        // Bridge gateway, tagged port, stale neighbour, the router, blackhole, unreachable, no route, directed
-        // broadcast, unresolved: the general path's.
-        for (dst, a) in DESTS.iter().enumerate().skip(4) {
-            assert!(
-                !compare(&t, &pool, &mut fast, &mut general, &base(dst, 64)),
-                "{a:?}"
+        for dst in [0, 2, 3] {
+            check(base(dst, 64), true, "attached, gateway, ECMP");
+        }
+        check(
+            Case {
+                pad: 20,
+                ..base(0, 64)
+            },
+            true,
+            "Ethernet padding is trimmed on the way",
+        );
+        for dst in 4..DESTS.len() {
+            check(base(dst, 64), false, "not a plain forward");
+        }
+        check(base(0, 1), false, "TTL or hop limit 1");
+        // Interface 1's MTU is 1000: an IPv4 header is 20 bytes, an IPv6 one 40, then 8 of UDP.
+        let fits = if v6 { 952 } else { 972 };
+        for (payload, want) in [(fits, true), (fits + 1, false)] {
+            check(
+                Case {
+                    payload,
+                    ..base(0, 64)
+                },
+                want,
+                "the MTU",
             );
         }
-        // TTL 1, a bad checksum, over the MTU of interface 1, a runt: the general path's too.
-        assert!(!compare(&t, &pool, &mut fast, &mut general, &base(0, 1)));
+        let header = if v6 { 40 } else { 20 };
+        check(
+            Case {
+                cut: Some(ETH_LEN + header - 1),
+                ..base(0, 64)
+            },
+            false,
+            "a runt",
+        );
+        (t, pool, fast, general)
+    }
+
+    #[test]
+    fn the_common_ipv4_cases_take_the_fast_path_and_the_rest_do_not() {
+        let (t, pool, mut fast, mut general) = common_cases(false);
         let bad = Case {
             poke: Some((ETH_LEN + 10, 0)),
-            ..base(0, 64)
+            ..Case::plain(false, false, 0, 64)
         };
         assert!(!compare(&t, &pool, &mut fast, &mut general, &bad));
-        let big = Case {
-            payload: 973,
-            ..base(0, 64)
-        };
-        assert!(!compare(&t, &pool, &mut fast, &mut general, &big));
-        let fits = Case {
-            payload: 972,
-            ..base(0, 64)
-        };
-        assert!(
-            compare(&t, &pool, &mut fast, &mut general, &fits),
-            "exactly the MTU"
-        );
-        let runt = Case {
-            cut: Some(ETH_LEN + 19),
-            ..base(0, 64)
-        };
-        assert!(!compare(&t, &pool, &mut fast, &mut general, &runt));
-        assert!(general.counters.drops.get(DropReason::BadChecksum) >= 1);
+        assert_eq!(general.counters.drops.get(DropReason::BadChecksum), 1);
     }
 
     #[test]
     fn the_common_ipv6_cases_take_the_fast_path_and_the_rest_do_not() {
-        let t = tables();
-        let pool = Pool::for_test(256, 2048);
-        let (mut fast, mut general) = primed(&t, &pool);
-        let base = |dst: usize, hops: u8| Case::plain(true, false, dst, hops);
-        // Attached host, gateway route, ECMP: fast, padded or not.
-        for dst in [0, 2, 3] {
-            assert!(
-                compare(&t, &pool, &mut fast, &mut general, &base(dst, 64)),
-                "{}",
-                DESTS6[dst]
-            );
-        }
-        let padded = Case {
-            pad: 20,
-            ..base(0, 64)
-        };
-        assert!(compare(&t, &pool, &mut fast, &mut general, &padded));
-        // Bridge gateway, tagged port, stale neighbour, the router, blackhole, unreachable, no route,
-        // link-local, unresolved: the general path's.
-        for (dst, a) in DESTS6.iter().enumerate().skip(4) {
-            assert!(
-                !compare(&t, &pool, &mut fast, &mut general, &base(dst, 64)),
-                "{a}"
-            );
-        }
-        // Hop limit 1, a link-local source, ICMPv6, over the MTU of interface 1 (1000), a runt: the general
-        // path's too.
-        assert!(!compare(&t, &pool, &mut fast, &mut general, &base(0, 1)));
+        let (t, pool, mut fast, mut general) = common_cases(true);
+        let base = Case::plain(true, false, 2, 64);
         let link_local = Case {
             link_local_src: true,
-            ..base(2, 64)
+            ..base.clone()
         };
         assert!(!compare(&t, &pool, &mut fast, &mut general, &link_local));
         let icmp = Case {
             poke: Some((ETH_LEN + 6, crate::wire::IPPROTO_ICMPV6)),
-            ..base(0, 64)
+            ..base
         };
         assert!(!compare(&t, &pool, &mut fast, &mut general, &icmp));
-        let big = Case {
-            payload: 953,
-            ..base(0, 64)
-        };
-        assert!(!compare(&t, &pool, &mut fast, &mut general, &big));
-        let fits = Case {
-            payload: 952,
-            ..base(0, 64)
-        };
-        assert!(
-            compare(&t, &pool, &mut fast, &mut general, &fits),
-            "exactly the MTU"
-        );
-        let runt = Case {
-            cut: Some(ETH_LEN + 39),
-            ..base(0, 64)
-        };
-        assert!(!compare(&t, &pool, &mut fast, &mut general, &runt));
     }
 
     proptest! {
