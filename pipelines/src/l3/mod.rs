@@ -5,7 +5,7 @@
 //! `Meta::scratch[2]`; the burst is handled in two passes, VPP style: the first parses the EtherType and warms
 //! the FIB entry of each IPv4 destination (and, with NAT, the flow-table lines, setting aside for their owner
 //! the packets another worker's flows own), the second decides every packet. Without NAT or local VTEPs, the
-//! second pass first offers each packet to the forwarding fast path ([`fast`]), which forwards the common
+//! second pass first offers each packet to the forwarding fast path (`l3/fast.rs`), which forwards the common
 //! routed IPv4 or IPv6 packet in one straight pass and gives everything else to the general path below:
 //!
 //! - IPv4/IPv6 to a router address: echo requests are answered in place, UDP gets port unreachable, other

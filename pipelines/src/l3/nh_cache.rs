@@ -9,7 +9,8 @@
 //! It is never the authority: an entry is used only while the shared table's [`NeighTable::version`] (bumped
 //! whenever an entry is created, changes MAC, becomes reachable or is removed) and the snapshot generation
 //! are the ones it was filled under, and only while its confirmation is fresh; otherwise the caller goes to
-//! the shared table, which also decides when to ask again, and refills the entry.
+//! the shared table, which also decides when to ask again, and refills the entry. The forwarding fast path
+//! checks the version once per burst ([`NextHopCache::sync`]), the general path once per packet.
 
 use super::neigh::{NeighKey, NeighTable};
 use crate::ethernet::Mac;
@@ -115,8 +116,8 @@ impl NextHopCache {
         self.get_synced(key, now_s, reachable_s)
     }
 
-    /// Empties the cache if the shared table or the snapshot changed since it was filled. The IPv4 fast path
-    /// calls this once per burst (and again after any packet it hands to the full path, which may have taught
+    /// Empties the cache if the shared table or the snapshot changed since it was filled. The forwarding fast
+    /// path calls this once per burst (and again after any packet it hands to the full path, which may have taught
     /// the shared table something), then [`NextHopCache::get_synced`] per packet: a change another worker makes
     /// in the middle of a burst is seen from the next burst, microseconds later.
     #[inline]
