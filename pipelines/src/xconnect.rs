@@ -59,14 +59,12 @@ pub fn process(table: &XconnectTable, ctx: &BurstCtx, burst: &mut Burst, out: &m
         None if burst.iter().all(|p| p.len() >= crate::ethernet::HEADER_LEN) => {
             out.send_all(dst, burst)
         }
+        // A runt in the burst: the runts are dropped, and the rest moves as above.
         None => {
-            for pkt in burst.drain() {
-                if pkt.len() < crate::ethernet::HEADER_LEN {
-                    out.drop_pkt(pkt, DropReason::Truncated);
-                    continue;
-                }
-                out.send(dst, pkt);
-            }
+            let before = burst.len();
+            burst.retain(|p| p.len() >= crate::ethernet::HEADER_LEN);
+            out.count_drops(DropReason::Truncated, (before - burst.len()) as u64);
+            out.send_all(dst, burst)
         }
         Some(rw) => {
             for mut pkt in burst.drain() {

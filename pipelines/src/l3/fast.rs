@@ -541,13 +541,13 @@ mod tests {
         }
     }
 
-    fn case() -> impl Strategy<Value = Case> {
-        (
-            any::<bool>(),
-            any::<bool>(),
-            0..DESTS.len(),
-            prop_oneof![Just(0u8), Just(1), Just(2), Just(64), any::<u8>()],
-            prop_oneof![
+    prop_compose! {
+        fn case()(
+            v6 in any::<bool>(),
+            from_1 in any::<bool>(),
+            dst in 0..DESTS.len(),
+            ttl in prop_oneof![Just(0u8), Just(1), Just(2), Just(64), any::<u8>()],
+            payload in prop_oneof![
                 Just(18usize),
                 Just(200),
                 Just(952),
@@ -556,40 +556,15 @@ mod tests {
                 Just(973),
                 0..1400usize
             ],
-            proptest::option::weighted(0.6, (0..ETH_LEN + 40, any::<u8>())),
-            any::<bool>(),
-            proptest::option::weighted(0.1, 0..1500usize),
-            prop_oneof![3 => Just(0usize), 1 => 1..40usize],
-            any::<bool>(),
-            proptest::bool::weighted(0.1),
-        )
-            .prop_map(
-                |(
-                    v6,
-                    from_1,
-                    dst,
-                    ttl,
-                    payload,
-                    poke,
-                    fix,
-                    cut,
-                    pad,
-                    other_ingress,
-                    link_local_src,
-                )| Case {
-                    v6,
-                    from_1,
-                    dst,
-                    ttl,
-                    payload,
-                    poke,
-                    fix,
-                    cut,
-                    pad,
-                    other_ingress,
-                    link_local_src,
-                },
-            )
+            poke in proptest::option::weighted(0.6, (0..ETH_LEN + 40, any::<u8>())),
+            fix in any::<bool>(),
+            cut in proptest::option::weighted(0.1, 0..1500usize),
+            pad in prop_oneof![3 => Just(0usize), 1 => 1..40usize],
+            other_ingress in any::<bool>(),
+            link_local_src in proptest::bool::weighted(0.1),
+        ) -> Case {
+            Case { v6, from_1, dst, ttl, payload, poke, fix, cut, pad, other_ingress, link_local_src }
+        }
     }
 
     fn build(c: &Case) -> Vec<u8> {
