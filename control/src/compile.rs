@@ -26,10 +26,37 @@ pub struct CompileEnv<'a> {
     /// Each port's own MAC (`None` when the backend has none), by port index: the host's MAC on a macvlan
     /// uplink.
     pub port_macs: &'a [Option<[u8; 6]>],
+    /// How each port spreads what it receives over its queues, by port index (missing: unknown): the NAT
+    /// steers masquerade answers to the worker that owns their flow by it.
+    pub port_steering: &'a [dataplane::rss::Steering],
     /// The packet pool, for packets the router originates without an input packet (announcements).
     pub pool: Option<&'a dataplane::Pool>,
     /// The queues to the router's host stack (the same ones for every snapshot); `None`: no host stack.
     pub host: Option<&'a Arc<pipelines::l3::host::HostQueues>>,
+}
+
+/// What compilation reads of the opened ports ([`CompileEnv::port_macs`], [`CompileEnv::port_steering`]),
+/// gathered once from their [`dataplane::PortInfo`].
+#[derive(Clone, Debug, Default)]
+pub struct PortFacts {
+    /// Each port's own MAC.
+    pub macs: Vec<Option<[u8; 6]>>,
+    /// How each port spreads its received frames over its queues.
+    pub steering: Vec<dataplane::rss::Steering>,
+}
+
+impl PortFacts {
+    /// The facts of `ports`, by port index.
+    pub fn of(ports: &[Arc<dyn dataplane::Port>]) -> PortFacts {
+        let (macs, steering) = ports
+            .iter()
+            .map(|p| {
+                let i = p.info();
+                (i.mac, i.steering)
+            })
+            .unzip();
+        PortFacts { macs, steering }
+    }
 }
 
 /// Compiles `cfg` into snapshot number `generation`. Port indices are the order of `[[ports]]` in the config.
@@ -238,7 +265,7 @@ pub fn compile(cfg: &Config, generation: u64, env: CompileEnv<'_>) -> Result<Sna
         env.pool,
         env.host,
     )?;
-    l3.nat = nat::compile_nat(cfg, &l3, &bridges, &names, env.previous, env.pool)?;
+    l3.nat = nat::compile_nat(cfg, &l3, &bridges, &names, &env)?;
     // Only now that everything compiled: entries on ports that left a domain would point nowhere.
     for bd in &bridges {
         bd.table.retain_ports(|p| {

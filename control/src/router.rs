@@ -6,7 +6,7 @@ mod nat;
 mod routes;
 mod vxlan;
 
-use crate::compile::{compile, CompileEnv};
+use crate::compile::{compile, CompileEnv, PortFacts};
 use crate::config::{self, Config};
 use crate::hoststack::HostStack;
 use crate::ports::{open_ports, DpdkRuntime, OpenedPorts};
@@ -85,14 +85,15 @@ impl Router {
             ring_peers,
             ring_ports,
         } = open_ports(&cfg, &pool, workers.len() as u16)?;
-        let port_macs: Vec<Option<[u8; 6]>> = ports.iter().map(|p| p.info().mac).collect();
+        let facts = PortFacts::of(&ports);
         let host_queues = Arc::new(HostQueues::for_pool(DEFAULT_QUEUE_LEN, &pool));
         let snap = compile(
             &cfg,
             1,
             CompileEnv {
                 previous: None,
-                port_macs: &port_macs,
+                port_macs: &facts.macs,
+                port_steering: &facts.steering,
                 pool: Some(&pool),
                 host: Some(&host_queues),
             },
@@ -264,12 +265,12 @@ impl Router {
             ));
         }
         let generation = self.generation + 1;
-        let port_macs: Vec<Option<[u8; 6]>> =
-            self.dp.ports().iter().map(|p| p.info().mac).collect();
+        let facts = PortFacts::of(self.dp.ports());
         let current = self.dp.snapshot().load_full();
         let env = CompileEnv {
             previous: Some(&current),
-            port_macs: &port_macs,
+            port_macs: &facts.macs,
+            port_steering: &facts.steering,
             pool: Some(&self.pool),
             host: Some(&self.host_queues),
         };

@@ -296,3 +296,52 @@ fn masquerade_publish_icmp_errors_and_handoffs_between_two_workers() {
     assert_eq!(drops(&router, "nat_handoff_drop"), 0);
     router.stop();
 }
+
+#[test]
+fn masquerade_answers_come_back_to_the_worker_that_owns_their_flow() {
+    // The ring peers spread what they send over the router's two queues by flow hash, as a NIC's RSS does,
+    // and the router knows it (the `ring` port's steering): each masqueraded flow gets an external port
+    // whose answers RSS brings to the worker that made the flow, so none is handed over.
+    let cfg = control::config::parse(
+        &common::nat_config::nat_ring_config(8192, 2, "adaptive", ""),
+        "nat_ring.toml",
+    )
+    .unwrap();
+    let router = Router::start(cfg, None).unwrap();
+    let mut pin = Peer::open(&router, "gen_in");
+    let mut pup = Peer::open(&router, "gen_up");
+    let r_in = pin.resolve(&router, None, H_MAC, H, [10, 0, 0, 1]);
+    let r_up = pup.resolve(&router, None, O_MAC, O, X);
+    let handoffs0 = event(&router, "nat_handoff");
+    let mut ext_ports = std::collections::HashSet::new();
+    for i in 0..64u16 {
+        let (hp, op) = (20_000 + i, [53, 80, 443, 8080][i as usize % 4]);
+        let udp_flow = i % 2 == 0;
+        let out = if udp_flow {
+            udp(H_MAC, r_in, (H, hp), (O, op))
+        } else {
+            tcp(H_MAC, r_in, (H, hp), (O, op), true, false, 64)
+        };
+        let (_, s) = parse(&one(&router, &mut pin, &mut pup, &out));
+        assert_eq!((s.src, s.dst, s.dport), (X, O, op));
+        assert!(ext_ports.insert(s.sport), "port {} twice", s.sport);
+        let answer = if udp_flow {
+            udp(O_MAC, r_up, (O, op), (X, s.sport))
+        } else {
+            tcp(O_MAC, r_up, (O, op), (X, s.sport), true, true, 64)
+        };
+        let (_, b) = parse(&one(&router, &mut pup, &mut pin, &answer));
+        assert_eq!((b.src, b.sport, b.dst, b.dport), (O, op, H, hp));
+    }
+    let ct = router.show_conntrack(None, 1000);
+    assert_eq!(ct["total"], 64, "{ct}");
+    let flows = ct["flows"].as_array().unwrap();
+    let on = |w: u64| flows.iter().filter(|f| f["worker"] == w).count();
+    assert!(on(0) > 8 && on(1) > 8, "flows made on both workers: {ct}");
+    assert_eq!(
+        event(&router, "nat_handoff") - handoffs0,
+        0,
+        "an answer was handed over"
+    );
+    router.stop();
+}

@@ -68,31 +68,98 @@ fn flow_hash64_ipv4(f: &[u8; 38]) -> Option<u64> {
     }
     let frag = u16::from_be_bytes([f[20], f[21]]) & 0x3fff;
     let proto = if frag != 0 { 0 } else { f[23] };
-    let (sp, dp) = match proto {
-        6 | 17 | 132 => (
-            u16::from_be_bytes([f[34], f[35]]),
-            u16::from_be_bytes([f[36], f[37]]),
-        ),
-        _ => (0, 0),
-    };
+    let port = |o: usize| u16::from_be_bytes([f[o], f[o + 1]]);
     let addr = |o: usize| [f[o], f[o + 1], f[o + 2], f[o + 3]];
-    Some(mix(ordered4(addr(26), sp, addr(30), dp), proto as u64))
+    Some(tuple_hash64_v4(
+        addr(26),
+        port(34),
+        addr(30),
+        port(36),
+        proto,
+    ))
 }
 
-/// Symmetric flow hash of an Ethernet frame (IPv4/IPv6, through up to two VLAN tags, TCP/UDP/SCTP ports).
-/// Non-IP frames hash on their MAC addresses. Never 0, so 0 can mean "not computed".
+/// The 64-bit hash of an IPv4 tuple; the ports count only for protocols that have them.
 #[inline]
-pub fn flow_hash(frame: &[u8]) -> u32 {
-    let h = match frame.first_chunk::<38>().and_then(flow_hash64_ipv4) {
-        Some(h) => h,
-        None => flow_hash64(frame),
+fn tuple_hash64_v4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, proto: u8) -> u64 {
+    let (sp, dp) = match proto {
+        6 | 17 | 132 => (sport, dport),
+        _ => (0, 0),
     };
+    mix(ordered4(src, sp, dst, dp), proto as u64)
+}
+
+/// The 32-bit form [`flow_hash`] returns: never 0, so 0 can mean "not computed".
+#[inline]
+fn fold(h: u64) -> u32 {
     let h = (h ^ (h >> 32)) as u32;
     if h == 0 {
         1
     } else {
         h
     }
+}
+
+/// [`flow_hash`] of an IPv4 packet (not a later fragment) with this tuple, computed from the tuple alone:
+/// the NAT uses it to predict which queue an answer it has not seen yet will reach. Ports count only for
+/// TCP, UDP and SCTP, as in the frame's hash.
+#[inline]
+pub fn flow_hash_v4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, proto: u8) -> u32 {
+    fold(tuple_hash64_v4(src, sport, dst, dport, proto))
+}
+
+/// The queue, of `queues`, that wharf's software RSS gives a frame whose [`flow_hash`] is `hash`.
+#[inline]
+pub fn queue_of_hash(hash: u32, queues: u16) -> u16 {
+    (hash % queues.max(1) as u32) as u16
+}
+
+/// How a port spreads the frames it receives over its queues, as far as wharf can predict it. Worker `w`
+/// polls queue `w` of every port, so this says which worker a frame will reach: the NAT picks external
+/// ports whose answers come back to the worker that owns the flow, where otherwise about `1 - 1/workers` of
+/// them would arrive elsewhere and be handed over (DESIGN.md's handoff stays for the rest).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Steering {
+    /// Not predictable: the kernel's fanout hash (seeded at random), a NIC's RSS whose indirection table
+    /// wharf did not set, or a device without RSS that receives what the peer put on each queue.
+    #[default]
+    Unknown,
+    /// Queue `flow_hash(frame) % queues`: wharf's own software RSS (the `ring` backend's far end).
+    FlowHash {
+        /// The receiving end's queues.
+        queues: u16,
+    },
+}
+
+impl Steering {
+    /// The queue an IPv4 packet with this tuple will be received on, or `None` when it cannot be told.
+    #[inline]
+    pub fn queue_v4(
+        &self,
+        src: [u8; 4],
+        sport: u16,
+        dst: [u8; 4],
+        dport: u16,
+        proto: u8,
+    ) -> Option<u16> {
+        match *self {
+            Steering::Unknown => None,
+            Steering::FlowHash { queues } => Some(queue_of_hash(
+                flow_hash_v4(src, sport, dst, dport, proto),
+                queues,
+            )),
+        }
+    }
+}
+
+/// Symmetric flow hash of an Ethernet frame (IPv4/IPv6, through up to two VLAN tags, TCP/UDP/SCTP ports).
+/// Non-IP frames hash on their MAC addresses. Never 0, so 0 can mean "not computed".
+#[inline]
+pub fn flow_hash(frame: &[u8]) -> u32 {
+    fold(match frame.first_chunk::<38>().and_then(flow_hash64_ipv4) {
+        Some(h) => h,
+        None => flow_hash64(frame),
+    })
 }
 
 #[inline(never)]
@@ -211,17 +278,39 @@ mod tests {
             if i % 7 == 0 {
                 f[20..22].copy_from_slice(&((r as u16) & 0x3fff | 0x2000).to_be_bytes());
             }
-            let want = {
-                let h = flow_hash64(&f);
-                let h = (h ^ (h >> 32)) as u32;
-                h.max(1)
-            };
+            let want = fold(flow_hash64(&f));
             if f.first_chunk::<38>().and_then(flow_hash64_ipv4).is_some() {
                 fast += 1;
             }
             assert_eq!(flow_hash(&f), want, "{f:?}");
         }
         assert_eq!(fast, 20_000, "every frame took the fast path");
+    }
+
+    #[test]
+    fn the_tuple_hash_is_the_frames_and_steering_follows_it() {
+        // TCP, UDP, SCTP and a protocol without ports, both directions: the hash of a tuple is the hash of
+        // the frame carrying it, so a queue predicted from a tuple is the queue the frame reaches.
+        for (i, proto) in [6u8, 17, 132, 1, 47].into_iter().enumerate() {
+            for k in 0..200u16 {
+                let (a, b) = ([10, 0, k as u8, 1], [198, 51, 100, (k >> 3) as u8]);
+                let (pa, pb) = (1024 + k * 7, 53 + i as u16);
+                let mut f = udp4(a, b, pa, pb);
+                f[23] = proto;
+                assert_eq!(
+                    flow_hash(&f),
+                    flow_hash_v4(a, pa, b, pb, proto),
+                    "{proto} {k}"
+                );
+                assert_eq!(flow_hash(&f), flow_hash_v4(b, pb, a, pa, proto));
+                let s = Steering::FlowHash { queues: 3 };
+                assert_eq!(
+                    s.queue_v4(b, pb, a, pa, proto),
+                    Some((flow_hash(&f) % 3) as u16)
+                );
+                assert_eq!(Steering::Unknown.queue_v4(a, pa, b, pb, proto), None);
+            }
+        }
     }
 
     #[test]

@@ -531,6 +531,7 @@ fn route_setup(a: &Args, socket: &Path) -> anyhow::Result<RouteSetup> {
         control::compile::CompileEnv {
             previous: None,
             port_macs: &macs,
+            port_steering: &[],
             pool: None,
             host: None,
         },

@@ -23,8 +23,9 @@
 //! `--workers 2`: two workers polled in turn on this thread, each with its queue of both ports; packets go to
 //! a queue by the symmetric flow hash of the tuple on the wire, as a NIC's RSS would (the generator, untimed,
 //! picks the queue when it injects). A session belongs to the
-//! worker its first packet reached (its external port is from that worker's slice); its answers, hashed by
-//! the translated tuple, reach the other worker about half the time and are handed over. The figure is the
+//! worker its first packet reached (its external port is from that worker's slice, chosen so that its answers,
+//! hashed by the translated tuple, reach that worker too: the `ring` port tells the NAT its RSS); answers are
+//! handed over only when the port could not be chosen so. The figure is the
 //! cost per packet of both workers together on one core, handoffs included: how far two cores would scale is
 //! `2 × (1-worker ns) / (2-worker ns)`, if nothing but the handoffs stood between them.
 

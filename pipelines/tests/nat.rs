@@ -111,7 +111,7 @@ impl Nat {
             let (x, p) = match &mut self.eim {
                 Some(eim) if k.proto == IPPROTO_UDP => {
                     tag = TAG_EIM;
-                    eim.acquire(&mut self.ports, k.proto, k.src, k.sport)
+                    eim.acquire(&mut self.ports, k.proto, k.src, k.sport, |_, _| true)
                 }
                 _ => {
                     tag = TAG_PORT;

@@ -3,6 +3,7 @@
 //! working), random bytes and mutated packets into both verdicts (no panic, a drop reason or a pass), and the
 //! handoff queues when full.
 
+use dataplane::rss::Steering;
 use etherparse::PacketBuilder;
 use pipelines::nat::conntrack::Timeouts;
 use pipelines::nat::stage::{
@@ -16,6 +17,11 @@ const X: u32 = 0xc633_6401; // 198.51.100.1
 const SERVER: [u8; 4] = [198, 51, 100, 2];
 
 fn tables(limit: usize, workers: u16) -> NatTables {
+    tables_with(limit, workers, false)
+}
+
+/// [`tables`], with endpoint-independent mapping for UDP or not.
+fn tables_with(limit: usize, workers: u16, eim: bool) -> NatTables {
     let shared = Arc::new(
         NatShared::new(
             NatIdentity {
@@ -23,7 +29,7 @@ fn tables(limit: usize, workers: u16) -> NatTables {
                 range: (1024, 65535),
                 workers,
                 limit,
-                eim: false,
+                eim,
             },
             Timeouts::default(),
             None,
@@ -223,6 +229,78 @@ fn flows_of_another_worker_are_handed_over_until_the_queue_is_full() {
     );
     drop(t);
     drop(pool);
+}
+
+/// The receive queue wharf's software RSS gives an IPv4 packet (no Ethernet header) over `queues` queues: the
+/// hash of the whole frame, as the `ring` port computes it.
+fn rss_queue(ip: &[u8], queues: u16) -> u16 {
+    let mut frame = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0];
+    frame.extend_from_slice(ip);
+    dataplane::rss::queue_of_hash(dataplane::rss::flow_hash(&frame), queues)
+}
+
+/// Masquerades `flows` TCP and UDP flows over 4 workers, each created on the worker RSS brings its first
+/// packet to, and sends each an answer to the queue RSS brings that to. Returns how many answers arrived at
+/// another worker than the flow's (and were handed over), checking that every other one is translated back.
+fn answers_handed_over(steering: Steering, eim: bool, flows: u32) -> u32 {
+    const W: u16 = 4;
+    let t = tables_with(1 << 16, W, eim).with_steering(steering);
+    let mut st: Vec<_> = (0..W).map(|w| state(&t, w)).collect();
+    let mut handed = 0;
+    for i in 0..flows {
+        let inside = [10, 0, (i >> 8) as u8, i as u8 | 1];
+        let (sport, dport) = (1024 + (i % 5000) as u16, [53, 80, 443][i as usize % 3]);
+        let remote = [SERVER[0], SERVER[1], SERVER[2], 2 + (i % 7) as u8];
+        let mut out = if i % 2 == 0 {
+            udp(inside, sport, remote, dport)
+        } else {
+            tcp(inside, sport, remote, dport, true)
+        };
+        let w = rss_queue(&out, W);
+        assert_eq!(
+            post_route(&t, &mut st[w as usize], w, 0, true, &mut out, 1),
+            Verdict::Translated
+        );
+        let ext_port = u16::from_be_bytes([out[20], out[21]]);
+        assert_eq!(t.split.worker_of(ext_port), Some(w), "a port of its slice");
+        let mut answer = if i % 2 == 0 {
+            udp(remote, dport, [198, 51, 100, 1], ext_port)
+        } else {
+            tcp(remote, dport, [198, 51, 100, 1], ext_port, false)
+        };
+        let arrives = rss_queue(&answer, W);
+        match pre_route(
+            &t,
+            &mut st[arrives as usize],
+            arrives,
+            0,
+            true,
+            &mut answer,
+            true,
+            1,
+        ) {
+            Verdict::Translated => {
+                assert_eq!((answer[16..20].to_vec(), arrives), (inside.to_vec(), w))
+            }
+            Verdict::Handoff(to) => {
+                assert_eq!(to, w, "handed to the flow's worker");
+                handed += 1;
+            }
+            v => panic!("{v:?}"),
+        }
+    }
+    handed
+}
+
+#[test]
+fn masquerade_answers_reach_the_flows_worker_when_the_rss_is_known() {
+    let steered = Steering::FlowHash { queues: 4 };
+    assert_eq!(answers_handed_over(steered.clone(), false, 4000), 0);
+    // Endpoint-independent UDP mappings are steered for their first destination, here the only one.
+    assert_eq!(answers_handed_over(steered, true, 4000), 0);
+    // Without it, about three answers in four arrive at another of the 4 workers.
+    let blind = answers_handed_over(Steering::Unknown, false, 4000);
+    assert!((2600..3400).contains(&blind), "{blind} of 4000 handed over");
 }
 
 proptest! {

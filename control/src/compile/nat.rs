@@ -2,11 +2,11 @@
 //! ([`pipelines::nat::stage::NatTables`]), keeping the previous snapshot's flows and queues when the NAT
 //! identity (external addresses, port range, workers, table size, UDP mapping) is unchanged.
 
+use super::CompileEnv;
 use crate::config::{Config, UdpMapping};
 use pipelines::bridge::BridgeDomain;
 use pipelines::l3::{Attach, L3Tables};
 use pipelines::nat::stage::{self, NatIdentity, NatShared, NatTables, Published, Target};
-use pipelines::Snapshot;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -28,16 +28,19 @@ pub(super) fn compile_nat(
     l3: &L3Tables,
     bridges: &[BridgeDomain],
     port_names: &[String],
-    previous: Option<&Snapshot>,
-    pool: Option<&dataplane::Pool>,
+    env: &CompileEnv<'_>,
 ) -> Result<Option<Arc<NatTables>>, String> {
     let Some(n) = &cfg.nat else { return Ok(None) };
-    let outside = l3
+    let (previous, pool) = (env.previous, env.pool);
+    let (outside, outside_port) = l3
         .ifaces
         .iter()
-        .position(|i| {
-            matches!(i.attach, Attach::Port { port, .. }
-                if port_names.get(port as usize) == Some(&n.outside))
+        .enumerate()
+        .find_map(|(i, ifc)| match ifc.attach {
+            Attach::Port { port, .. } if port_names.get(port as usize) == Some(&n.outside) => {
+                Some((i, port as usize))
+            }
+            _ => None,
         })
         .ok_or_else(|| format!("nat: outside port {} is not a routed port", n.outside))?;
     let external: Vec<u32> = l3.ifaces[outside]
@@ -127,13 +130,21 @@ pub(super) fn compile_nat(
             });
         }
     }
-    Ok(Some(Arc::new(NatTables::new(
-        shared,
-        outside as u16,
-        masquerade,
-        external,
-        &published,
-        services,
-        timeouts,
-    ))))
+    Ok(Some(Arc::new(
+        NatTables::new(
+            shared,
+            outside as u16,
+            masquerade,
+            external,
+            &published,
+            services,
+            timeouts,
+        )
+        .with_steering(
+            env.port_steering
+                .get(outside_port)
+                .cloned()
+                .unwrap_or_default(),
+        ),
+    )))
 }

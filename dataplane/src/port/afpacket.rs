@@ -1259,6 +1259,7 @@ impl Port for AfPacketPort {
             mac: Some(if_hwaddr(fd, &self.ifname).map_or(self.mac, |(m, _)| m)),
             mtu: if_mtu(fd, &self.ifname).unwrap_or(0),
             link_up: if_running(fd, &self.ifname).unwrap_or(false),
+            steering: crate::rss::Steering::Unknown,
         }
     }
 

@@ -1720,6 +1720,7 @@ impl Port for DpdkPort {
             mac: Some(self.shared.mac),
             mtu: u32::from(self.shared.mtu),
             link_up: self.link().up,
+            steering: crate::rss::Steering::Unknown,
         }
     }
 

@@ -32,6 +32,8 @@ pub struct PortInfo {
     pub mtu: u32,
     /// Carrier state.
     pub link_up: bool,
+    /// How received frames spread over the queues, when it can be predicted.
+    pub steering: crate::rss::Steering,
 }
 
 /// Errors opening or using a port.

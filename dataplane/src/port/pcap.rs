@@ -323,6 +323,7 @@ impl Port for PcapPort {
             mac: None,
             mtu: PCAP_MTU,
             link_up: true,
+            steering: crate::rss::Steering::Unknown,
         }
     }
 

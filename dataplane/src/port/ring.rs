@@ -100,6 +100,10 @@ impl Port for RingPort {
             mac: None,
             mtu: self.mtu,
             link_up: true,
+            // The far end picks the queue of each frame it sends by the flow hash (`RingQueue::tx_burst`).
+            steering: rss::Steering::FlowHash {
+                queues: self.rx.len() as u16,
+            },
         }
     }
 
@@ -195,11 +199,11 @@ impl RingQueue {
     /// take goes back to `burst` in its original order. When the whole burst goes to one queue (a worker's
     /// flows all hash to its own queue index when nothing rewrote their tuple), it is enqueued as it is.
     fn tx_spread(&mut self, burst: &mut Burst) -> Moved {
-        let nq = self.peer_rx.len();
+        let nq = self.peer_rx.len() as u16;
         let n = burst.len();
         let mut mixed = false;
         for (i, p) in burst.iter().enumerate() {
-            let q = (rss::flow_hash(p.data()) as usize % nq) as u16;
+            let q = rss::queue_of_hash(rss::flow_hash(p.data()), nq);
             self.peer_of[i] = q;
             mixed |= q != self.peer_of[0];
         }

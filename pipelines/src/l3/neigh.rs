@@ -258,7 +258,7 @@ impl NeighTable {
     /// Looks `key` up for forwarding: the MAC and the confirmation second (`u32::MAX` for a static entry) of a
     /// reachable entry; `None` for anything else (no entry, incomplete, or a slot a writer kept busy), which the
     /// caller then handles through [`NeighTable::lookup`]. Every routed packet calls it: it compares the slot's
-    /// words with the key in place instead of copying an [`Entry`] out, and reads each slot's sequence once.
+    /// words with the key in place instead of copying an `Entry` out, and reads each slot's sequence once.
     #[inline]
     pub fn lookup_reachable(&self, key: &NeighKey) -> Option<(Mac, u32)> {
         let home = key.hash() as usize;

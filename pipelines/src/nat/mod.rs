@@ -65,8 +65,11 @@
 //!   [`ports::owner_of_remote`] of the client (published ports); in-to-out from a published backend like its
 //!   original direction; any other in-to-out packet stays where RSS put it (it allocates its port from that
 //!   worker's slice, which is what brings the replies back), except ICMP errors about such flows, which are
-//!   searched for ([`owner::Owner::Search`]).
-//! - **SNAT (masquerade).** Key `k` from an endpoint: `ports.alloc(proto, k.src, hash(k))` gives `(x, p)`; the
+//!   searched for ([`owner::Owner::Search`]). When the outside port's RSS is known
+//!   ([`dataplane::rss::Steering`], e.g. `ring`), TCP and UDP masquerade picks, within the slice, a port whose
+//!   replies RSS brings to that same worker, so they are not handed over at all.
+//! - **SNAT (masquerade).** Key `k` from an endpoint: `ports.alloc_preferring(proto, k.src, hash(k), lands_here)`
+//!   gives `(x, p)`; the
 //!   reply key is `Key4 { src: k.dst, sport: k.dport, dst: x, dport: p }`; the tag records "port allocated" so
 //!   expiry releases it. With endpoint-independent mapping configured for UDP, `eim.acquire(&mut ports, ...)`
 //!   ([`ports::EimTable`]) gives the inside endpoint's shared mapping instead, and expiry calls

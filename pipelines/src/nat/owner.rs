@@ -22,7 +22,8 @@
 //!   - to a port (or ICMP identifier) of the dynamic range: [`PortSplit::worker_of`] it;
 //!   - anything else is not NAT traffic (`None`).
 //!
-//! So SNAT flows never move in the in-to-out direction and their replies move once; DNAT flows move when
+//! So SNAT flows never move in the in-to-out direction and their replies move once, or not at all when the
+//! outside port's RSS is known and the port was chosen for it (`stage::alloc_port`); DNAT flows move when
 //! RSS put them elsewhere. `tests/nat.rs` runs every kind of flow over four workers with random RSS and
 //! checks that each packet reaches the worker that holds its flow.
 

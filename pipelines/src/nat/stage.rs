@@ -29,9 +29,10 @@ use super::owner::{owner_in_to_out, owner_out_to_in, NatConfig, Owner};
 use super::ports::{EimTable, PortAllocator, PortSplit, PortStats};
 use super::translate::{parse, translate, Kind, NatError, Parsed};
 use super::{fold_mul, K1, K2};
-use crate::wire::IPPROTO_UDP;
+use crate::wire::{IPPROTO_TCP, IPPROTO_UDP};
 use crossbeam::queue::ArrayQueue;
 use dataplane::port::ring::BulkRing;
+use dataplane::rss::Steering;
 use dataplane::{Burst, DropReason, Pkt, Pool, MAX_BURST};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -182,6 +183,9 @@ pub struct NatTables {
     pub services: Vec<Service>,
     /// Conntrack timeouts.
     pub timeouts: Timeouts,
+    /// How the outside port spreads what it receives over the workers' queues: with it known, masquerade
+    /// picks external ports whose answers arrive at the worker that owns the flow (`alloc_port`).
+    pub steering: Steering,
 }
 
 impl NatTables {
@@ -228,7 +232,14 @@ impl NatTables {
             backends,
             services,
             timeouts,
+            steering: Steering::Unknown,
         }
+    }
+
+    /// The same tables, told how the outside port steers answers to queues (see [`NatTables::steering`]).
+    pub fn with_steering(mut self, steering: Steering) -> NatTables {
+        self.steering = steering;
+        self
     }
 
     /// The mapping published at (`proto`, `addr`, `port`).
@@ -737,14 +748,29 @@ fn done(r: Result<(), NatError>) -> Verdict {
 }
 
 /// A new external (address, port) for flow `k` from inside, avoiding published ports: (address, port, tag).
+///
+/// With several workers and the outside port's steering known, the port is one whose answers (from `k`'s
+/// destination to the external address and port) RSS brings to this worker, which owns the flow: they need
+/// no handoff. An endpoint-independent mapping is steered for its first destination only; ICMP answers hash
+/// on addresses alone, so no identifier steers them.
 fn alloc_port(t: &NatTables, st: &mut NatState, k: &Key4) -> Result<(u32, u16, u32), DropReason> {
     let h = fold_mul(
         (k.src as u64) << 32 ^ k.dst as u64 ^ K1,
         (k.sport as u64) << 16 ^ k.dport as u64 ^ K2,
     );
+    let here = st.ports.worker();
+    let steered = t.split.workers() > 1
+        && t.steering != Steering::Unknown
+        && matches!(k.proto, IPPROTO_TCP | IPPROTO_UDP);
+    let lands_here = |x: u32, p: u16| {
+        !steered
+            || t.steering
+                .queue_v4(k.dst.to_be_bytes(), k.dport, x.to_be_bytes(), p, k.proto)
+                == Some(here)
+    };
     if let (Some(eim), IPPROTO_UDP) = (st.eim.as_mut(), k.proto) {
         let (x, p) = eim
-            .acquire(&mut st.ports, k.proto, k.src, k.sport)
+            .acquire(&mut st.ports, k.proto, k.src, k.sport, lands_here)
             .map_err(|e| e.drop_reason())?;
         if !t.is_published(k.proto, x, p) {
             return Ok((x, p, TAG_EIM));
@@ -756,7 +782,10 @@ fn alloc_port(t: &NatTables, st: &mut NatState, k: &Key4) -> Result<(u32, u16, u
     let mut held = [(0u32, 0u16); 4];
     let mut n = 0;
     let got = loop {
-        match st.ports.alloc(k.proto, k.src, h.wrapping_add(n as u64)) {
+        match st
+            .ports
+            .alloc_preferring(k.proto, k.src, h.wrapping_add(n as u64), lands_here)
+        {
             Ok((x, p)) if t.is_published(k.proto, x, p) && n < held.len() => {
                 held[n] = (x, p);
                 n += 1;
