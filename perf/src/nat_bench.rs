@@ -2,8 +2,8 @@
 //! (10.0.0.1/16, masqueraded) and `up` (the outside, with `--addresses` external addresses 198.51.100.1,
 //! 198.51.101.1, ... one per /24, so that a million sessions find ports: 64512 per address and protocol).
 //!
-//! Session `i` is UDP from inside host `i mod 1024` (10.0.16.0 and up), source port `1024 + i / 1024`, to the
-//! server 198.51.100.2:53 outside. Every session is opened untimed first (one packet each through the worker),
+//! Session `i` is UDP from inside host `i mod 1024` (10.0.16.0 and up), source port `1024 + i / 1024`, to
+//! port 53 of server `i mod --servers` outside (198.51.100.2 and up; one server by default). Every session is opened untimed first (one packet each through the worker),
 //! which tells its external address and port; then the timed runs send packets of established sessions:
 //! `--direction out` (inside to outside: masquerade), `in` (the answers: translated back), or `both`
 //! (alternating). Sessions are visited in a random order (a fixed permutation), so the flow table's working set
@@ -43,6 +43,7 @@ const DEPTH: usize = 16_384;
 /// Inside hosts the sessions come from.
 const HOSTS: usize = 1024;
 /// The outside server.
+/// The first outside server; `--servers` more take the next addresses.
 const SERVER: [u8; 4] = [198, 51, 100, 2];
 const SERVER_MAC: [u8; 6] = [2, 0, 0, 0, 0xee, 2];
 const HOST_MAC: [u8; 6] = [2, 0, 0, 0, 0xee, 1];
@@ -74,6 +75,9 @@ pub struct Args {
     /// Frame size in bytes (without FCS).
     #[arg(long, default_value_t = 60)]
     frame: usize,
+    /// Outside servers the sessions talk to (1 to 250): how many remote endpoints share the external ports.
+    #[arg(long, default_value_t = 1)]
+    servers: usize,
     /// Workers (1 or 2), polled in turn on this thread.
     #[arg(long, default_value_t = 1)]
     workers: usize,
@@ -145,6 +149,7 @@ struct Traffic {
     out_tpl: Vec<u8>,
     in_tpl: Vec<u8>,
     sessions: Vec<Session>,
+    servers: usize,
 }
 
 impl Traffic {
@@ -152,10 +157,16 @@ impl Traffic {
         (host_ip(i % HOSTS), 1024 + (i / HOSTS) as u16)
     }
 
+    /// Session `i`'s server.
+    fn server(&self, i: usize) -> [u8; 4] {
+        server_ip(i % self.servers)
+    }
+
     /// Session `i`'s packet from inside.
     fn write_out(&self, f: &mut [u8], i: usize) {
         let (ip, port) = Self::inside(i);
         f[26..30].copy_from_slice(&ip);
+        f[30..34].copy_from_slice(&self.server(i));
         f[34..36].copy_from_slice(&port.to_be_bytes());
         fix_ip_checksum(f);
     }
@@ -163,6 +174,7 @@ impl Traffic {
     /// Session `i`'s answer from the server.
     fn write_in(&self, f: &mut [u8], i: usize) {
         let s = self.sessions[i];
+        f[26..30].copy_from_slice(&self.server(i));
         f[30..34].copy_from_slice(&s.ext);
         f[36..38].copy_from_slice(&s.port.to_be_bytes());
         fix_ip_checksum(f);
@@ -181,17 +193,26 @@ impl Traffic {
         }
         if out_port {
             let s = self.sessions[i];
-            if f[26..30] != s.ext || f[34..36] != s.port.to_be_bytes() || f[30..34] != SERVER {
+            if f[26..30] != s.ext
+                || f[34..36] != s.port.to_be_bytes()
+                || f[30..34] != self.server(i)
+            {
                 return Err("out: not the session's external address and port");
             }
         } else {
             let (ip, port) = Self::inside(i);
-            if f[30..34] != ip || f[36..38] != port.to_be_bytes() || f[26..30] != SERVER {
+            if f[30..34] != ip || f[36..38] != port.to_be_bytes() || f[26..30] != self.server(i) {
                 return Err("in: not the session's inside address and port");
             }
         }
         Ok(())
     }
+}
+
+/// Server `k`'s address.
+fn server_ip(k: usize) -> [u8; 4] {
+    let [a, b, c, d] = SERVER;
+    [a, b, c, d + k as u8]
 }
 
 fn fix_ip_checksum(f: &mut [u8]) {
@@ -259,6 +280,9 @@ pub fn inline(a: &Args) -> anyhow::Result<()> {
     if addresses > 100 {
         bail!("at most 100 external addresses");
     }
+    if !(1..=250).contains(&a.servers) {
+        bail!("--servers is 1 to 250");
+    }
     if !(1..=4).contains(&a.workers) {
         bail!("--workers is 1 to 4");
     }
@@ -280,10 +304,12 @@ pub fn inline(a: &Args) -> anyhow::Result<()> {
                 bail!("neighbour cache refused host {h}");
             }
         }
-        l3.neigh.set_static(
-            &NeighKey::v4(iu as u16, u32::from_be_bytes(SERVER)),
-            &SERVER_MAC,
-        );
+        for k in 0..a.servers {
+            let key = NeighKey::v4(iu as u16, u32::from_be_bytes(server_ip(k)));
+            if !l3.neigh.set_static(&key, &SERVER_MAC) {
+                bail!("neighbour cache refused server {k}");
+            }
+        }
         (l3.ifaces[ii].mac, l3.ifaces[iu].mac, ii, iu)
     };
     let _ = (in_if, up_if);
@@ -303,6 +329,7 @@ pub fn inline(a: &Args) -> anyhow::Result<()> {
             (external(0), 1024),
         ),
         sessions: vec![Session::default(); a.sessions],
+        servers: a.servers,
     };
     let port_in = inl.ring_port("in").context("ring port in")?;
     let port_up = inl.ring_port("up").context("ring port up")?;
@@ -498,9 +525,10 @@ pub fn inline(a: &Args) -> anyhow::Result<()> {
     let handoffs = event(Event::NatHandoff);
     let m = crate::median(&mut mpps);
     println!(
-        "nat-inline {}: {} sessions, {w} worker(s) on one core, {addresses} external address(es): median {m:.2} Mpps per core ({:.1} ns/packet) over {} runs of {} packets, {}-byte frames, burst {}, {} in flight; {ok} frames checked (every one the right session's translation), {translated} translated, {handoffs} handed to another worker",
+        "nat-inline {}: {} sessions, {w} worker(s) on one core, {addresses} external address(es), {} server(s): median {m:.2} Mpps per core ({:.1} ns/packet) over {} runs of {} packets, {}-byte frames, burst {}, {} in flight; {ok} frames checked (every one the right session's translation), {translated} translated, {handoffs} handed to another worker",
         a.direction,
         a.sessions,
+        a.servers,
         1e3 / m,
         a.runs,
         phases * per_phase,
