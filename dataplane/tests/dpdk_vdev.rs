@@ -153,6 +153,11 @@ fn ring_forward(eal: &Eal) {
     let (b, sink) = DpdkPort::ring_pair("b", "sink", 1, 1024, &pool).expect("ring pair b/sink");
     assert_eq!(a.info().backend, "dpdk");
     assert!(a.info().link_up, "net_ring links are up");
+    assert_eq!(
+        a.info().steering,
+        dataplane::rss::Steering::Unknown,
+        "net_ring does not hash: no RSS to predict"
+    );
     let (a, b) = (Arc::new(a), Arc::new(b));
     let dp = start(vec![a.clone() as Arc<dyn Port>, b.clone()], cross());
     let mut gq = gen.open_queue(0).unwrap();

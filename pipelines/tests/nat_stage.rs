@@ -239,10 +239,26 @@ fn rss_queue(ip: &[u8], queues: u16) -> u16 {
     dataplane::rss::queue_of_hash(dataplane::rss::flow_hash(&frame), queues)
 }
 
-/// Masquerades `flows` TCP and UDP flows over 4 workers, each created on the worker RSS brings its first
-/// packet to, and sends each an answer to the queue RSS brings that to. Returns how many answers arrived at
+/// The receive queue a NIC's Toeplitz RSS gives an IPv4 packet (no Ethernet header): the hash of its
+/// addresses and, for TCP and UDP, ports under `key`, through the redirection table `reta`.
+fn toeplitz_queue(ip: &[u8], key: &[u8], reta: &[u16]) -> u16 {
+    use dataplane::rss::toeplitz::{ipv4_input, toeplitz};
+    let addr = |o: usize| [ip[o], ip[o + 1], ip[o + 2], ip[o + 3]];
+    let port = |o: usize| u16::from_be_bytes([ip[o], ip[o + 1]]);
+    let ports = matches!(ip[9], 6 | 17);
+    let (input, n) = ipv4_input(addr(12), port(20), addr(16), port(22), ports);
+    reta[toeplitz(key, &input[..n]) as usize % reta.len()]
+}
+
+/// Masquerades `flows` TCP and UDP flows over 4 workers, each created on the worker `rss` gives its first
+/// packet, and sends each an answer to the worker `rss` gives that. Returns how many answers arrived at
 /// another worker than the flow's (and were handed over), checking that every other one is translated back.
-fn answers_handed_over(steering: Steering, eim: bool, flows: u32) -> u32 {
+fn answers_handed_over(
+    steering: Steering,
+    eim: bool,
+    flows: u32,
+    rss: &dyn Fn(&[u8]) -> u16,
+) -> u32 {
     const W: u16 = 4;
     let t = tables_with(1 << 16, W, eim).with_steering(steering);
     let mut st: Vec<_> = (0..W).map(|w| state(&t, w)).collect();
@@ -256,7 +272,7 @@ fn answers_handed_over(steering: Steering, eim: bool, flows: u32) -> u32 {
         } else {
             tcp(inside, sport, remote, dport, true)
         };
-        let w = rss_queue(&out, W);
+        let w = rss(&out);
         assert_eq!(
             post_route(&t, &mut st[w as usize], w, 0, true, &mut out, 1),
             Verdict::Translated
@@ -268,7 +284,7 @@ fn answers_handed_over(steering: Steering, eim: bool, flows: u32) -> u32 {
         } else {
             tcp(remote, dport, [198, 51, 100, 1], ext_port, false)
         };
-        let arrives = rss_queue(&answer, W);
+        let arrives = rss(&answer);
         match pre_route(
             &t,
             &mut st[arrives as usize],
@@ -294,12 +310,33 @@ fn answers_handed_over(steering: Steering, eim: bool, flows: u32) -> u32 {
 
 #[test]
 fn masquerade_answers_reach_the_flows_worker_when_the_rss_is_known() {
+    // wharf's software RSS (the `ring` backend).
+    let ring = |ip: &[u8]| rss_queue(ip, 4);
     let steered = Steering::FlowHash { queues: 4 };
-    assert_eq!(answers_handed_over(steered.clone(), false, 4000), 0);
+    assert_eq!(answers_handed_over(steered.clone(), false, 4000, &ring), 0);
     // Endpoint-independent UDP mappings are steered for their first destination, here the only one.
-    assert_eq!(answers_handed_over(steered, true, 4000), 0);
+    assert_eq!(answers_handed_over(steered, true, 4000, &ring), 0);
     // Without it, about three answers in four arrive at another of the 4 workers.
-    let blind = answers_handed_over(Steering::Unknown, false, 4000);
+    let blind = answers_handed_over(Steering::Unknown, false, 4000, &ring);
+    assert!((2600..3400).contains(&blind), "{blind} of 4000 handed over");
+
+    // A NIC's Toeplitz RSS as DPDK reports it, with an asymmetric key (Microsoft's verification key, so
+    // the order of the answer's fields matters) and a shuffled 128-entry redirection table.
+    let key: Vec<u8> = vec![
+        0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3, 0x8f,
+        0xb0, 0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30,
+        0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
+    ];
+    let reta: Vec<u16> = (0..128u16).map(|i| (i * 7 + i / 8) % 4).collect();
+    let nic = |ip: &[u8]| toeplitz_queue(ip, &key, &reta);
+    let toeplitz = Steering::Toeplitz {
+        key: key.clone().into(),
+        reta: reta.clone().into(),
+        tcp: true,
+        udp: true,
+    };
+    assert_eq!(answers_handed_over(toeplitz, false, 4000, &nic), 0);
+    let blind = answers_handed_over(Steering::Unknown, false, 4000, &nic);
     assert!((2600..3400).contains(&blind), "{blind} of 4000 handed over");
 }
 

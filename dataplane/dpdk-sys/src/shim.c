@@ -2,6 +2,7 @@
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
+#include <rte_thash.h>
 #include "shim.h"
 
 uint16_t wharf_rte_eth_rx_burst(uint16_t port_id, uint16_t queue_id, struct rte_mbuf **rx_pkts, uint16_t nb_pkts)
@@ -62,4 +63,9 @@ int wharf_rte_mempool_full(const struct rte_mempool *mp)
 unsigned int wharf_rte_ring_dequeue_burst(struct rte_ring *r, void **objs, unsigned int n)
 {
 	return rte_ring_dequeue_burst(r, objs, n, NULL);
+}
+
+uint32_t wharf_rte_softrss(uint32_t *input_tuple, uint32_t input_len, const uint8_t *rss_key)
+{
+	return rte_softrss(input_tuple, input_len, rss_key);
 }

@@ -19,5 +19,6 @@ int wharf_rte_errno(void);
 unsigned int wharf_rte_lcore_id(void);
 int wharf_rte_mempool_full(const struct rte_mempool *mp);
 unsigned int wharf_rte_ring_dequeue_burst(struct rte_ring *r, void **objs, unsigned int n);
+uint32_t wharf_rte_softrss(uint32_t *input_tuple, uint32_t input_len, const uint8_t *rss_key);
 
 #endif

@@ -20,7 +20,9 @@
 //! - [`DpdkPort`]: [`DpdkPort::open`] attaches a device (`rte_dev_probe` of a vdev string such as
 //!   `net_memif0,role=client,socket=/run/wharf/m0.sock`, a PCI address, or the name of a device the EAL already
 //!   probed), configures `queues` rx and tx queues with a symmetric RSS key when there are several and the PMD
-//!   hashes, sets the MTU and promiscuous mode, and starts it. [`DpdkPort::ring_pair`] makes two `net_ring`
+//!   hashes, sets the MTU and promiscuous mode, and starts it; then it reads the RSS key, hashed fields and
+//!   redirection table back from the device, so the NAT can predict which queue an answer reaches
+//!   ([`Steering`]). [`DpdkPort::ring_pair`] makes two `net_ring`
 //!   ports cabled to each other (what one transmits the other receives), for tests and closed-loop benchmarks.
 //!   Dropping the port (and its open queues) stops, closes and detaches the device.
 //!
@@ -56,6 +58,7 @@ use crate::burst::{Burst, MAX_BURST};
 use crate::counters::{DropReason, PortCounters, QueueCounters};
 use crate::pkt::{Meta, Pkt};
 use crate::pool::{self, DEFAULT_DATA_ROOM, HEADROOM, MBUF_ROOM, META_SIZE};
+use crate::rss::Steering;
 use dpdk_sys as sys;
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
 use std::path::PathBuf;
@@ -1115,6 +1118,8 @@ struct PortShared {
     queues: u16,
     mac: [u8; 6],
     mtu: u16,
+    /// How the device spreads received frames over the queues, as it reported it at start.
+    steering: Steering,
     /// The device to detach at close (we attached it).
     owned_device: Option<NonNull<sys::rte_device>>,
     pool: DpdkPool,
@@ -1150,6 +1155,59 @@ impl Drop for PortShared {
         drop(c);
         // Rings of a ring pair go once both its ports are closed.
         reap_rings();
+    }
+}
+
+/// How a started device with RSS spreads frames over its `queues` queues, read back from it: the key and
+/// the hashed fields (`rte_eth_dev_rss_hash_conf_get`) and the redirection table (`rte_eth_dev_rss_reta_query`).
+/// [`Steering::Unknown`] when the device does not tell, or tells something wharf does not model (no IPv4
+/// hashing, a table naming a queue that does not exist). DPDK 22.11 has no way to ask for the hash function:
+/// Toeplitz, every PMD's default, is assumed.
+///
+/// # Safety
+/// The EAL runs, the port is started, and the control lock is held.
+unsafe fn read_steering(port_id: u16, queues: u16, info: &sys::rte_eth_dev_info) -> Steering {
+    let (key_len, reta_size) = (info.hash_key_size as usize, info.reta_size as usize);
+    if key_len < 16 || reta_size == 0 {
+        return Steering::Unknown;
+    }
+    let mut key = vec![0u8; key_len];
+    // SAFETY: a zeroed bindgen struct is valid; the key buffer holds `key_len` bytes.
+    let mut conf: sys::rte_eth_rss_conf = unsafe { std::mem::zeroed() };
+    conf.rss_key = key.as_mut_ptr();
+    conf.rss_key_len = key_len as u8;
+    // SAFETY: see the function's contract.
+    if unsafe { sys::rte_eth_dev_rss_hash_conf_get(port_id, &mut conf) } < 0 {
+        return Steering::Unknown;
+    }
+    let hf = conf.rss_hf;
+    if hf & (sys::wharf_rss::WHARF_RSS_IPV4 as u64) == 0 {
+        return Steering::Unknown;
+    }
+    let group = sys::RTE_ETH_RETA_GROUP_SIZE as usize;
+    // SAFETY: a zeroed bindgen struct is valid.
+    let mut groups: Vec<sys::rte_eth_rss_reta_entry64> = (0..reta_size.div_ceil(group))
+        .map(|_| unsafe { std::mem::zeroed() })
+        .collect();
+    for (i, g) in groups.iter_mut().enumerate() {
+        let n = (reta_size - i * group).min(group);
+        g.mask = if n == 64 { !0 } else { (1u64 << n) - 1 };
+    }
+    // SAFETY: `groups` covers `reta_size` entries.
+    if unsafe { sys::rte_eth_dev_rss_reta_query(port_id, groups.as_mut_ptr(), reta_size as u16) }
+        < 0
+    {
+        return Steering::Unknown;
+    }
+    let reta: Vec<u16> = groups.iter().flat_map(|g| g.reta).take(reta_size).collect();
+    if reta.iter().any(|&q| q >= queues) {
+        return Steering::Unknown;
+    }
+    Steering::Toeplitz {
+        key: key[..(conf.rss_key_len as usize).min(key_len)].into(),
+        reta: reta.into(),
+        tcp: hf & (sys::wharf_rss::WHARF_RSS_NONFRAG_IPV4_TCP as u64) != 0,
+        udp: hf & (sys::wharf_rss::WHARF_RSS_NONFRAG_IPV4_UDP as u64) != 0,
     }
 }
 
@@ -1255,7 +1313,7 @@ impl DpdkPort {
             )));
         }
         let res = configure_and_start(name, port_id, cfg, pool);
-        let (mac, mtu, device) = match res {
+        let started = match res {
             Ok(v) => v,
             Err(e) => {
                 if attached {
@@ -1266,13 +1324,16 @@ impl DpdkPort {
         };
         c.open_ports.push(port_id);
         drop(c);
-        let owned_device = if attached { NonNull::new(device) } else { None };
+        let owned_device = if attached {
+            NonNull::new(started.device)
+        } else {
+            None
+        };
         Ok(DpdkPort::assemble(
             name,
             port_id,
             cfg.queues,
-            mac,
-            mtu,
+            started,
             owned_device,
             pool,
         ))
@@ -1375,9 +1436,9 @@ impl DpdkPort {
                 ..Default::default()
             };
             match configure_and_start(name, id as u16, &cfg, pool) {
-                Ok((mac, mtu, dev)) => {
-                    made.push((id as u16, dev));
-                    result.push((name, id as u16, mac, mtu, dev));
+                Ok(started) => {
+                    made.push((id as u16, started.device));
+                    result.push((name, id as u16, started));
                 }
                 Err(e) => {
                     detach(id as u16);
@@ -1393,14 +1454,15 @@ impl DpdkPort {
             c.open_ports.push(*id);
         }
         drop(c);
-        let mut ports = result
-            .into_iter()
-            .map(|(name, id, mac, mtu, dev)| (name, id, mac, mtu, NonNull::new(dev)));
-        let (na, ia, ma, ua, da) = ports.next().expect("two ports made");
-        let (nb, ib, mb, ub, db) = ports.next().expect("two ports made");
+        let mut ports = result.into_iter().map(|(name, id, started)| {
+            let dev = NonNull::new(started.device);
+            (name, id, started, dev)
+        });
+        let (na, ia, sa, da) = ports.next().expect("two ports made");
+        let (nb, ib, sb, db) = ports.next().expect("two ports made");
         // Both ports use every ring (one's rx is the other's tx): the rings are freed once both are closed.
-        let pa = DpdkPort::assemble(na, ia, queues, ma, ua, da, pool);
-        let pb = DpdkPort::assemble(nb, ib, queues, mb, ub, db, pool);
+        let pa = DpdkPort::assemble(na, ia, queues, sa, da, pool);
+        let pb = DpdkPort::assemble(nb, ib, queues, sb, db, pool);
         RING_OWNERS
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -1415,8 +1477,7 @@ impl DpdkPort {
         name: &str,
         port_id: u16,
         queues: u16,
-        mac: [u8; 6],
-        mtu: u16,
+        started: Started,
         owned_device: Option<NonNull<sys::rte_device>>,
         pool: &DpdkPool,
     ) -> DpdkPort {
@@ -1425,8 +1486,9 @@ impl DpdkPort {
                 name: name.to_string(),
                 port_id,
                 queues,
-                mac,
-                mtu,
+                mac: started.mac,
+                mtu: started.mtu,
+                steering: started.steering,
                 owned_device,
                 pool: pool.clone(),
             }),
@@ -1555,12 +1617,20 @@ fn detach(port_id: u16) {
 }
 
 /// Configures queues, MTU and promiscuity and starts the port. Returns MAC, MTU and the `rte_device`.
+/// What a started device told about itself.
+struct Started {
+    mac: [u8; 6],
+    mtu: u16,
+    device: *mut sys::rte_device,
+    steering: Steering,
+}
+
 fn configure_and_start(
     name: &str,
     port_id: u16,
     cfg: &DpdkPortConfig,
     pool: &DpdkPool,
-) -> Result<([u8; 6], u16, *mut sys::rte_device), PortError> {
+) -> Result<Started, PortError> {
     let other = |msg: String| PortError::Other {
         port: name.to_string(),
         msg,
@@ -1707,7 +1777,18 @@ fn configure_and_start(
                 "frames of the device's MTU do not fit one buffer: they arrive chained and are dropped as too_big"
             );
         }
-        Ok((mac.addr_bytes, mtu, info.device))
+        let steering = if conf.rxmode.mq_mode == sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS {
+            read_steering(port_id, cfg.queues, &info)
+        } else {
+            Steering::Unknown
+        };
+        tracing::debug!(port = name, ?steering, "receive steering");
+        Ok(Started {
+            mac: mac.addr_bytes,
+            mtu,
+            device: info.device,
+            steering,
+        })
     }
 }
 
@@ -1720,7 +1801,7 @@ impl Port for DpdkPort {
             mac: Some(self.shared.mac),
             mtu: u32::from(self.shared.mtu),
             link_up: self.link().up,
-            steering: crate::rss::Steering::Unknown,
+            steering: self.shared.steering.clone(),
         }
     }
 
@@ -2139,6 +2220,41 @@ mod tests {
     #[test]
     fn rss_key_is_symmetric_pattern() {
         assert_eq!(symmetric_rss_key(4), [0x6d, 0x5a, 0x6d, 0x5a]);
+    }
+
+    #[test]
+    fn toeplitz_is_dpdks_rte_softrss() {
+        // wharf's Toeplitz hash, which predicts a NIC's queue, against DPDK's own software RSS (no EAL needed):
+        // random keys (and the symmetric one), IPv4 addresses with and without ports.
+        use crate::rss::toeplitz::{ipv4_input, toeplitz};
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for i in 0..2000 {
+            let key: Vec<u8> = if i % 10 == 0 {
+                symmetric_rss_key(40)
+            } else {
+                (0..40).map(|_| next() as u8).collect()
+            };
+            let r = next();
+            let (src, dst) = ((r as u32).to_be_bytes(), ((r >> 32) as u32).to_be_bytes());
+            let (sp, dp) = (next() as u16, next() as u16);
+            let mut words = [
+                u32::from_be_bytes(src),
+                u32::from_be_bytes(dst),
+                (sp as u32) << 16 | dp as u32,
+            ];
+            for (ports, n) in [(true, 3u32), (false, 2)] {
+                // SAFETY: `words` holds `n` words and the key `n + 1` words.
+                let want = unsafe { sys::wharf_rte_softrss(words.as_mut_ptr(), n, key.as_ptr()) };
+                let (input, len) = ipv4_input(src, sp, dst, dp, ports);
+                assert_eq!(toeplitz(&key, &input[..len]), want, "key {key:02x?}");
+            }
+        }
     }
 
     #[test]

@@ -29,7 +29,7 @@ use super::owner::{owner_in_to_out, owner_out_to_in, NatConfig, Owner};
 use super::ports::{EimTable, PortAllocator, PortSplit, PortStats};
 use super::translate::{parse, translate, Kind, NatError, Parsed};
 use super::{fold_mul, K1, K2};
-use crate::wire::{IPPROTO_TCP, IPPROTO_UDP};
+use crate::wire::IPPROTO_UDP;
 use crossbeam::queue::ArrayQueue;
 use dataplane::port::ring::BulkRing;
 use dataplane::rss::Steering;
@@ -759,9 +759,7 @@ fn alloc_port(t: &NatTables, st: &mut NatState, k: &Key4) -> Result<(u32, u16, u
         (k.sport as u64) << 16 ^ k.dport as u64 ^ K2,
     );
     let here = st.ports.worker();
-    let steered = t.split.workers() > 1
-        && t.steering != Steering::Unknown
-        && matches!(k.proto, IPPROTO_TCP | IPPROTO_UDP);
+    let steered = t.split.workers() > 1 && t.steering.steers_by_port(k.proto);
     let lands_here = |x: u32, p: u16| {
         !steered
             || t.steering
