@@ -12,8 +12,8 @@
 //!   start in the slice, and the first free port from there (wrapping) is taken, found a 64-bit word at a
 //!   time. The same flow gets the same port whenever it is free; flows spread over the slice, so a port freed
 //!   by one flow is not reused by the next one at once.
-//! - **Steered.** [`PortAllocator::alloc_preferring`] takes, of the first [`PREFER_TRIES`] free ports from
-//!   there, the first one its caller accepts: the NAT accepts a port whose replies the outside port's RSS
+//! - **Steered.** [`PortAllocator::alloc_preferring`] takes, of the first few free ports from there, the
+//!   first one its caller accepts: the NAT accepts a port whose replies the outside port's RSS
 //!   brings back to this worker, so they need no handoff.
 //! - **Never colliding.** One bit per (address, protocol, port) in the worker's slice: a port is handed out
 //!   only when its bit is clear, and [`PortAllocator::release`] refuses a port that is not allocated
@@ -25,10 +25,14 @@ use crate::wire::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 use dataplane::DropReason;
 use std::ops::RangeInclusive;
 
-/// How many free ports [`PortAllocator::alloc_preferring`] looks at for one its caller prefers. With RSS
-/// over `w` workers, a port's answers come back to the allocating worker with probability `1 / w`: 64 tries
-/// miss with probability `(1 - 1/w)^64`, about 1e-19 for 2 workers and 2% for 16.
-pub const PREFER_TRIES: usize = 64;
+/// How many free ports [`PortAllocator::alloc_preferring`] looks at, per worker of the split, for one its
+/// caller prefers, and at most. With RSS over `w` workers, a port's answers come back to the allocating
+/// worker with probability `1 / w`: `16w` tries miss with probability `(1 - 1/w)^(16w)`, about 1e-7 (2e-10 for
+/// 2 workers); past 4 workers the cap of 64 lets it rise, to 2e-4 for 8 and 2% for 16. The cap bounds what a
+/// new flow costs when few preferred ports are left (many flows to one remote endpoint): 64 looks.
+pub const PREFER_TRIES_PER_WORKER: usize = 16;
+/// The cap of [`PREFER_TRIES_PER_WORKER`] looks.
+pub const PREFER_TRIES_MAX: usize = 64;
 
 /// The port range and how it is split among the workers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -286,8 +290,9 @@ impl PortAllocator {
         self.alloc_preferring(proto, inside, flow_hash, |_, _| true)
     }
 
-    /// [`PortAllocator::alloc`], preferring a port that `prefer` accepts: of the first [`PREFER_TRIES`] free
-    /// ports from the flow's starting point, the first one accepted, else the first one. The NAT prefers
+    /// [`PortAllocator::alloc`], preferring a port that `prefer` accepts: of the first few free ports from the
+    /// flow's starting point ([`PREFER_TRIES_PER_WORKER`] per worker, [`PREFER_TRIES_MAX`] at most), the
+    /// first one accepted, else the first one. The NAT prefers
     /// ports whose answers the port's RSS brings back to this worker ([`dataplane::rss::Steering`]), so
     /// they need no handoff; a preference can cost a port only the time to look, never make one refused.
     #[inline]
@@ -309,6 +314,7 @@ impl PortAllocator {
         let paired = reduce(fold_mul(inside as u64 ^ self.seed, K1), n as u64) as usize;
         let start = reduce(fold_mul(flow_hash ^ self.seed, K2), self.len as u64) as u32;
         let base = self.base;
+        let tries = (PREFER_TRIES_PER_WORKER * self.split.workers() as usize).min(PREFER_TRIES_MAX);
         for k in 0..n {
             let a = (paired + k) % n;
             let addr = self.addrs[a];
@@ -320,7 +326,7 @@ impl PortAllocator {
                 continue;
             };
             let (mut bit, mut chosen) = (first, first);
-            for _ in 0..PREFER_TRIES {
+            for _ in 0..tries {
                 if prefer(addr, base + bit as u16) {
                     chosen = bit;
                     break;
@@ -711,17 +717,17 @@ mod tests {
         let s = PortSplit::new(1024, 65535, 2).unwrap();
         let mut a = PortAllocator::new(s, 0, &[7], 5);
         let mut b = a.clone();
-        // Ports divisible by 5 preferred: each is one the caller accepts, free, and of worker 0's slice; the
-        // same flow (hash) gets the same port from the same state.
+        // Even ports preferred (as one worker of two prefers half the ports): each is one the caller accepts,
+        // free, and of worker 0's slice; the same flow (hash) gets the same port from the same state.
         let mut got = std::collections::HashSet::new();
         for h in 0..2000u64 {
-            let p = a.alloc_preferring(IPPROTO_TCP, 1, h, |_, p| p % 5 == 0);
-            assert_eq!(p, b.alloc_preferring(IPPROTO_TCP, 1, h, |_, p| p % 5 == 0));
+            let p = a.alloc_preferring(IPPROTO_TCP, 1, h, |_, p| p % 2 == 0);
+            assert_eq!(p, b.alloc_preferring(IPPROTO_TCP, 1, h, |_, p| p % 2 == 0));
             let (addr, p) = p.unwrap();
-            assert_eq!((addr, p % 5, s.worker_of(p)), (7, 0, Some(0)));
+            assert_eq!((addr, p % 2, s.worker_of(p)), (7, 0, Some(0)));
             assert!(got.insert(p), "port {p} twice");
         }
-        // Nothing accepted: the first free port, as without a preference, after PREFER_TRIES looks.
+        // Nothing accepted: the first free port, as without a preference, after the looks.
         let mut c = a.clone();
         assert_eq!(
             a.alloc_preferring(IPPROTO_TCP, 1, 77, |_, _| false),
