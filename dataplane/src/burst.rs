@@ -84,6 +84,18 @@ impl Burst {
         Ok(())
     }
 
+    /// Appends a packet to a burst known to have room (a receive loop that asked for no more than
+    /// [`Burst::room`] packets), without the check.
+    ///
+    /// # Safety
+    /// The burst is not full.
+    #[inline]
+    pub unsafe fn push_unchecked(&mut self, pkt: Pkt) {
+        debug_assert!(!self.is_full());
+        // SAFETY: not full (the caller's promise) and `cap <= MAX_BURST`, the array's capacity.
+        unsafe { self.pkts.push_unchecked(pkt) };
+    }
+
     /// Removes the last packet.
     #[inline]
     pub fn pop(&mut self) -> Option<Pkt> {

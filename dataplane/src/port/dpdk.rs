@@ -1855,10 +1855,51 @@ impl DpdkQueue {
     /// Turns a received mbuf into a `Pkt` (with its length on the wire, known here without reading the
     /// packet's metadata back), or frees it and says why not.
     ///
+    /// The common mbuf (one segment, a sane length, a direct mbuf of this queue's mempool, no offload flags)
+    /// is adopted here; anything else goes to [`DpdkQueue::adopt_other`], out of line, so the receive loop
+    /// keeps its registers for the common case.
+    ///
     /// # Safety
     /// `m` is a valid mbuf the driver handed over (ours to own or free).
-    #[inline]
-    unsafe fn adopt(&self, m: *mut sys::rte_mbuf) -> Result<(Pkt, u16), DropReason> {
+    /// `mp`, `in_port` and `queue` are this queue's, read once per burst by the caller: in registers, not
+    /// read back from `self` after each packet's metadata writes (which the compiler cannot tell apart).
+    #[inline(always)]
+    unsafe fn adopt(
+        &self,
+        m: *mut sys::rte_mbuf,
+        mp: *mut sys::rte_mempool,
+        in_port: u16,
+        queue: u16,
+    ) -> Result<(Pkt, u16), DropReason> {
+        let b = m.cast::<u8>();
+        // SAFETY: `m` is a valid mbuf; the offsets are its header fields, and a direct mbuf of our mempool is
+        // laid out as a wharf buffer with `data_off + data_len` inside it.
+        unsafe {
+            let data_off: u16 = rd(b, OFF_DATA_OFF);
+            let data_len: u16 = rd(b, OFF_DATA_LEN);
+            if rd::<u16>(b, OFF_NB_SEGS) == 1
+                && data_off as usize + data_len as usize <= rd::<u16>(b, OFF_BUF_LEN) as usize
+                && data_len as usize >= ETH_HLEN
+                && rd::<*mut u8>(b, OFF_BUF_ADDR) == b.add(MBUF_ROOM + META_SIZE)
+                && rd::<*mut sys::rte_mempool>(b, OFF_POOL) == mp
+                && rd::<u64>(b, OFF_OL_FLAGS) & RX_OFFLOAD_FLAGS == 0
+            {
+                let pkt = Pkt::from_elt(NonNull::new_unchecked(b))
+                    .reset_rx(data_off, data_len, in_port, queue);
+                return Ok((pkt, data_len));
+            }
+            self.adopt_other(m)
+        }
+    }
+
+    /// [`DpdkQueue::adopt`] for every other mbuf: checked field by field for the drop reason, copied when it is
+    /// not laid out as ours, and its offload flags read.
+    ///
+    /// # Safety
+    /// As for [`DpdkQueue::adopt`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn adopt_other(&self, m: *mut sys::rte_mbuf) -> Result<(Pkt, u16), DropReason> {
         let b = m.cast::<u8>();
         // SAFETY: `m` is a valid mbuf; the offsets are its header fields.
         unsafe {
@@ -1897,7 +1938,7 @@ impl DpdkQueue {
                 (meta.in_port, meta.in_queue) = (self.in_port, self.queue);
                 p
             };
-            // A virtual device (memif, ring) reports no offloads: one predicted branch skips them.
+            // What a NIC's receive offloads reported (a virtual device such as memif or ring reports none).
             if ol & RX_OFFLOAD_FLAGS != 0 {
                 Self::rx_offloads(&mut pkt, ol, rd(b, OFF_VLAN_TCI))?;
                 let len = pkt.len() as u16;
@@ -2005,16 +2046,14 @@ impl PortQueue for DpdkQueue {
         let n = n.min(room);
         let before = burst.len();
         let mut bytes = 0u64;
+        let (mp, in_port, queue) = (self.mp, self.in_port, self.queue);
         for &m in &self.mbufs[..n] {
             // SAFETY: the driver handed over these n mbufs.
-            match unsafe { self.adopt(m) } {
+            match unsafe { self.adopt(m, mp, in_port, queue) } {
                 Ok((p, len)) => {
                     bytes += len as u64;
-                    // Cannot fail: at most `room` packets arrive.
-                    if let Err(p) = burst.push(p) {
-                        drop(p);
-                        self.counters.drops.add(DropReason::NoBuffer, 1);
-                    }
+                    // SAFETY: at most `room` mbufs arrived, so the burst has room for each.
+                    unsafe { burst.push_unchecked(p) };
                 }
                 Err(reason) => self.counters.drops.add(reason, 1),
             }
@@ -2081,12 +2120,18 @@ impl DpdkQueue {
     /// ours with a length a driver takes), and their bytes.
     #[inline]
     fn stage_tx(&mut self, burst: &Burst) -> (usize, bool, u64) {
-        let max_frame = self.max_frame;
-        let ready = burst.len().min(MAX_BURST);
-        let (mut clean, mut bytes) = (true, 0u64);
-        for (p, slot) in burst.iter().take(ready).zip(self.mbufs.iter_mut()) {
+        // A length is in `ETH_HLEN..=max_frame` when `len - ETH_HLEN` (wrapping) is at most `span`: one compare.
+        let span = self.max_frame.checked_sub(ETH_HLEN);
+        let (span, mut clean) = (span.unwrap_or(0), span.is_some());
+        let ready = burst.len().min(MAX_BURST).min(self.mbufs.len());
+        let mut bytes = 0u64;
+        // Two slices of one length: one loop counter.
+        for (p, slot) in burst.as_slice()[..ready]
+            .iter()
+            .zip(self.mbufs[..ready].iter_mut())
+        {
             let (e, len) = (p.as_elt_ptr(), p.len());
-            clean &= (ETH_HLEN..=max_frame).contains(&len) & p.meta().is_external();
+            clean &= (len.wrapping_sub(ETH_HLEN) <= span) & p.meta().is_external();
             bytes += len as u64;
             // SAFETY: `e` is the element of a packet the burst owns; every pool's element starts with room for
             // an mbuf header (an mbuf's own, for ours), and the writes stay in it.
