@@ -139,10 +139,11 @@ fn drops(r: &Router, reason: &str) -> u64 {
     r.show_drops()[reason].as_u64().unwrap_or(0)
 }
 
-#[test]
-fn masquerade_publish_icmp_errors_and_handoffs_between_two_workers() {
+/// The router over the NAT ring topology with two workers and `extra` in its config, both peers open and
+/// each side's ARP done: (router, inside peer, outside peer, router's inside MAC, router's outside MAC).
+fn started(extra: &str) -> (Router, Peer, Peer, [u8; 6], [u8; 6]) {
     let cfg = control::config::parse(
-        &common::nat_config::nat_ring_config(8192, 2, "adaptive", ENDPOINT),
+        &common::nat_config::nat_ring_config(8192, 2, "adaptive", extra),
         "nat_ring.toml",
     )
     .unwrap();
@@ -151,6 +152,12 @@ fn masquerade_publish_icmp_errors_and_handoffs_between_two_workers() {
     let mut pup = Peer::open(&router, "gen_up");
     let r_in = pin.resolve(&router, None, H_MAC, H, [10, 0, 0, 1]);
     let r_up = pup.resolve(&router, None, O_MAC, O, X);
+    (router, pin, pup, r_in, r_up)
+}
+
+#[test]
+fn masquerade_publish_icmp_errors_and_handoffs_between_two_workers() {
+    let (router, mut pin, mut pup, r_in, r_up) = started(ENDPOINT);
 
     // Masquerade, UDP out (the router learned O's and H's MACs from their ARP requests above).
     pin.send(&router, &udp(H_MAC, r_in, (H, 5555), (O, 53)));
@@ -302,16 +309,7 @@ fn masquerade_answers_come_back_to_the_worker_that_owns_their_flow() {
     // The ring peers spread what they send over the router's two queues by flow hash, as a NIC's RSS does,
     // and the router knows it (the `ring` port's steering): each masqueraded flow gets an external port
     // whose answers RSS brings to the worker that made the flow, so none is handed over.
-    let cfg = control::config::parse(
-        &common::nat_config::nat_ring_config(8192, 2, "adaptive", ""),
-        "nat_ring.toml",
-    )
-    .unwrap();
-    let router = Router::start(cfg, None).unwrap();
-    let mut pin = Peer::open(&router, "gen_in");
-    let mut pup = Peer::open(&router, "gen_up");
-    let r_in = pin.resolve(&router, None, H_MAC, H, [10, 0, 0, 1]);
-    let r_up = pup.resolve(&router, None, O_MAC, O, X);
+    let (router, mut pin, mut pup, r_in, r_up) = started("");
     let handoffs0 = event(&router, "nat_handoff");
     let mut ext_ports = std::collections::HashSet::new();
     for i in 0..64u16 {
