@@ -341,5 +341,18 @@ fn masquerade_answers_come_back_to_the_worker_that_owns_their_flow() {
         0,
         "an answer was handed over"
     );
+    // `show nat` says how answers are steered, and that every flow's port was a steered one.
+    let nat = router.show_nat();
+    assert_eq!(
+        nat["answer_steering"], "wharf's flow hash over 2 queue(s)",
+        "{nat}"
+    );
+    let unsteered: u64 = nat["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["ports_unsteered"].as_u64().unwrap())
+        .sum();
+    assert_eq!(unsteered, 0, "{nat}");
     router.stop();
 }

@@ -6,6 +6,7 @@
 
 use super::Router;
 use crate::config::{IpCidr, Ipv4Cidr};
+use dataplane::rss::Steering;
 use pipelines::nat::conntrack::Key4;
 use pipelines::nat::stage::{NatReport, NatTables, Target};
 use serde_json::{json, Value};
@@ -155,6 +156,7 @@ impl Router {
                         "proto": proto_name(*p), "address": Ipv4Addr::from(*a).to_string(), "in_use": n,
                     })).collect::<Vec<_>>(),
                     "ports_exhausted": r.ports.exhausted,
+                    "ports_unsteered": r.ports.unpreferred,
                     "eim_mappings": r.eim_mappings,
                 })
             })
@@ -172,8 +174,34 @@ impl Router {
             "external": t.external.iter().map(|a| Ipv4Addr::from(*a).to_string()).collect::<Vec<_>>(),
             "masquerade": masquerade,
             "port_range": format!("{}-{}", t.split.range().start(), t.split.range().end()),
+            "answer_steering": steering_name(&t.steering),
             "mappings": mappings,
             "workers": workers,
         })
+    }
+}
+
+/// How `show nat` names the outside port's steering: whether masquerade can pick ports whose answers RSS
+/// brings to the flow's worker, or answers reach it by handoff.
+fn steering_name(s: &Steering) -> String {
+    match s {
+        Steering::Unknown => "unknown: answers reach their flow's worker by handoff".into(),
+        Steering::FlowHash { queues } => format!("wharf's flow hash over {queues} queue(s)"),
+        Steering::Toeplitz { reta, tcp, udp, .. } => {
+            let ports: Vec<&str> = [(*tcp, "tcp"), (*udp, "udp")]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, p)| *p)
+                .collect();
+            format!(
+                "Toeplitz RSS, {} table entries, ports hashed for {}",
+                reta.len(),
+                if ports.is_empty() {
+                    "none".to_string()
+                } else {
+                    ports.join(" and ")
+                }
+            )
+        }
     }
 }

@@ -165,6 +165,10 @@ pub struct PortStats {
     pub exhausted: u64,
     /// Allocations served by another address than the inside address's paired one (it was full).
     pub unpaired: u64,
+    /// Allocations whose caller's preference accepted none of the ports looked at, so the first free one
+    /// was taken ([`PortAllocator::alloc_preferring`]): with the NAT's steering, a flow whose answers will be
+    /// handed over.
+    pub unpreferred: u64,
     /// Releases of a port that was not allocated (or not ours): refused.
     pub bad_release: u64,
 }
@@ -325,10 +329,10 @@ impl PortAllocator {
             let Some(first) = find_free(&map.words, start) else {
                 continue;
             };
-            let (mut bit, mut chosen) = (first, first);
+            let (mut bit, mut chosen, mut accepted) = (first, first, false);
             for _ in 0..tries {
                 if prefer(addr, base + bit as u16) {
-                    chosen = bit;
+                    (chosen, accepted) = (bit, true);
                     break;
                 }
                 // The next free port; back at the first one, every free port has been looked at.
@@ -342,6 +346,9 @@ impl PortAllocator {
             self.stats.allocated += 1;
             if k > 0 {
                 self.stats.unpaired += 1;
+            }
+            if !accepted {
+                self.stats.unpreferred += 1;
             }
             return Ok((addr, base + chosen as u16));
         }
@@ -727,12 +734,14 @@ mod tests {
             assert_eq!((addr, p % 2, s.worker_of(p)), (7, 0, Some(0)));
             assert!(got.insert(p), "port {p} twice");
         }
-        // Nothing accepted: the first free port, as without a preference, after the looks.
+        assert_eq!(a.stats().unpreferred, 0);
+        // Nothing accepted: the first free port, as without a preference, after the looks; counted.
         let mut c = a.clone();
         assert_eq!(
             a.alloc_preferring(IPPROTO_TCP, 1, 77, |_, _| false),
             c.alloc(IPPROTO_TCP, 1, 77)
         );
+        assert_eq!((a.stats().unpreferred, c.stats().unpreferred), (1, 0));
         // Three free ports left, none accepted: each is still handed out, then the slice is exhausted.
         let s = PortSplit::new(1000, 1009, 2).unwrap();
         let mut d = PortAllocator::new(s, 1, &[7], 1);
