@@ -5,7 +5,7 @@
 //! burst, never per packet: one dynamic dispatch per burst is the only indirection on the fast path.
 //!
 //! Backends: [`ring`] (in-process pairs), [`pcap`] (replay and capture files), [`afpacket`] (Linux AF_PACKET
-//! with TPACKET_V3 rings), [`dpdk`] (DPDK poll-mode drivers, behind the `dpdk` feature).
+//! with TPACKET_V3 rings), `dpdk` (DPDK poll-mode drivers, behind the `dpdk` feature).
 
 pub mod afpacket;
 #[cfg(feature = "dpdk")]
