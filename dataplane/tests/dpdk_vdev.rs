@@ -139,10 +139,12 @@ fn pool(eal: &Eal, buffers: u32) -> DpdkPool {
 }
 
 /// Generator → ring pair → wharf port a → worker → port b → ring pair → sink, and back; buffers from the
-/// mempool (zero copy) and from a wharf pool (copied into mbufs at tx). Frames arrive in order and unchanged,
-/// every port counts them, and every mbuf goes home.
+/// ports' mempool (zero copy), from a second mempool of wharf's (adopted as they are: not the receiving
+/// queue's own mempool, so off the receive loop's common path) and from a wharf pool (copied into mbufs at
+/// tx). Frames arrive in order and unchanged, every port counts them, and every mbuf goes home.
 fn ring_forward(eal: &Eal) {
     let pool = pool(eal, 4096);
+    let second = self::pool(eal, 1024);
     let own = Pool::new(&PoolConfig {
         buffers: 512,
         hugepages: false,
@@ -168,10 +170,10 @@ fn ring_forward(eal: &Eal) {
     let mut i = 0;
     let got = pump(&mut *gq, &mut *sq, &frames, || {
         i += 1;
-        if i % 5 == 0 {
-            own.alloc()
-        } else {
-            pool.alloc()
+        match i % 5 {
+            0 => own.alloc(),
+            1 => second.alloc(),
+            _ => pool.alloc(),
         }
     });
     assert!(got == frames, "frames arrive unchanged and in order");
@@ -208,6 +210,11 @@ fn ring_forward(eal: &Eal) {
     dp.stop();
     drop((gq, sq));
     assert_eq!(pool.available(), pool.capacity(), "every mbuf went home");
+    assert_eq!(
+        second.available(),
+        second.capacity(),
+        "the second mempool's mbufs too"
+    );
     dataplane::pool::flush_thread_cache();
     assert_eq!(
         own.available(),
