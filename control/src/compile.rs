@@ -57,6 +57,15 @@ impl PortFacts {
             .unzip();
         PortFacts { macs, steering }
     }
+
+    /// A compile environment with these facts and nothing else (fill the rest with struct update syntax).
+    pub fn env(&self) -> CompileEnv<'_> {
+        CompileEnv {
+            port_macs: &self.macs,
+            port_steering: &self.steering,
+            ..Default::default()
+        }
+    }
 }
 
 /// Compiles `cfg` into snapshot number `generation`. Port indices are the order of `[[ports]]` in the config.

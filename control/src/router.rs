@@ -92,10 +92,9 @@ impl Router {
             1,
             CompileEnv {
                 previous: None,
-                port_macs: &facts.macs,
-                port_steering: &facts.steering,
                 pool: Some(&pool),
                 host: Some(&host_queues),
+                ..facts.env()
             },
         )
         .map_err(|e| anyhow::anyhow!(e))?;
@@ -269,10 +268,9 @@ impl Router {
         let current = self.dp.snapshot().load_full();
         let env = CompileEnv {
             previous: Some(&current),
-            port_macs: &facts.macs,
-            port_steering: &facts.steering,
             pool: Some(&self.pool),
             host: Some(&self.host_queues),
+            ..facts.env()
         };
         // Routes added at run time stay, unless the file routes the prefix itself or their gateway is no
         // longer on a connected subnet.

@@ -60,12 +60,8 @@ impl Inline {
         let t0 = Instant::now();
         // The ports' steering too: the NAT steers masquerade answers by it, as in the router.
         let facts = control::compile::PortFacts::of(&opened.ports);
-        let env = control::compile::CompileEnv {
-            port_macs: &facts.macs,
-            port_steering: &facts.steering,
-            ..Default::default()
-        };
-        let snap = control::compile::compile(cfg, 1, env).map_err(|e| anyhow::anyhow!(e))?;
+        let snap =
+            control::compile::compile(cfg, 1, facts.env()).map_err(|e| anyhow::anyhow!(e))?;
         let compile_time = t0.elapsed();
         let snapshot = Arc::new(ArcSwap::from_pointee(snap));
         let mut workers_v = Vec::with_capacity(n);

@@ -188,19 +188,15 @@ fn steering_name(s: &Steering) -> String {
         Steering::Unknown => "unknown: answers reach their flow's worker by handoff".into(),
         Steering::FlowHash { queues } => format!("wharf's flow hash over {queues} queue(s)"),
         Steering::Toeplitz { reta, tcp, udp, .. } => {
-            let ports: Vec<&str> = [(*tcp, "tcp"), (*udp, "udp")]
-                .iter()
-                .filter(|(on, _)| *on)
-                .map(|(_, p)| *p)
-                .collect();
+            let ports = match (tcp, udp) {
+                (true, true) => "tcp and udp",
+                (true, false) => "tcp",
+                (false, true) => "udp",
+                (false, false) => "none",
+            };
             format!(
-                "Toeplitz RSS, {} table entries, ports hashed for {}",
-                reta.len(),
-                if ports.is_empty() {
-                    "none".to_string()
-                } else {
-                    ports.join(" and ")
-                }
+                "Toeplitz RSS, {} table entries, ports hashed for {ports}",
+                reta.len()
             )
         }
     }

@@ -1616,7 +1616,6 @@ fn detach(port_id: u16) {
     }
 }
 
-/// Configures queues, MTU and promiscuity and starts the port. Returns MAC, MTU and the `rte_device`.
 /// What a started device told about itself.
 struct Started {
     mac: [u8; 6],
@@ -1625,6 +1624,7 @@ struct Started {
     steering: Steering,
 }
 
+/// Configures queues, MTU and promiscuity, starts the port, and reads back what it became.
 fn configure_and_start(
     name: &str,
     port_id: u16,
@@ -2123,7 +2123,7 @@ impl DpdkQueue {
         // A length is in `ETH_HLEN..=max_frame` when `len - ETH_HLEN` (wrapping) is at most `span`: one compare.
         let span = self.max_frame.checked_sub(ETH_HLEN);
         let (span, mut clean) = (span.unwrap_or(0), span.is_some());
-        let ready = burst.len().min(MAX_BURST).min(self.mbufs.len());
+        let ready = burst.len().min(self.mbufs.len());
         let mut bytes = 0u64;
         // Two slices of one length: one loop counter.
         for (p, slot) in burst.as_slice()[..ready]
