@@ -91,6 +91,11 @@ pub struct Args {
     /// both MACs of every frame as the router does).
     #[arg(long)]
     baseline_fwd: Option<String>,
+    /// More testpmd arguments for the baseline DUT, split at white space. With `--baseline-fwd noisy` and
+    /// e.g. `--noisy-lkup-memory=1 --noisy-lkup-num-reads=1`, testpmd does a known amount of extra work per
+    /// packet: a calibration of how far the closed loop's rate moves with a DUT's cost per packet.
+    #[arg(long, allow_hyphen_values = true)]
+    baseline_args: Option<String>,
 }
 
 /// The pipeline wharf runs as the DUT.
@@ -812,6 +817,9 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
             base_args.push(format!("--eth-peer={i},{}", fmt_mac(m)));
         }
     }
+    if let Some(extra) = &a.baseline_args {
+        base_args.extend(extra.split_whitespace().map(String::from));
+    }
     let (mut base, mut ours) = (Vec::new(), Vec::new());
     let mut drops = String::new();
     let mut events = String::new();
@@ -973,10 +981,13 @@ pub fn run(a: &Args) -> anyhow::Result<()> {
         ),
     };
     println!(
-        "xconnect-dpdk {what}: wharf median {mw:.3} Mpps, testpmd ({fwd}) median {mb:.3} Mpps, ratio of medians \
+        "xconnect-dpdk {what}: wharf median {mw:.3} Mpps, testpmd ({fwd}{}) median {mb:.3} Mpps, ratio of medians \
          {:.3}, median of per-run ratios {mr:.3}; best runs: wharf {bw:.3}, testpmd {bb:.3}, ratio {:.3}; {} runs \
          of {}s, {}-byte frames, burst {}, {} seed bursts per direction, DUT on CPU {}, peer ({}) on CPU {}, {}; \
          wharf's last run: {events}, drops {drops}",
+        a.baseline_args
+            .as_deref()
+            .map_or(String::new(), |x| format!(" {x}")),
         mw / mb,
         bw / bb,
         a.m.runs,
