@@ -26,7 +26,8 @@ use std::net::Ipv6Addr;
 #[derive(Clone, Copy)]
 pub(super) struct Ingress {
     iface: u32,
-    mac: [u8; 6],
+    /// The interface's MAC as [`mac48`] reads it from a frame.
+    mac: u64,
 }
 
 impl Ingress {
@@ -39,9 +40,12 @@ impl Ingress {
             .map_or(
                 Ingress {
                     iface: u32::MAX,
-                    mac: [0; 6],
+                    mac: u64::MAX,
                 },
-                |(iface, mac)| Ingress { iface, mac },
+                |(iface, mac)| Ingress {
+                    iface,
+                    mac: mac48(&mac),
+                },
             )
     }
 }
@@ -55,6 +59,20 @@ struct Verdict {
     /// The frame's length without Ethernet padding.
     frame_len: usize,
 }
+
+/// A MAC in the low 48 bits of a little-endian word: a frame's destination is then one 8-byte load masked with
+/// [`MAC48`] and one compare.
+#[inline(always)]
+fn mac48(b: &[u8; 6]) -> u64 {
+    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], 0, 0])
+}
+
+/// The low 48 bits of a word.
+const MAC48: u64 = (1 << 48) - 1;
+
+/// The EtherType IPv4 and a first header byte of version 4 with a 20-byte header (`08 00 45`), as the low 24
+/// bits of a little-endian word read at the EtherType.
+const IPV4_IHL5: u32 = u32::from_le_bytes([0x08, 0x00, 0x45, 0]);
 
 /// Offset of the IPv6 hop limit in the frame.
 const HOP_LIMIT: usize = ETH_LEN + 7;
@@ -115,12 +133,13 @@ fn decide4(c: &L3Ctx<'_>, nh: &NextHopCache, ingress: Ingress, pkt: &Pkt) -> Opt
     let mac = if iface == ingress.iface {
         ingress.mac
     } else {
-        c.t.ifaces.get(iface as usize)?.mac
+        mac48(&c.t.ifaces.get(iface as usize)?.mac)
     };
     let d = pkt.data();
     let f = d.first_chunk::<{ ETH_LEN + 20 }>()?;
     // IPv4 with a 20-byte header, to this interface's MAC.
-    if f[12..15] != [0x08, 0x00, 0x45] || f[..6] != mac {
+    let (dst, et) = (f.first_chunk::<8>()?, f[12..].first_chunk::<4>()?);
+    if u32::from_le_bytes(*et) & 0xff_ffff != IPV4_IHL5 || u64::from_le_bytes(*dst) & MAC48 != mac {
         return None;
     }
     let h = f.last_chunk::<20>()?;

@@ -86,15 +86,13 @@ pub fn checksum(data: &[u8]) -> u16 {
 #[inline(always)]
 pub fn header20_ok(h: &[u8; 20]) -> bool {
     let w = |o: usize| u32::from_le_bytes([h[o], h[o + 1], h[o + 2], h[o + 3]]) as u64;
-    // Five 32-bit words summed in 64 bits cannot overflow; then 64 -> 16 bits as in `sum`. Little-endian
-    // words and a byte-swapped result are equivalent (RFC 1071 section 2(B)), and a sum of 0xffff swaps to
-    // itself, so no swap is needed to compare.
+    // Five 32-bit words summed in 64 bits cannot overflow. As 2^16 = 1 modulo 0xffff, the folded
+    // one's-complement sum of a non-zero `t` is the residue of `t` modulo 0xffff, taken as 0xffff where it is
+    // 0: the header verifies when that residue is 0 (a multiply and a few shifts, against four folds).
+    // Little-endian words are fine: a byte swap multiplies a residue by 256, which is prime to 0xffff, so it
+    // keeps a residue of 0 (RFC 1071 section 2(B)).
     let t = w(0) + w(4) + w(8) + w(12) + w(16);
-    let mut s = (t >> 32) + (t & 0xffff_ffff);
-    s = (s >> 16) + (s & 0xffff);
-    s = (s >> 16) + (s & 0xffff);
-    s = (s >> 16) + (s & 0xffff);
-    s == 0xffff
+    t != 0 && t % 0xffff == 0
 }
 
 /// The sum of the IPv4 pseudo-header (RFC 768, RFC 793): source, destination, protocol and the upper-layer
