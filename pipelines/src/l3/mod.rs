@@ -669,11 +669,11 @@ fn announce(c: &L3Ctx<'_>, out: &mut TxBatches) {
 }
 
 /// The flow hash used for ECMP: the receive hash when the backend computed one, else the symmetric 5-tuple
-/// hash of the frame.
+/// hash of the frame's first `len` bytes.
 #[inline]
-fn flow_hash(pkt: &Pkt) -> u32 {
+fn flow_hash(pkt: &Pkt, len: usize) -> u32 {
     match pkt.meta().flow_hash {
-        0 => dataplane::rss::flow_hash(pkt.data()),
+        0 => dataplane::rss::flow_hash(pkt.data().get(..len).unwrap_or(pkt.data())),
         h => h,
     }
 }
@@ -681,9 +681,17 @@ fn flow_hash(pkt: &Pkt) -> u32 {
 /// Follows `nh` to a concrete adjacency (an ECMP group picks a member by flow hash).
 #[inline(always)]
 fn resolve_adj(t: &L3Tables, nh: u32, pkt: &Pkt) -> Option<Adjacency> {
+    resolve_adj_within(t, nh, pkt, pkt.len())
+}
+
+/// [`resolve_adj`] for a frame whose IP packet ends `len` bytes in, before its Ethernet padding: the ECMP hash
+/// reads only those, as it does once the general path has cut the padding (a packet whose length field leaves
+/// out its ports hashes without them either way).
+#[inline(always)]
+fn resolve_adj_within(t: &L3Tables, nh: u32, pkt: &Pkt, len: usize) -> Option<Adjacency> {
     match *t.adj.get(nh as usize)? {
         Adjacency::Ecmp { first, count } if count > 0 => {
-            let k = flow_hash(pkt) % count;
+            let k = flow_hash(pkt, len) % count;
             let m = *t.ecmp.get((first + k) as usize)?;
             t.adj.get(m as usize).copied()
         }
