@@ -85,14 +85,28 @@ pub fn checksum(data: &[u8]) -> u16 {
 /// loop and tail than on these five words.
 #[inline(always)]
 pub fn header20_ok(h: &[u8; 20]) -> bool {
-    let w = |o: usize| u32::from_le_bytes([h[o], h[o + 1], h[o + 2], h[o + 3]]) as u64;
-    // Five 32-bit words summed in 64 bits cannot overflow. As 2^16 = 1 modulo 0xffff, the folded
-    // one's-complement sum of a non-zero `t` is the residue of `t` modulo 0xffff, taken as 0xffff where it is
-    // 0: the header verifies when that residue is 0 (a multiply and a few shifts, against four folds).
-    // Little-endian words are fine: a byte swap multiplies a residue by 256, which is prime to 0xffff, so it
-    // keeps a residue of 0 (RFC 1071 section 2(B)).
-    let t = w(0) + w(4) + w(8) + w(12) + w(16);
-    t != 0 && t % 0xffff == 0
+    let (Some(a), Some(b), Some(c)) = (
+        h.first_chunk::<8>(),
+        h[8..].first_chunk::<8>(),
+        h.last_chunk::<4>(),
+    ) else {
+        return false;
+    };
+    // The header as two 64-bit words and a 32-bit one, summed with end-around carry (two adds with carry). As
+    // 2^16 = 1 modulo 0xffff, which divides 2^64 - 1, that sum `t` has the residue modulo 0xffff of the sum of
+    // the 16-bit words, and the folded one's-complement sum of a non-zero `t` is that residue, taken as
+    // 0xffff where it is 0: the header verifies when `t` is a non-zero multiple of 0xffff (a multiply and a
+    // compare, against four folds). `t` is 0 only for a header of zeros. Little-endian words are fine: a byte
+    // swap multiplies a residue by 256, which is prime to 0xffff, so it keeps a residue of 0 (RFC 1071 section
+    // 2(B)).
+    let (s, k1) = u64::from_le_bytes(*a).overflowing_add(u64::from_le_bytes(*b));
+    let (s, k2) = s.overflowing_add(u32::from_le_bytes(*c) as u64 + k1 as u64);
+    let t = s + k2 as u64;
+    // `t % 0xffff == 0` as one multiply by the inverse of 0xffff modulo 2^64 and a compare (the multiples of
+    // 0xffff are the numbers it maps to at most u64::MAX / 0xffff), which the compiler does not always choose.
+    const INV: u64 = 0xfffe_fffe_fffe_ffff;
+    const _: () = assert!(INV.wrapping_mul(0xffff) == 1);
+    t != 0 && t.wrapping_mul(INV) <= u64::MAX / 0xffff
 }
 
 /// The sum of the IPv4 pseudo-header (RFC 768, RFC 793): source, destination, protocol and the upper-layer
