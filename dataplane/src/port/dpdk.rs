@@ -601,7 +601,6 @@ struct LcoreRegistration {
 impl LcoreRegistration {
     fn new() -> LcoreRegistration {
         // SAFETY: reads this thread's lcore id (a thread-local).
-        // SAFETY: reads this thread's lcore id (a thread-local).
         if unsafe { sys::wharf_rte_lcore_id() } != sys::LCORE_ID_ANY {
             // An EAL thread already.
             return LcoreRegistration {

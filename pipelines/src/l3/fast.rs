@@ -26,7 +26,7 @@ use std::net::Ipv6Addr;
 #[derive(Clone, Copy)]
 pub(super) struct Ingress {
     iface: u32,
-    /// The interface's MAC as [`mac48`] reads it from a frame.
+    /// The interface's MAC in [`mac48`]'s form, for one compare with a frame's destination.
     mac: u64,
 }
 
@@ -138,8 +138,10 @@ fn decide4(c: &L3Ctx<'_>, nh: &NextHopCache, ingress: Ingress, pkt: &Pkt) -> Opt
     let d = pkt.data();
     let f = d.first_chunk::<{ ETH_LEN + 20 }>()?;
     // IPv4 with a 20-byte header, to this interface's MAC.
-    let (dst, et) = (f.first_chunk::<8>()?, f[12..].first_chunk::<4>()?);
-    if u32::from_le_bytes(*et) & 0xff_ffff != IPV4_IHL5 || u64::from_le_bytes(*dst) & MAC48 != mac {
+    let (eth_dst, et) = (f.first_chunk::<8>()?, f[12..].first_chunk::<4>()?);
+    if u32::from_le_bytes(*et) & 0xff_ffff != IPV4_IHL5
+        || u64::from_le_bytes(*eth_dst) & MAC48 != mac
+    {
         return None;
     }
     let h = f.last_chunk::<20>()?;
