@@ -74,6 +74,18 @@ const MAC48: u64 = (1 << 48) - 1;
 /// bits of a little-endian word read at the EtherType.
 const IPV4_IHL5: u32 = u32::from_le_bytes([0x08, 0x00, 0x45, 0]);
 
+/// `ff00::/8`, as [`Ipv6Addr::is_multicast`].
+#[inline(always)]
+fn v6_multicast(a: u128) -> bool {
+    a >> 120 == 0xff
+}
+
+/// `fe80::/10`, as [`Ipv6Addr::is_unicast_link_local`].
+#[inline(always)]
+fn v6_link_local(a: u128) -> bool {
+    a >> 118 == 0xfe80 >> 6
+}
+
 /// Offset of the IPv6 hop limit in the frame.
 const HOP_LIMIT: usize = ETH_LEN + 7;
 
@@ -193,27 +205,26 @@ fn decide6(c: &L3Ctx<'_>, nh: &NextHopCache, pkt: &Pkt) -> Option<Verdict> {
     if 40 + plen > d.len() - ETH_LEN {
         return None;
     }
-    let mut a = [0u8; 16];
-    a.copy_from_slice(&f[22..38]);
-    let src = Ipv6Addr::from(a);
-    a.copy_from_slice(&f[38..54]);
-    let dst = Ipv6Addr::from(a);
-    // Martians, multicast, link-local either way (never forwarded), and the router's own addresses.
-    if src.is_multicast()
-        || src.is_loopback()
-        || src.is_unicast_link_local()
-        || dst.is_loopback()
-        || dst.is_unspecified()
-        || dst.is_multicast()
-        || dst.is_unicast_link_local()
-        || ifc.has_v6(&dst)
+    let (Some(s), Some(d)) = (f[22..].first_chunk::<16>(), f[38..].first_chunk::<16>()) else {
+        return None;
+    };
+    // The addresses as numbers: each check below is a compare or two, where `Ipv6Addr`'s take its segments.
+    let (src, dst) = (u128::from_be_bytes(*s), u128::from_be_bytes(*d));
+    // Martians, multicast, link-local either way (never forwarded), and the router's own addresses. A
+    // destination of at most 1 is the unspecified or the loopback address.
+    if v6_multicast(src)
+        || src == 1
+        || v6_link_local(src)
+        || dst <= 1
+        || v6_multicast(dst)
+        || v6_link_local(dst)
+        || ifc.has_v6(&Ipv6Addr::from(dst))
     {
         return None;
     }
-    let (oif, via) = match resolve_adj_within(c.t, c.t.fib6.lookup(&a)?, pkt, ETH_LEN + 40 + plen)?
-    {
+    let (oif, via) = match resolve_adj_within(c.t, c.t.fib6.lookup(d)?, pkt, ETH_LEN + 40 + plen)? {
         Adjacency::Gateway { iface, via } => (iface, via),
-        Adjacency::Attached { iface } => (iface, u128::from(dst)),
+        Adjacency::Attached { iface } => (iface, dst),
         _ => return None,
     };
     let o = c.t.ifaces.get(oif as usize)?;
@@ -764,6 +775,44 @@ mod tests {
             ..base
         };
         assert!(!compare(&t, &pool, &mut fast, &mut general, &icmp));
+    }
+
+    #[test]
+    fn address_classes_agree_with_ipv6addr() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let edges = [
+            "fe80::",
+            "febf:ffff::1",
+            "fec0::",
+            "fe7f::",
+            "ff00::",
+            "feff::1",
+            "ff02::1",
+            "::1",
+            "::",
+        ];
+        let mut addrs: Vec<u128> = edges.iter().map(|a| u128::from(v6(a))).collect();
+        for _ in 0..10_000 {
+            // Random addresses, and random ones under the prefixes that matter.
+            let r = (u128::from(next()) << 64) | u128::from(next());
+            addrs.extend([
+                r,
+                r >> 8 | 0xff << 120,
+                r >> 10 | 0x3fa << 118,
+                r >> 10 | 0x3fb << 118,
+            ]);
+        }
+        for a in addrs {
+            let ip = Ipv6Addr::from(a);
+            assert_eq!(v6_multicast(a), ip.is_multicast(), "{ip}");
+            assert_eq!(v6_link_local(a), ip.is_unicast_link_local(), "{ip}");
+        }
     }
 
     /// A packet to an ECMP group whose length field leaves its ports out, while its frame still holds them (as
