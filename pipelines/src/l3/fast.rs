@@ -778,15 +778,8 @@ mod tests {
     }
 
     #[test]
-    fn address_classes_agree_with_ipv6addr() {
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        let edges = [
+    fn address_classes_agree_with_ipv6addr_at_the_edges() {
+        for a in [
             "fe80::",
             "febf:ffff::1",
             "fec0::",
@@ -796,22 +789,26 @@ mod tests {
             "ff02::1",
             "::1",
             "::",
-        ];
-        let mut addrs: Vec<u128> = edges.iter().map(|a| u128::from(v6(a))).collect();
-        for _ in 0..10_000 {
-            // Random addresses, and random ones under the prefixes that matter.
-            let r = (u128::from(next()) << 64) | u128::from(next());
-            addrs.extend([
-                r,
-                r >> 8 | 0xff << 120,
-                r >> 10 | 0x3fa << 118,
-                r >> 10 | 0x3fb << 118,
-            ]);
+        ] {
+            let ip = v6(a);
+            assert_eq!(v6_multicast(u128::from(ip)), ip.is_multicast(), "{ip}");
+            assert_eq!(
+                v6_link_local(u128::from(ip)),
+                ip.is_unicast_link_local(),
+                "{ip}"
+            );
         }
-        for a in addrs {
+    }
+
+    proptest! {
+        /// Any address, and addresses under the prefixes that matter (`ff`, `fe80::/10` and its neighbour
+        /// `fec0::/10`).
+        #[test]
+        fn address_classes_agree_with_ipv6addr(r in any::<u128>(), top in prop::sample::select(vec![0u128, 0xff << 120, 0x3fa << 118, 0x3fb << 118])) {
+            let a = if top == 0 { r } else { r >> 10 | top };
             let ip = Ipv6Addr::from(a);
-            assert_eq!(v6_multicast(a), ip.is_multicast(), "{ip}");
-            assert_eq!(v6_link_local(a), ip.is_unicast_link_local(), "{ip}");
+            prop_assert_eq!(v6_multicast(a), ip.is_multicast());
+            prop_assert_eq!(v6_link_local(a), ip.is_unicast_link_local());
         }
     }
 
