@@ -205,11 +205,11 @@ fn decide6(c: &L3Ctx<'_>, nh: &NextHopCache, pkt: &Pkt) -> Option<Verdict> {
     if 40 + plen > d.len() - ETH_LEN {
         return None;
     }
-    let (Some(s), Some(d)) = (f[22..].first_chunk::<16>(), f[38..].first_chunk::<16>()) else {
+    let (Some(sa), Some(da)) = (f[22..].first_chunk::<16>(), f[38..].first_chunk::<16>()) else {
         return None;
     };
     // The addresses as numbers: each check below is a compare or two, where `Ipv6Addr`'s take its segments.
-    let (src, dst) = (u128::from_be_bytes(*s), u128::from_be_bytes(*d));
+    let (src, dst) = (u128::from_be_bytes(*sa), u128::from_be_bytes(*da));
     // Martians, multicast, link-local either way (never forwarded), and the router's own addresses. A
     // destination of at most 1 is the unspecified or the loopback address.
     if v6_multicast(src)
@@ -222,7 +222,8 @@ fn decide6(c: &L3Ctx<'_>, nh: &NextHopCache, pkt: &Pkt) -> Option<Verdict> {
     {
         return None;
     }
-    let (oif, via) = match resolve_adj_within(c.t, c.t.fib6.lookup(d)?, pkt, ETH_LEN + 40 + plen)? {
+    let (oif, via) = match resolve_adj_within(c.t, c.t.fib6.lookup(da)?, pkt, ETH_LEN + 40 + plen)?
+    {
         Adjacency::Gateway { iface, via } => (iface, via),
         Adjacency::Attached { iface } => (iface, dst),
         _ => return None,
@@ -801,8 +802,8 @@ mod tests {
     }
 
     proptest! {
-        /// Any address, and addresses under the prefixes that matter (`ff`, `fe80::/10` and its neighbour
-        /// `fec0::/10`).
+        /// Any address, and addresses under the prefixes that matter (`ff00::/8`, `fe80::/10` and its
+        /// neighbour `fec0::/10`).
         #[test]
         fn address_classes_agree_with_ipv6addr(r in any::<u128>(), top in prop::sample::select(vec![0u128, 0xff << 120, 0x3fa << 118, 0x3fb << 118])) {
             let a = if top == 0 { r } else { r >> 10 | top };
