@@ -70,8 +70,8 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum CtlCmd {
-    /// Show a table: ports, workers, stats, drops, bridges, mac [NETWORK], routes, neighbors,
-    /// conntrack [NETWORK], nat or vxlan.
+    /// Show a table: ports, workers, stats, drops, bridges, `mac [NETWORK]`, routes, neighbors,
+    /// `conntrack [NETWORK]`, nat or vxlan.
     Show {
         /// Which table.
         #[arg(value_enum)]
