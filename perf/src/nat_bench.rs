@@ -3,11 +3,11 @@
 //! 198.51.101.1, ... one per /24, so that a million sessions find ports: 64512 per address and protocol).
 //!
 //! Session `i` is UDP from inside host `i mod 1024` (10.0.16.0 and up), source port `1024 + i / 1024`, to
-//! port 53 of server `i mod --servers` outside (198.51.100.2 and up; one server by default). Every session is opened untimed first (one packet each through the worker),
-//! which tells its external address and port; then the timed runs send packets of established sessions:
-//! `--direction out` (inside to outside: masquerade), `in` (the answers: translated back), or `both`
-//! (alternating). Sessions are visited in a random order (a fixed permutation), so the flow table's working set
-//! is all of it, not a hot corner.
+//! port 53 of server `i mod --servers` outside (198.51.100.2 and up; one server by default). Every session is
+//! opened untimed first (one packet each through the worker), which tells its external address and port;
+//! then the timed runs send packets of established sessions: `--direction out` (inside to outside:
+//! masquerade), `in` (the answers: translated back), or `both` (alternating). Sessions are visited in a random
+//! order (a fixed permutation), so the flow table's working set is all of it, not a hot corner.
 //!
 //! The inline worker of [`crate::inline`] runs on this thread: `--inflight` packets are put in the receive
 //! rings, the worker is timed while it receives, translates, routes and transmits them, then, untimed, every
@@ -42,7 +42,6 @@ use std::time::{Duration, Instant};
 const DEPTH: usize = 16_384;
 /// Inside hosts the sessions come from.
 const HOSTS: usize = 1024;
-/// The outside server.
 /// The first outside server; `--servers` more take the next addresses.
 const SERVER: [u8; 4] = [198, 51, 100, 2];
 const SERVER_MAC: [u8; 6] = [2, 0, 0, 0, 0xee, 2];

@@ -51,12 +51,9 @@ impl Steering {
                 queues,
             )),
             Steering::Toeplitz {
-                ref key,
-                ref reta,
-                tcp,
-                udp,
+                ref key, ref reta, ..
             } => {
-                let ports = (proto == 6 && tcp) || (proto == 17 && udp);
+                let ports = self.steers_by_port(proto);
                 let (input, n) = toeplitz::ipv4_input(src, sport, dst, dport, ports);
                 let h = toeplitz::toeplitz(key, &input[..n]);
                 reta.get(h as usize % reta.len().max(1)).copied()

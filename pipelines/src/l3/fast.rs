@@ -805,7 +805,10 @@ mod tests {
         /// Any address, and addresses under the prefixes that matter (`ff00::/8`, `fe80::/10` and its
         /// neighbour `fec0::/10`).
         #[test]
-        fn address_classes_agree_with_ipv6addr(r in any::<u128>(), top in prop::sample::select(vec![0u128, 0xff << 120, 0x3fa << 118, 0x3fb << 118])) {
+        fn address_classes_agree_with_ipv6addr(
+            r in any::<u128>(),
+            top in prop::sample::select(vec![0u128, 0xff << 120, 0x3fa << 118, 0x3fb << 118]),
+        ) {
             let a = if top == 0 { r } else { r >> 10 | top };
             let ip = Ipv6Addr::from(a);
             prop_assert_eq!(v6_multicast(a), ip.is_multicast());
